@@ -1,0 +1,81 @@
+//! The Timeline DSL: text in, a type-checked [`TimeLineOp`] out.
+//!
+//! ```text
+//! // connection-induced rebuffering on CDN1
+//! duration_where(
+//!   has_existed(playerStateChange == "play")
+//!   && !has_existed_within(userAction == "seek", 5s)
+//!   && latest_event_to_state(playerStateChange) == "buffer"
+//!   && latest_event_to_state(cdnChange) == "CDN1")
+//! ```
+//!
+//! A query is an expression, optionally after `let name = expr;` bindings (the
+//! article's style); without a final expression the last binding is the result.
+//! Names are matched without regard to case or underscores, so the article's
+//! spellings (`TLHasExisted`, `TLEventToState`, `EqualTo`, `And`, `col("x")`)
+//! work as well. Parsing is [chumsky]; errors carry line and column and render
+//! with a caret through [ariadne].
+//!
+//! Bare identifiers are columns. A comparison of a column with a literal is a
+//! *predicate* on one event (the argument of `has_existed`); a comparison of a
+//! timeline with a literal is a *timeline*. Mixing the two is a type error.
+
+mod builder;
+mod check;
+mod error;
+mod lexer;
+mod parser;
+
+use std::fmt;
+
+pub use builder::*;
+pub use error::DslError;
+
+use crate::op::TimeLineOp;
+
+/// A parsed query: its `let` bindings and the timeline it computes.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// `let` bindings that are timelines, in order.
+    pub bindings: Vec<(String, TimeLineOp)>,
+    /// The result.
+    pub result: TimeLineOp,
+}
+
+/// Parses and type-checks a query.
+pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
+    parse_query(source).map(|q| q.result)
+}
+
+/// Parses and type-checks a query, keeping its bindings.
+pub fn parse_query(source: &str) -> Result<Query, DslError> {
+    let tokens = lexer::lex(source)?;
+    let program = parser::parse(source, tokens)?;
+    check::lower(source, &program)
+}
+
+/// Whether `name` can stand bare in the DSL as a column name.
+pub fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let start_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    start_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !matches!(name, "let" | "true" | "false")
+}
+
+/// A column name as the DSL writes it: bare, or `col("...")` when it is not a
+/// plain identifier.
+pub fn identifier(name: &str) -> String {
+    if is_plain_identifier(name) {
+        name.to_string()
+    } else {
+        format!("col({})", serde_json::Value::String(name.to_string()))
+    }
+}
+
+pub(crate) fn write_identifier(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    f.write_str(&identifier(name))
+}
+
+#[cfg(test)]
+mod tests;

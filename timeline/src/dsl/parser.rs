@@ -1,0 +1,191 @@
+//! Tokens to an untyped syntax tree.
+
+use chumsky::prelude::*;
+use chumsky::Stream;
+
+use super::error::DslError;
+use super::lexer::{Span, Token};
+use crate::value::CmpOp;
+
+/// An untyped expression with its character span.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ExprKind {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Duration(i64, String),
+    Name(String),
+    Call { name: String, name_span: Span, args: Vec<Expr> },
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Compare(CmpOp, Box<Expr>, Box<Expr>),
+}
+
+/// `let` bindings, then an optional final expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Program {
+    pub bindings: Vec<(String, Span, Expr)>,
+    pub result: Option<Expr>,
+}
+
+fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
+    recursive(|expr| {
+        let literal = select! {
+            Token::Str(s) => ExprKind::Str(s),
+            Token::Int(i) => ExprKind::Int(i),
+            Token::Float(s) => ExprKind::Float(s.parse().unwrap_or(f64::NAN)),
+            Token::Duration(ms, text) => ExprKind::Duration(ms, text),
+            Token::True => ExprKind::Bool(true),
+            Token::False => ExprKind::Bool(false),
+        }
+        .labelled("a value")
+        .map_with_span(|kind, span| Expr { kind, span });
+
+        let name = select! { Token::Ident(s) => s }.labelled("a name");
+
+        let args = expr
+            .clone()
+            .separated_by(just(Token::Ctrl(',')))
+            .allow_trailing()
+            .delimited_by(just(Token::Ctrl('(')), just(Token::Ctrl(')')));
+
+        let call_or_name = name
+            .map_with_span(|name, span| (name, span))
+            .then(args.or_not())
+            .map_with_span(|((name, name_span), args), span| Expr {
+                kind: match args {
+                    Some(args) => ExprKind::Call { name, name_span, args },
+                    None => ExprKind::Name(name),
+                },
+                span,
+            });
+
+        let parenthesised = expr
+            .clone()
+            .delimited_by(just(Token::Ctrl('(')), just(Token::Ctrl(')')))
+            .map_with_span(|inner: Expr, span| Expr { kind: inner.kind, span });
+
+        let atom = choice((literal, call_or_name, parenthesised)).labelled("an expression");
+
+        let unary = just(Token::Op("!"))
+            .map_with_span(|_, span: Span| span)
+            .repeated()
+            .then(atom)
+            .foldr(|bang, operand| {
+                let span = bang.start..operand.span.end;
+                Expr { kind: ExprKind::Not(Box::new(operand)), span }
+            });
+
+        let cmp_op = select! {
+            Token::Op("==") => CmpOp::Eq,
+            Token::Op("!=") => CmpOp::Ne,
+            Token::Op("<") => CmpOp::Lt,
+            Token::Op("<=") => CmpOp::Le,
+            Token::Op(">") => CmpOp::Gt,
+            Token::Op(">=") => CmpOp::Ge,
+        };
+        let comparison = unary.clone().then(cmp_op.then(unary).or_not()).map(|(lhs, rhs)| match rhs {
+            None => lhs,
+            Some((op, rhs)) => {
+                let span = lhs.span.start..rhs.span.end;
+                Expr { kind: ExprKind::Compare(op, Box::new(lhs), Box::new(rhs)), span }
+            }
+        });
+
+        let conjunction = comparison
+            .clone()
+            .then(just(Token::Op("&&")).ignore_then(comparison).repeated())
+            .foldl(|lhs, rhs| {
+                let span = lhs.span.start..rhs.span.end;
+                Expr { kind: ExprKind::And(Box::new(lhs), Box::new(rhs)), span }
+            });
+
+        conjunction
+            .clone()
+            .then(just(Token::Op("||")).ignore_then(conjunction).repeated())
+            .foldl(|lhs, rhs| {
+                let span = lhs.span.start..rhs.span.end;
+                Expr { kind: ExprKind::Or(Box::new(lhs), Box::new(rhs)), span }
+            })
+    })
+}
+
+fn program() -> impl Parser<Token, Program, Error = Simple<Token>> {
+    let binding = just(Token::Let)
+        .ignore_then(select! { Token::Ident(s) => s }.labelled("a name").map_with_span(|n, span| (n, span)))
+        .then_ignore(just(Token::Op("=")))
+        .then(expr())
+        .then_ignore(just(Token::Ctrl(';')).or_not())
+        .map(|((name, span), value)| (name, span, value));
+    binding
+        .repeated()
+        .then(expr().then_ignore(just(Token::Ctrl(';')).or_not()).or_not())
+        .then_ignore(end())
+        .map(|(bindings, result)| Program { bindings, result })
+}
+
+/// Parses tokens into a program, or reports the first syntax error.
+pub(crate) fn parse(source: &str, tokens: Vec<(Token, Span)>) -> Result<Program, DslError> {
+    let end = source.chars().count();
+    if tokens.is_empty() {
+        return Err(DslError::new(source, end..end, "the query is empty")
+            .help("write an expression, e.g. duration_where(latest_event_to_state(state) == \"buffer\")"));
+    }
+    let stream = Stream::from_iter(end..end + 1, tokens.into_iter());
+    program().parse(stream).map_err(|errors| {
+        let error = errors.into_iter().next().expect("chumsky reports at least one error");
+        syntax_error(source, error)
+    })
+}
+
+fn syntax_error(source: &str, error: Simple<Token>) -> DslError {
+    use chumsky::error::SimpleReason;
+    let span = error.span();
+    if let SimpleReason::Unclosed { span: open, delimiter } = error.reason() {
+        return DslError::new(source, open.clone(), format!("unclosed `{delimiter}`"))
+            .label("opened here")
+            .help(format!("add the matching `)` (the query ends at line {})", source.lines().count().max(1)));
+    }
+    let found = match error.found() {
+        Some(token) => format!("unexpected {token}"),
+        None => "unexpected end of the query".to_string(),
+    };
+    let mut expected: Vec<String> = error
+        .expected()
+        .filter_map(|t| t.as_ref().map(|t| t.to_string()))
+        .collect();
+    expected.sort();
+    expected.dedup();
+    let message = match (error.label(), expected.len()) {
+        (Some(label), _) => format!("{found}, expected {label}"),
+        (None, 0) => found,
+        (None, n) if n > 6 => format!("{found}, expected an operator or the end of the query"),
+        (None, _) => format!("{found}, expected {}", expected.join(" or ")),
+    };
+    let mut err = DslError::new(source, span, message);
+    let hint = match error.found() {
+        Some(Token::Op("=")) => Some("to compare, write `==`"),
+        Some(Token::Op("&")) => Some("logical and is `&&`"),
+        Some(Token::Op("|")) => Some("logical or is `||`"),
+        Some(Token::Ident(word)) => match word.to_ascii_lowercase().as_str() {
+            "and" => Some("logical and is `&&`"),
+            "or" => Some("logical or is `||`"),
+            "not" => Some("negation is `!`"),
+            _ if expected.iter().any(|e| e == "`,`" || e == "`)`") => Some("separate arguments with `,`"),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(hint) = hint {
+        err = err.help(hint);
+    }
+    err
+}

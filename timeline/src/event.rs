@@ -1,0 +1,425 @@
+//! Events: one JSON object each, with a time, a key, an optional id and columns.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use smol_str::SmolStr;
+
+use crate::value::Value;
+use crate::Time;
+
+/// The key field used when none is configured.
+pub const DEFAULT_KEY_FIELD: &str = "session_id";
+
+/// One event of one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The entity whose timelines the event belongs to.
+    pub key: SmolStr,
+    /// Event time in milliseconds.
+    pub time: Time,
+    /// The optional id that makes repeated deliveries count once.
+    pub id: Option<SmolStr>,
+    /// Every other field with a non-null scalar value, in input order.
+    pub columns: Vec<(SmolStr, Value)>,
+}
+
+impl Event {
+    /// The value of column `name`, if the event has it.
+    pub fn column(&self, name: &str) -> Option<&Value> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Renders the event back as a JSON object with `key_field` as its key.
+    pub fn to_json(&self, key_field: &str) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert(key_field.to_string(), self.key.as_str().into());
+        map.insert("time".into(), self.time.into());
+        if let Some(id) = &self.id {
+            map.insert("event_id".into(), id.as_str().into());
+        }
+        for (name, value) in &self.columns {
+            map.insert(name.to_string(), serde_json::to_value(value).unwrap_or_default());
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Why a line or message is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not valid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// Valid JSON, but not an object.
+    #[error("an event must be a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    /// No `time` field.
+    #[error("missing field `time`")]
+    MissingTime,
+    /// A `time` that is neither whole milliseconds nor RFC 3339.
+    #[error("field `time`: {0}")]
+    BadTime(String),
+    /// No key field.
+    #[error("missing key field `{0}`")]
+    MissingKey(String),
+    /// A key that is not a string or an integer.
+    #[error("key field `{field}` must be a string or an integer, found {found}")]
+    BadKey {
+        /// The key field's name.
+        field: String,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// An `event_id` that is not a string or an integer.
+    #[error("field `event_id` must be a string or an integer, found {0}")]
+    BadId(&'static str),
+    /// A column holding an array or an object.
+    #[error("column `{column}` must be a string, number, boolean or null, found {found}")]
+    BadColumn {
+        /// The column's name.
+        column: String,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// The same field twice in one object.
+    #[error("field `{0}` appears twice")]
+    DuplicateField(String),
+}
+
+/// Reads events from JSON with a configurable key field.
+#[derive(Debug, Clone)]
+pub struct EventParser {
+    key_field: SmolStr,
+}
+
+impl Default for EventParser {
+    fn default() -> Self {
+        Self::new(DEFAULT_KEY_FIELD)
+    }
+}
+
+impl EventParser {
+    /// A parser whose events are keyed by `key_field`.
+    pub fn new(key_field: &str) -> Self {
+        Self {
+            key_field: SmolStr::new(key_field),
+        }
+    }
+
+    /// The key field.
+    pub fn key_field(&self) -> &str {
+        &self.key_field
+    }
+
+    /// Parses one JSON text (a JSONL line, a message payload).
+    pub fn parse(&self, text: &str) -> Result<Event, EventError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = EventSeed(self).deserialize(&mut de);
+        match parsed {
+            Ok(result) => {
+                de.end().map_err(|e| EventError::Json(e.to_string()))?;
+                result
+            }
+            Err(e) => Err(EventError::Json(e.to_string())),
+        }
+    }
+
+    /// Converts an already parsed JSON value (an element of an HTTP batch).
+    pub fn from_json(&self, json: &serde_json::Value) -> Result<Event, EventError> {
+        match EventSeed(self).deserialize(json) {
+            Ok(result) => result,
+            Err(e) => Err(EventError::Json(e.to_string())),
+        }
+    }
+}
+
+/// Parses milliseconds from an RFC 3339 timestamp.
+pub fn parse_rfc3339_ms(text: &str) -> Result<Time, String> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?;
+    i64::try_from(parsed.unix_timestamp_nanos().div_euclid(1_000_000))
+        .map_err(|_| format!("`{text}` is out of range"))
+}
+
+/// Deserializes one event; the outer `Result` is the JSON syntax, the inner one the
+/// event's shape, so that shape errors are reported as such.
+struct EventSeed<'p>(&'p EventParser);
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = Result<Event, EventError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(EventVisitor(self.0))
+    }
+}
+
+struct EventVisitor<'p>(&'p EventParser);
+
+macro_rules! not_an_object {
+    ($($method:ident: $ty:ty => $name:expr),* $(,)?) => {
+        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Err(EventError::NotAnObject($name)))
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for EventVisitor<'_> {
+    type Value = Result<Event, EventError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    not_an_object! {
+        visit_bool: bool => "a boolean",
+        visit_i64: i64 => "a number",
+        visit_u64: u64 => "a number",
+        visit_f64: f64 => "a number",
+        visit_str: &str => "a string",
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("null")))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(EventError::NotAnObject("an array")))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let key_field = self.0.key_field.as_str();
+        let mut time: Option<Result<Time, EventError>> = None;
+        let mut key: Option<Result<SmolStr, EventError>> = None;
+        let mut id: Option<Result<SmolStr, EventError>> = None;
+        let mut columns: Vec<(SmolStr, Value)> = Vec::with_capacity(4);
+        let mut problem: Option<EventError> = None;
+        while let Some(StrKey(name)) = map.next_key::<StrKey<'de>>()? {
+            let scalar = map.next_value::<Scalar>()?;
+            if problem.is_some() {
+                continue;
+            }
+            let seen_twice = |slot_filled: bool| slot_filled.then(|| EventError::DuplicateField(name.to_string()));
+            if name == "time" {
+                problem = seen_twice(time.is_some());
+                time = Some(scalar.into_time());
+            } else if name == key_field {
+                problem = seen_twice(key.is_some());
+                key = Some(scalar.into_name().map_err(|found| EventError::BadKey {
+                    field: key_field.to_string(),
+                    found,
+                }));
+            } else if name == "event_id" {
+                problem = seen_twice(id.is_some());
+                id = Some(scalar.into_name().map_err(EventError::BadId));
+            } else {
+                match scalar {
+                    Scalar::Null => {}
+                    Scalar::Value(value) => {
+                        if columns.iter().any(|(n, _)| n == name.as_ref()) {
+                            problem = Some(EventError::DuplicateField(name.to_string()));
+                        }
+                        columns.push((SmolStr::new(name.as_ref()), value));
+                    }
+                    Scalar::Invalid(found) => {
+                        problem = Some(EventError::BadColumn {
+                            column: name.to_string(),
+                            found,
+                        })
+                    }
+                }
+            }
+        }
+        if let Some(problem) = problem {
+            return Ok(Err(problem));
+        }
+        let event = (|| {
+            let time = time.ok_or(EventError::MissingTime)??;
+            let key = key.ok_or_else(|| EventError::MissingKey(key_field.to_string()))??;
+            let id = id.transpose()?;
+            Ok(Event {
+                key,
+                time,
+                id,
+                columns,
+            })
+        })();
+        Ok(event)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct StrKey<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for StrKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = StrKey<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StrKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrKey(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StrKey(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A field's value: a scalar, null, or the name of the JSON type that a column
+/// cannot hold.
+enum Scalar {
+    Null,
+    Value(Value),
+    Invalid(&'static str),
+}
+
+impl Scalar {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Value(v) => v.type_name(),
+            Scalar::Invalid(found) => found,
+        }
+    }
+
+    fn into_time(self) -> Result<Time, EventError> {
+        match self {
+            Scalar::Value(Value::Int(ms)) => Ok(ms),
+            Scalar::Value(Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e18 => Ok(x as i64),
+            Scalar::Value(Value::Float(x)) => Err(EventError::BadTime(format!(
+                "{x} is not a whole number of milliseconds"
+            ))),
+            Scalar::Value(Value::Str(s)) => parse_rfc3339_ms(&s).map_err(EventError::BadTime),
+            other => Err(EventError::BadTime(format!(
+                "expected milliseconds or an RFC 3339 string, found {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn into_name(self) -> Result<SmolStr, &'static str> {
+        match self {
+            Scalar::Value(Value::Str(s)) => Ok(s),
+            Scalar::Value(Value::Int(i)) => Ok(SmolStr::new(i.to_string())),
+            other => Err(other.type_name()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Value(Value::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Value(Value::Int(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Value(match i64::try_from(v) {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => Value::Float(v as f64),
+                }))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Value(Value::Float(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Value(Value::str(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Invalid("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Invalid("an object"))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Event, EventError> {
+        EventParser::default().parse(text)
+    }
+
+    #[test]
+    fn reads_key_time_id_and_columns() {
+        let e = parse(r#"{"session_id":"s1","time":7000,"event_id":"e-17","playerStateChange":"buffer","bitrate":1.5,"ad":true,"gone":null}"#).unwrap();
+        assert_eq!(e.key, "s1");
+        assert_eq!(e.time, 7000);
+        assert_eq!(e.id.as_deref(), Some("e-17"));
+        assert_eq!(e.column("playerStateChange"), Some(&Value::str("buffer")));
+        assert_eq!(e.column("bitrate"), Some(&Value::Float(1.5)));
+        assert_eq!(e.column("ad"), Some(&Value::Bool(true)));
+        assert_eq!(e.column("gone"), None, "null means absent");
+    }
+
+    #[test]
+    fn reads_rfc3339_times_as_unix_milliseconds() {
+        let e = parse(r#"{"session_id":"s","time":"1970-01-01T00:00:01.5Z"}"#).unwrap();
+        assert_eq!(e.time, 1500);
+        let e = parse(r#"{"session_id":"s","time":"2024-01-01T01:00:00+01:00"}"#).unwrap();
+        assert_eq!(e.time, 1_704_067_200_000);
+    }
+
+    #[test]
+    fn key_field_is_configurable() {
+        let p = EventParser::new("user");
+        let e = p.parse(r#"{"user":42,"time":1,"session_id":"x"}"#).unwrap();
+        assert_eq!(e.key, "42");
+        assert_eq!(e.column("session_id"), Some(&Value::str("x")));
+    }
+
+    #[test]
+    fn bad_events_say_why() {
+        let cases = [
+            ("{", "invalid JSON"),
+            ("[1,2]", "must be a JSON object, found an array"),
+            (r#"{"session_id":"s"}"#, "missing field `time`"),
+            (r#"{"time":1}"#, "missing key field `session_id`"),
+            (r#"{"session_id":"s","time":"yesterday"}"#, "not an RFC 3339"),
+            (r#"{"session_id":"s","time":1.5}"#, "whole number"),
+            (r#"{"session_id":"s","time":1,"x":[1]}"#, "column `x`"),
+            (r#"{"session_id":{},"time":1}"#, "key field `session_id`"),
+            (r#"{"session_id":"s","time":1,"time":2}"#, "appears twice"),
+            (r#"{"session_id":"s","time":1} trailing"#, "invalid JSON"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn from_json_value_matches_text_parsing() {
+        let text = r#"{"session_id":"s","time":5,"a":"x","b":2}"#;
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        let p = EventParser::default();
+        assert_eq!(p.from_json(&json).unwrap(), p.parse(text).unwrap());
+        assert_eq!(p.parse(&p.parse(text).unwrap().to_json("session_id").to_string()).unwrap(), p.parse(text).unwrap());
+    }
+}

@@ -1,0 +1,55 @@
+//! Timeline analytics: the model every Golem Timeline runtime computes.
+//!
+//! # The model
+//!
+//! Events of a *key* (a session, a card, a machine) arrive in any order. Each
+//! node of a query is a **timeline**: for every millisecond `t`, a value or
+//! Unknown, stored as run-length [`Span`]s ([`timeline`]). Leaf nodes turn events
+//! into timelines; derived nodes turn timelines into timelines ([`ops`], one
+//! operator per file). A query ([`dsl`]) is a tree of such nodes,
+//! [`TimeLineOp`] ([`op`]), flattened into an [`ExecutionPlan`] ([`plan`]) of
+//! workers, one per node and key ([`worker`]).
+//!
+//! # Key decisions
+//!
+//! - **Leaf states are joins of their events.** Each leaf keeps the least state
+//!   from which its timeline follows for *any* set of events: the earliest match
+//!   (`has_existed`), the union of windows (`has_existed_within`), the winning
+//!   write per instant (`latest_event_to_state`). Applying the same event twice,
+//!   or events in another order, gives the same state: late and repeated events
+//!   are exact without buffering or watermarks, and no raw event is kept.
+//! - **Derived nodes hold no state.** They are recomputed from their children on
+//!   demand, in time linear in the number of spans, so a late event changes every
+//!   result above it at once.
+//! - **Durations are rising spans**, not a span per millisecond, and comparisons
+//!   split them at the exact crossing instant.
+//! - **Node ids are content hashes** of a canonical form (commutative operands
+//!   sorted), so equal sub-expressions of any two jobs name the same worker.
+//! - **No I/O here.** Parsing, operators and plans are pure; runtimes add
+//!   transport and durability around [`worker`] and nothing else.
+//!
+//! The exact semantics are in `design/semantics.md`; this crate is its reference
+//! implementation.
+
+#![deny(missing_docs)]
+
+pub mod dsl;
+pub mod event;
+pub mod op;
+pub mod ops;
+pub mod plan;
+pub mod predicate;
+pub mod timeline;
+pub mod value;
+pub mod worker;
+
+/// Event time: milliseconds since an epoch of the user's choosing.
+pub type Time = i64;
+
+pub use event::{Event, EventError, EventParser};
+pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
+pub use plan::{CompiledPlan, ExecutionPlan, PlanNode};
+pub use predicate::Predicate;
+pub use timeline::{Span, SpanValue, SpanView, Timeline};
+pub use value::{CmpOp, Value};
+pub use worker::{EventProcessor, LeafState, Output, TimelineProcessor, WorkerDescription};

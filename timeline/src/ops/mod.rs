@@ -1,0 +1,21 @@
+//! The operators, one per file.
+//!
+//! Leaf operators ([`latest_event_to_state`], [`has_existed`],
+//! [`has_existed_within`]) are incremental states that take events one at a time,
+//! in any order, and render a [`Timeline`](crate::Timeline) on demand. Each state
+//! is a join of its events: applying an event twice, or events in another order,
+//! gives the same state, which is how late and repeated events are exact.
+//!
+//! Derived operators ([`compare`], [`and`], [`or`], [`not`], [`duration_where`],
+//! [`duration_in_cur_state`]) are pure functions from their children's timelines
+//! to a timeline, linear in the number of spans.
+
+pub mod and;
+pub mod compare;
+pub mod duration_in_cur_state;
+pub mod duration_where;
+pub mod has_existed;
+pub mod has_existed_within;
+pub mod latest_event_to_state;
+pub mod not;
+pub mod or;

@@ -1,0 +1,241 @@
+//! The worker interface both runtimes plug into.
+//!
+//! A worker computes one node for one key. An [`EventProcessor`] holds a leaf's
+//! [`LeafState`] and takes events; a [`TimelineProcessor`] holds no state and
+//! computes its node from its children's [`Output`]s when asked. The local
+//! runtime keeps these in memory and calls them directly; the Golem components
+//! wrap each in a durable agent and fetch children over agent-to-agent calls.
+//! Neither adds logic of its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::op::{DerivedOp, LeafOp, NodeId, WorkerKind};
+use crate::ops::has_existed::HasExisted;
+use crate::ops::has_existed_within::HasExistedWithin;
+use crate::ops::latest_event_to_state::LatestEventToState;
+use crate::timeline::Timeline;
+use crate::value::Value;
+use crate::Time;
+
+/// What a worker answers for its key: its timeline and the key's latest event
+/// time ("the end").
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Output {
+    /// The node's timeline.
+    pub timeline: Timeline,
+    /// The latest event time the worker has seen, directly or via its children.
+    pub latest: Option<Time>,
+}
+
+impl Output {
+    /// The value at `t`; `None` is Unknown.
+    pub fn value_at(&self, t: Time) -> Option<Value> {
+        self.timeline.value_at(t)
+    }
+
+    /// The value at the key's latest event time.
+    pub fn value_at_end(&self) -> Option<Value> {
+        self.value_at(self.latest?)
+    }
+}
+
+/// The operator-specific part of a leaf's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LeafData {
+    LatestEventToState(LatestEventToState),
+    HasExisted(HasExisted),
+    HasExistedWithin(HasExistedWithin),
+}
+
+/// Everything an event processor remembers for one key: the key's origin and
+/// latest time, how many events it received, and the operator's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafState {
+    origin: Option<Time>,
+    latest: Option<Time>,
+    events: u64,
+    data: LeafData,
+}
+
+impl LeafState {
+    /// The state of a worker for `op` that has seen no event.
+    pub fn new(op: &LeafOp) -> Self {
+        let data = match op {
+            LeafOp::LatestEventToState { .. } => LeafData::LatestEventToState(LatestEventToState::default()),
+            LeafOp::HasExisted { .. } => LeafData::HasExisted(HasExisted::default()),
+            LeafOp::HasExistedWithin { .. } => LeafData::HasExistedWithin(HasExistedWithin::default()),
+        };
+        LeafState {
+            origin: None,
+            latest: None,
+            events: 0,
+            data,
+        }
+    }
+
+    /// Applies one event of the key. `op` must be the operator the state was
+    /// made for. Events that do not concern the operator still move the key's
+    /// origin and latest time.
+    pub fn apply(&mut self, op: &LeafOp, event: &Event) {
+        self.events += 1;
+        self.origin = Some(self.origin.map_or(event.time, |o| o.min(event.time)));
+        self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
+        match (&mut self.data, op) {
+            (LeafData::LatestEventToState(state), LeafOp::LatestEventToState { column }) => {
+                if let Some(value) = event.column(column) {
+                    state.apply(event.time, event.id.as_ref(), value);
+                }
+            }
+            (LeafData::HasExisted(state), LeafOp::HasExisted { predicate }) => {
+                if predicate.matches(event) {
+                    state.apply(event.time);
+                }
+            }
+            (LeafData::HasExistedWithin(state), LeafOp::HasExistedWithin { predicate, within_ms }) => {
+                if predicate.matches(event) {
+                    state.apply(event.time, *within_ms);
+                }
+            }
+            _ => debug_assert!(false, "leaf state applied with another operator"),
+        }
+    }
+
+    /// The leaf's timeline and the key's latest time.
+    pub fn output(&self) -> Output {
+        let timeline = match self.origin {
+            None => Timeline::unknown(),
+            Some(origin) => match &self.data {
+                LeafData::LatestEventToState(s) => s.timeline(origin),
+                LeafData::HasExisted(s) => s.timeline(origin),
+                LeafData::HasExistedWithin(s) => s.timeline(origin),
+            },
+        };
+        Output {
+            timeline,
+            latest: self.latest,
+        }
+    }
+
+    /// Earliest event time of the key.
+    pub fn origin(&self) -> Option<Time> {
+        self.origin
+    }
+
+    /// Latest event time of the key.
+    pub fn latest(&self) -> Option<Time> {
+        self.latest
+    }
+
+    /// Number of events received (repeats included).
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Drops what only events later than `horizon` ms behind the latest event
+    /// could still need (see [`LatestEventToState::forget_repeats_before`]).
+    pub fn compact(&mut self, horizon: i64) {
+        if let (LeafData::LatestEventToState(state), Some(latest)) = (&mut self.data, self.latest) {
+            state.forget_repeats_before(latest.saturating_sub(horizon));
+        }
+    }
+
+    /// Approximate bytes held, the struct included.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + match &self.data {
+                LeafData::LatestEventToState(s) => s.heap_bytes(),
+                LeafData::HasExisted(_) => 0,
+                LeafData::HasExistedWithin(s) => s.heap_bytes(),
+            }
+    }
+}
+
+/// A description of a worker: what it computes and how much it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerDescription {
+    /// The node.
+    pub node: NodeId,
+    /// Event or timeline processor.
+    pub kind: WorkerKind,
+    /// Operator name.
+    pub operator: String,
+    /// Canonical DSL of the node.
+    pub expression: String,
+    /// Children's node ids.
+    pub children: Vec<NodeId>,
+    /// Events received (event processors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    /// The key's earliest event time.
+    pub origin: Option<Time>,
+    /// The key's latest event time.
+    pub latest: Option<Time>,
+    /// Number of spans in the timeline.
+    pub spans: usize,
+}
+
+/// A leaf worker: one leaf operator, one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventProcessor {
+    op: LeafOp,
+    state: LeafState,
+}
+
+impl EventProcessor {
+    /// A worker for `op` that has seen no event.
+    pub fn new(op: LeafOp) -> Self {
+        let state = LeafState::new(&op);
+        EventProcessor { op, state }
+    }
+
+    /// The operator.
+    pub fn op(&self) -> &LeafOp {
+        &self.op
+    }
+
+    /// The state.
+    pub fn state(&self) -> &LeafState {
+        &self.state
+    }
+
+    /// Applies events of the worker's key, in any order.
+    pub fn add_events<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for event in events {
+            self.state.apply(&self.op, event);
+        }
+    }
+
+    /// The timeline and latest time.
+    pub fn output(&self) -> Output {
+        self.state.output()
+    }
+}
+
+/// A derived worker: computes its node from its children's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineProcessor {
+    op: DerivedOp,
+}
+
+impl TimelineProcessor {
+    /// A worker for `op`.
+    pub fn new(op: DerivedOp) -> Self {
+        TimelineProcessor { op }
+    }
+
+    /// The operator.
+    pub fn op(&self) -> &DerivedOp {
+        &self.op
+    }
+
+    /// The node's output from the children's, in order.
+    pub fn evaluate(&self, children: &[&Output]) -> Output {
+        let timelines: Vec<&Timeline> = children.iter().map(|c| &c.timeline).collect();
+        Output {
+            timeline: self.op.evaluate(&timelines),
+            latest: children.iter().filter_map(|c| c.latest).max(),
+        }
+    }
+}
