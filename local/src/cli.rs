@@ -1,0 +1,254 @@
+//! The `timeline` command line.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::batch::Batch;
+use crate::generate::{write_cirr, CirrOptions};
+use crate::output::{self, Format};
+
+/// Golem Timeline: time-state analytics over event streams.
+#[derive(Debug, Parser)]
+#[command(name = "timeline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate a query over a JSONL file of events, one result per key.
+    ///
+    /// Exit status: 0 on success; 1 on a bad query or an I/O error; 3 when
+    /// some input lines were rejected (each is reported on stderr with its line
+    /// number; the results of the good lines are still printed).
+    Eval(EvalArgs),
+    /// Generate synthetic events.
+    #[command(subcommand)]
+    Gen(GenCommand),
+    /// Check a query and print its canonical form and execution plan.
+    Plan {
+        /// The query: DSL text, or @file.tl.
+        #[arg(short, long)]
+        query: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// The query: DSL text, or @file.tl to read it from a file.
+    #[arg(short, long)]
+    query: String,
+    /// JSONL events: a file path, or - for standard input.
+    #[arg(short, long, default_value = "-")]
+    events: String,
+    /// The field that names an event's key.
+    #[arg(long, default_value = timeline::event::DEFAULT_KEY_FIELD)]
+    key: String,
+    /// When to read each key's result: `end` (the key's latest event time),
+    /// milliseconds, or an RFC 3339 time.
+    #[arg(long, default_value = "end", allow_negative_numbers = true)]
+    at: String,
+    /// Print each key's whole timeline (its spans) instead of one value.
+    #[arg(long)]
+    timeline: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Print throughput and memory figures on stderr when done.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum GenCommand {
+    /// Video playback sessions for the CIRR example and benchmarks.
+    Cirr {
+        /// Number of sessions (about 50 events each).
+        #[arg(long, default_value_t = 1000)]
+        sessions: u64,
+        /// Random seed; the same seed gives the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fraction of events delivered late (up to 5 minutes).
+        #[arg(long, default_value_t = 0.02)]
+        late: f64,
+        /// Fraction of events delivered twice.
+        #[arg(long, default_value_t = 0.01)]
+        duplicates: f64,
+        /// Output file; standard output if absent.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Eval(args) => eval(args),
+        Command::Gen(GenCommand::Cirr { sessions, seed, late, duplicates, output }) => {
+            for (name, fraction) in [("--late", late), ("--duplicates", duplicates)] {
+                anyhow::ensure!((0.0..=1.0).contains(&fraction), "{name} must be between 0 and 1, found {fraction}");
+            }
+            let options = CirrOptions { sessions, seed, late, duplicates };
+            let written = match output {
+                Some(path) => {
+                    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut out = BufWriter::with_capacity(1 << 20, file);
+                    let n = write_cirr(&options, &mut out)?;
+                    out.flush()?;
+                    n
+                }
+                None => {
+                    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                    let n = write_cirr(&options, &mut out)?;
+                    out.flush()?;
+                    n
+                }
+            };
+            eprintln!("wrote {written} events of {sessions} sessions");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { query } => {
+            let (op, _) = load_query(&query)?;
+            let plan = timeline::ExecutionPlan::new(&op)?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Reads `--query`: inline DSL or `@file`; returns the checked query and its
+/// text. A DSL error is printed with a caret and becomes an error.
+pub fn load_query(arg: &str) -> Result<(timeline::TimeLineOp, String)> {
+    let (name, text) = match arg.strip_prefix('@') {
+        Some(path) => (path.to_string(), std::fs::read_to_string(path).with_context(|| format!("cannot read query file {path}"))?),
+        None => ("query".to_string(), arg.to_string()),
+    };
+    match timeline::dsl::parse(&text) {
+        Ok(op) => Ok((op, text)),
+        Err(e) => {
+            eprint!("{}", e.render(&text, &name));
+            anyhow::bail!("invalid query ({name}:{}:{}): {}", e.line, e.column, e.message)
+        }
+    }
+}
+
+fn parse_at(at: &str) -> Result<Option<i64>> {
+    if at == "end" {
+        return Ok(None);
+    }
+    if let Ok(ms) = at.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    timeline::event::parse_rfc3339_ms(at)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--at must be `end`, milliseconds or an RFC 3339 time: {e}"))
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let (op, _) = load_query(&args.query)?;
+    let at = parse_at(&args.at)?;
+    let mut batch = Batch::new(&op, &args.key)?;
+
+    let (input, size): (Box<dyn Read>, Option<u64>) = if args.events == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.events).with_context(|| format!("cannot open events file {}", args.events))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let progress = progress_bar(size);
+    let started = Instant::now();
+    let mut skipped = 0u64;
+    let stderr = io::stderr();
+    batch.read(
+        BufReader::with_capacity(1 << 20, input),
+        |bad| {
+            skipped += 1;
+            if skipped <= 100 {
+                progress.suspend(|| {
+                    let _ = writeln!(stderr.lock(), "{}: line {}: {}", args.events, bad.line, bad.error);
+                });
+            }
+        },
+        |bytes| progress.set_position(bytes),
+    )?;
+    progress.finish_and_clear();
+    let read_time = started.elapsed();
+
+    let results = batch.results();
+    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+    if args.timeline {
+        let rows: Vec<(&str, Vec<timeline::SpanView>)> =
+            results.iter().map(|(k, o)| (k.as_str(), o.timeline.clip(None, None))).collect();
+        output::write_timelines(&mut out, args.format, &rows)?;
+    } else {
+        let rows: Vec<(&str, Option<timeline::Value>)> = results
+            .iter()
+            .map(|(k, o)| (k.as_str(), match at {
+                Some(t) => o.value_at(t),
+                None => o.value_at_end(),
+            }))
+            .collect();
+        output::write_values(&mut out, args.format, &rows)?;
+    }
+    out.flush()?;
+
+    if args.stats {
+        let secs = read_time.as_secs_f64();
+        eprintln!(
+            "{} events, {} keys in {:.3} s: {:.0} events/s; leaf state {} bytes ({:.1} per key)",
+            batch.events(),
+            batch.key_count(),
+            secs,
+            batch.events() as f64 / secs.max(1e-9),
+            batch.state_bytes(),
+            batch.state_bytes() as f64 / batch.key_count().max(1) as f64
+        );
+    }
+    if skipped > 0 {
+        if skipped > 100 {
+            eprintln!("... {} more rejected lines not shown", skipped - 100);
+        }
+        eprintln!("{skipped} input line(s) rejected; results cover the other lines");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr for inputs over 64 MiB (or of unknown size), shown
+/// only when stderr is a terminal.
+fn progress_bar(size: Option<u64>) -> ProgressBar {
+    if !io::stderr().is_terminal() || size.is_some_and(|s| s < 64 << 20) {
+        return ProgressBar::hidden();
+    }
+    match size {
+        Some(size) => ProgressBar::new(size).with_style(
+            ProgressStyle::with_template("{spinner} reading events {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} reading events: {bytes} ({bytes_per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}

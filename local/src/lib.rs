@@ -1,0 +1,14 @@
+//! The `timeline` command and the embedded local runtime.
+//!
+//! - [`batch`]: `timeline eval`, a whole JSONL file through the same workers the
+//!   runtimes use, results per key.
+//! - [`generate`]: `timeline gen cirr`, synthetic playback sessions for examples,
+//!   tests and benchmarks.
+//! - [`cli`]: the command line.
+
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod cli;
+pub mod generate;
+pub mod output;

@@ -1,0 +1,58 @@
+//! Every example in `examples/` gives its expected output through `timeline eval`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn eval(name: &str, key: &str) -> (String, String, Option<i32>) {
+    let dir = examples_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_timeline-under-test"))
+        .args(["eval", "--query"])
+        .arg(format!("@{}", dir.join(format!("{name}.tl")).display()))
+        .arg("--events")
+        .arg(dir.join(format!("{name}.jsonl")))
+        .args(["--key", key])
+        .output()
+        .expect("run timeline");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+}
+
+fn check(name: &str, key: &str) {
+    let expected = std::fs::read_to_string(examples_dir().join(format!("{name}.expected.jsonl"))).unwrap();
+    let (stdout, stderr, code) = eval(name, key);
+    assert_eq!(code, Some(0), "{name}: {stderr}");
+    assert_eq!(stdout, expected, "{name}");
+}
+
+#[test]
+fn cirr() {
+    check("cirr", "session_id");
+}
+
+#[test]
+fn card_swiped_twice_in_different_suburbs() {
+    check("card-swipes", "card");
+}
+
+#[test]
+fn risky_state_before_machine_failure() {
+    check("machine-risk", "machine");
+}
+
+#[test]
+fn iphone_user_stopped_advancing_after_long_ad() {
+    check("game-ad", "user");
+}
+
+#[test]
+fn every_example_is_tested() {
+    let mut names: Vec<String> = std::fs::read_dir(examples_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".tl").map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["card-swipes", "cirr", "game-ad", "machine-risk"]);
+}
