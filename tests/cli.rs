@@ -13,7 +13,11 @@ fn timeline(args: &[&str], stdin: &str) -> (String, String, Option<i32>) {
         .expect("run timeline");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
 }
 
 const CIRR: &str = r#"duration_where(has_existed(playerStateChange == "play") && !has_existed_within(userAction == "seek", 5s) && latest_event_to_state(playerStateChange) == "buffer" && latest_event_to_state(cdnChange) == "CDN1")"#;
@@ -21,16 +25,23 @@ const CIRR: &str = r#"duration_where(has_existed(playerStateChange == "play") &&
 #[test]
 fn bad_lines_are_reported_with_their_number_and_the_rest_is_evaluated() {
     let input = concat!(
-        r#"{"session_id":"a","time":0,"x":1}"#, "\n",
-        "this is not json\n",
-        r#"{"session_id":"b","time":"noon","x":1}"#, "\n",
+        r#"{"session_id":"a","time":0,"x":1}"#,
         "\n",
-        r#"{"session_id":"b","time":5,"x":2}"#, "\n",
-        r#"{"time":7,"x":1}"#, "\n",
+        "this is not json\n",
+        r#"{"session_id":"b","time":"noon","x":1}"#,
+        "\n",
+        "\n",
+        r#"{"session_id":"b","time":5,"x":2}"#,
+        "\n",
+        r#"{"time":7,"x":1}"#,
+        "\n",
     );
     let (stdout, stderr, code) = timeline(&["eval", "-q", "has_existed(x == 1)"], input);
     assert_eq!(code, Some(3));
-    assert_eq!(stdout, "{\"key\":\"a\",\"value\":true}\n{\"key\":\"b\",\"value\":false}\n");
+    assert_eq!(
+        stdout,
+        "{\"key\":\"a\",\"value\":true}\n{\"key\":\"b\",\"value\":false}\n"
+    );
     assert!(stderr.contains("line 2: invalid JSON"), "{stderr}");
     assert!(stderr.contains("line 3: field `time`"), "{stderr}");
     assert!(stderr.contains("line 6: missing key field `session_id`"), "{stderr}");
@@ -43,7 +54,10 @@ fn a_bad_query_shows_a_caret_and_fails() {
     assert_eq!(code, Some(1));
     assert!(stdout.is_empty());
     assert!(stderr.contains("query:2:3"), "{stderr}");
-    assert!(stderr.contains("`duration_where` takes a boolean timeline, found a state timeline"), "{stderr}");
+    assert!(
+        stderr.contains("`duration_where` takes a boolean timeline, found a state timeline"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -53,7 +67,10 @@ fn at_timeline_and_formats() {
     let (out, _, _) = timeline(&["eval", "-q", q, "--at", "7"], input);
     assert_eq!(out, "{\"key\":\"k\",\"value\":7}\n");
     let (out, _, _) = timeline(&["eval", "-q", q, "--at", "-5"], input);
-    assert_eq!(out, "{\"key\":\"k\",\"value\":null}\n", "Unknown before the origin is null");
+    assert_eq!(
+        out, "{\"key\":\"k\",\"value\":null}\n",
+        "Unknown before the origin is null"
+    );
     let (out, _, _) = timeline(&["eval", "-q", q, "--format", "csv"], input);
     assert_eq!(out, "key,value\nk,0\n");
     let (out, _, _) = timeline(&["eval", "-q", q, "--timeline"], input);

@@ -17,7 +17,11 @@ fn eval(name: &str, key: &str) -> (String, String, Option<i32>) {
         .args(["--key", key])
         .output()
         .expect("run timeline");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
 }
 
 fn check(name: &str, key: &str) {
@@ -51,7 +55,14 @@ fn iphone_user_stopped_advancing_after_long_ad() {
 fn every_example_is_tested() {
     let mut names: Vec<String> = std::fs::read_dir(examples_dir())
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".tl").map(str::to_string))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".tl")
+                .map(str::to_string)
+        })
         .collect();
     names.sort();
     assert_eq!(names, ["card-swipes", "cirr", "game-ad", "machine-risk"]);

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::batch::Batch;
-use crate::generate::{write_cirr, CirrOptions};
+use crate::generate::{CirrOptions, write_cirr};
 use crate::output::{self, Format};
 
 /// Golem Timeline: time-state analytics over event streams.
@@ -104,11 +104,25 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Eval(args) => eval(args),
-        Command::Gen(GenCommand::Cirr { sessions, seed, late, duplicates, output }) => {
+        Command::Gen(GenCommand::Cirr {
+            sessions,
+            seed,
+            late,
+            duplicates,
+            output,
+        }) => {
             for (name, fraction) in [("--late", late), ("--duplicates", duplicates)] {
-                anyhow::ensure!((0.0..=1.0).contains(&fraction), "{name} must be between 0 and 1, found {fraction}");
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&fraction),
+                    "{name} must be between 0 and 1, found {fraction}"
+                );
             }
-            let options = CirrOptions { sessions, seed, late, duplicates };
+            let options = CirrOptions {
+                sessions,
+                seed,
+                late,
+                duplicates,
+            };
             let written = match output {
                 Some(path) => {
                     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -140,7 +154,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// text. A DSL error is printed with a caret and becomes an error.
 pub fn load_query(arg: &str) -> Result<(timeline::TimeLineOp, String)> {
     let (name, text) = match arg.strip_prefix('@') {
-        Some(path) => (path.to_string(), std::fs::read_to_string(path).with_context(|| format!("cannot read query file {path}"))?),
+        Some(path) => (
+            path.to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read query file {path}"))?,
+        ),
         None => ("query".to_string(), arg.to_string()),
     };
     match timeline::dsl::parse(&text) {
@@ -198,16 +215,23 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let results = batch.results();
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     if args.timeline {
-        let rows: Vec<(&str, Vec<timeline::SpanView>)> =
-            results.iter().map(|(k, o)| (k.as_str(), o.timeline.clip(None, None))).collect();
+        let rows: Vec<(&str, Vec<timeline::SpanView>)> = results
+            .iter()
+            .map(|(k, o)| (k.as_str(), o.timeline.clip(None, None)))
+            .collect();
         output::write_timelines(&mut out, args.format, &rows)?;
     } else {
         let rows: Vec<(&str, Option<timeline::Value>)> = results
             .iter()
-            .map(|(k, o)| (k.as_str(), match at {
-                Some(t) => o.value_at(t),
-                None => o.value_at_end(),
-            }))
+            .map(|(k, o)| {
+                (
+                    k.as_str(),
+                    match at {
+                        Some(t) => o.value_at(t),
+                        None => o.value_at_end(),
+                    },
+                )
+            })
             .collect();
         output::write_values(&mut out, args.format, &rows)?;
     }
@@ -243,8 +267,10 @@ fn progress_bar(size: Option<u64>) -> ProgressBar {
     }
     match size {
         Some(size) => ProgressBar::new(size).with_style(
-            ProgressStyle::with_template("{spinner} reading events {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} reading events {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
         None => ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{spinner} reading events: {bytes} ({bytes_per_sec})")

@@ -107,7 +107,14 @@ fn session_events(rng: &mut Pcg64, session: u64, start: i64, out: &mut Vec<Gener
     let mut seq = 0u32;
     let mut t = start;
     let mut push = |out: &mut Vec<Generated>, t: i64, column: &'static str, value: Value| {
-        out.push(Generated { arrival: t, time: t, session, seq, column, value });
+        out.push(Generated {
+            arrival: t,
+            time: t,
+            session,
+            seq,
+            column,
+            value,
+        });
         seq += 1;
     };
     let mut cdn = CDNS[rng.random_range(0..CDNS.len())];
@@ -159,7 +166,12 @@ mod tests {
 
     #[test]
     fn deterministic_with_late_and_repeated_events() {
-        let options = CirrOptions { sessions: 50, seed: 7, late: 0.05, duplicates: 0.05 };
+        let options = CirrOptions {
+            sessions: 50,
+            seed: 7,
+            late: 0.05,
+            duplicates: 0.05,
+        };
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let n = write_cirr(&options, &mut a).unwrap();
         write_cirr(&options, &mut b).unwrap();
@@ -171,7 +183,10 @@ mod tests {
         let events: Vec<_> = lines.iter().map(|l| parser.parse(l).unwrap()).collect();
         let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
         assert!(ids.len() < events.len(), "some events are delivered twice");
-        assert!(events.windows(2).any(|w| w[1].time < w[0].time), "some events arrive late");
+        assert!(
+            events.windows(2).any(|w| w[1].time < w[0].time),
+            "some events arrive late"
+        );
         let keys: std::collections::HashSet<_> = events.iter().map(|e| e.key.clone()).collect();
         assert_eq!(keys.len(), 50);
     }

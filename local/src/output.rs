@@ -41,7 +41,12 @@ pub fn write_values(out: &mut impl Write, format: Format, rows: &[(&str, Option<
     match format {
         Format::Jsonl => {
             for (key, value) in rows {
-                writeln!(out, "{{\"key\":{},\"value\":{}}}", serde_json::Value::from(*key), json(value))?;
+                writeln!(
+                    out,
+                    "{{\"key\":{},\"value\":{}}}",
+                    serde_json::Value::from(*key),
+                    json(value)
+                )?;
             }
         }
         Format::Csv => {
@@ -53,7 +58,12 @@ pub fn write_values(out: &mut impl Write, format: Format, rows: &[(&str, Option<
         Format::Table => {
             let cells: Vec<(String, String)> = rows
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.as_ref().map_or("unknown".to_string(), |v| plain(&Some(v.clone())))))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        v.as_ref().map_or("unknown".to_string(), |v| plain(&Some(v.clone()))),
+                    )
+                })
                 .collect();
             let width = cells.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).max(3);
             writeln!(out, "{:width$}  value", "key")?;
@@ -71,7 +81,11 @@ pub fn write_timelines(out: &mut impl Write, format: Format, rows: &[(&str, Vec<
         Format::Jsonl => {
             for (key, spans) in rows {
                 let spans = serde_json::to_string(spans).unwrap_or_default();
-                writeln!(out, "{{\"key\":{},\"timeline\":{spans}}}", serde_json::Value::from(*key))?;
+                writeln!(
+                    out,
+                    "{{\"key\":{},\"timeline\":{spans}}}",
+                    serde_json::Value::from(*key)
+                )?;
             }
         }
         Format::Csv => {
@@ -79,7 +93,14 @@ pub fn write_timelines(out: &mut impl Write, format: Format, rows: &[(&str, Vec<
             for (key, spans) in rows {
                 for s in spans {
                     let end = s.end.map(|e| e.to_string()).unwrap_or_default();
-                    writeln!(out, "{},{},{end},{},{}", csv_field(key), s.start, csv_field(&plain(&s.value)), s.rising)?;
+                    writeln!(
+                        out,
+                        "{},{},{end},{},{}",
+                        csv_field(key),
+                        s.start,
+                        csv_field(&plain(&s.value)),
+                        s.rising
+                    )?;
                 }
             }
         }

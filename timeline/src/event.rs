@@ -6,8 +6,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use smol_str::SmolStr;
 
-use crate::value::Value;
 use crate::Time;
+use crate::value::Value;
 
 /// The key field used when none is configured.
 pub const DEFAULT_KEY_FIELD: &str = "session_id";
@@ -115,12 +115,33 @@ impl EventParser {
 
     /// Parses one JSON text (a JSONL line, a message payload).
     pub fn parse(&self, text: &str) -> Result<Event, EventError> {
+        self.parse_bytes(text.as_bytes())
+    }
+
+    /// Parses one JSON text given as bytes (UTF-8 is checked).
+    pub fn parse_bytes(&self, bytes: &[u8]) -> Result<Event, EventError> {
+        let mut event = Event {
+            key: SmolStr::default(),
+            time: 0,
+            id: None,
+            columns: Vec::new(),
+        };
+        self.parse_into(bytes, &mut event)?;
+        Ok(event)
+    }
+
+    /// Parses one JSON text into `event`, reusing its column buffer: the
+    /// allocation-free path for bulk input. On error `event` is unspecified.
+    pub fn parse_into(&self, bytes: &[u8], event: &mut Event) -> Result<(), EventError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| EventError::Json(format!("not UTF-8: {e}")))?;
         let mut de = serde_json::Deserializer::from_str(text);
-        let parsed = EventSeed(self).deserialize(&mut de);
+        event.columns.clear();
+        let columns = std::mem::take(&mut event.columns);
+        let parsed = EventSeed { parser: self, columns }.deserialize(&mut de);
         match parsed {
             Ok(result) => {
-                de.end().map_err(|e| EventError::Json(e.to_string()))?;
-                result
+                *event = result?;
+                de.end().map_err(|e| EventError::Json(e.to_string()))
             }
             Err(e) => Err(EventError::Json(e.to_string())),
         }
@@ -128,7 +149,12 @@ impl EventParser {
 
     /// Converts an already parsed JSON value (an element of an HTTP batch).
     pub fn from_json(&self, json: &serde_json::Value) -> Result<Event, EventError> {
-        match EventSeed(self).deserialize(json) {
+        match (EventSeed {
+            parser: self,
+            columns: Vec::new(),
+        })
+        .deserialize(json)
+        {
             Ok(result) => result,
             Err(e) => Err(EventError::Json(e.to_string())),
         }
@@ -139,23 +165,32 @@ impl EventParser {
 pub fn parse_rfc3339_ms(text: &str) -> Result<Time, String> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?;
-    i64::try_from(parsed.unix_timestamp_nanos().div_euclid(1_000_000))
-        .map_err(|_| format!("`{text}` is out of range"))
+    i64::try_from(parsed.unix_timestamp_nanos().div_euclid(1_000_000)).map_err(|_| format!("`{text}` is out of range"))
 }
 
 /// Deserializes one event; the outer `Result` is the JSON syntax, the inner one the
 /// event's shape, so that shape errors are reported as such.
-struct EventSeed<'p>(&'p EventParser);
+struct EventSeed<'p> {
+    parser: &'p EventParser,
+    /// A buffer to fill, so that bulk parsing does not allocate per event.
+    columns: Vec<(SmolStr, Value)>,
+}
 
 impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
     type Value = Result<Event, EventError>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(EventVisitor(self.0))
+        deserializer.deserialize_any(EventVisitor {
+            parser: self.parser,
+            columns: self.columns,
+        })
     }
 }
 
-struct EventVisitor<'p>(&'p EventParser);
+struct EventVisitor<'p> {
+    parser: &'p EventParser,
+    columns: Vec<(SmolStr, Value)>,
+}
 
 macro_rules! not_an_object {
     ($($method:ident: $ty:ty => $name:expr),* $(,)?) => {
@@ -190,11 +225,11 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let key_field = self.0.key_field.as_str();
+        let key_field = self.parser.key_field.as_str();
         let mut time: Option<Result<Time, EventError>> = None;
         let mut key: Option<Result<SmolStr, EventError>> = None;
         let mut id: Option<Result<SmolStr, EventError>> = None;
-        let mut columns: Vec<(SmolStr, Value)> = Vec::with_capacity(4);
+        let mut columns = self.columns;
         let mut problem: Option<EventError> = None;
         while let Some(StrKey(name)) = map.next_key::<StrKey<'de>>()? {
             let scalar = map.next_value::<Scalar>()?;
@@ -239,12 +274,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             let time = time.ok_or(EventError::MissingTime)??;
             let key = key.ok_or_else(|| EventError::MissingKey(key_field.to_string()))??;
             let id = id.transpose()?;
-            Ok(Event {
-                key,
-                time,
-                id,
-                columns,
-            })
+            Ok(Event { key, time, id, columns })
         })();
         Ok(event)
     }
@@ -420,6 +450,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(text).unwrap();
         let p = EventParser::default();
         assert_eq!(p.from_json(&json).unwrap(), p.parse(text).unwrap());
-        assert_eq!(p.parse(&p.parse(text).unwrap().to_json("session_id").to_string()).unwrap(), p.parse(text).unwrap());
+        assert_eq!(
+            p.parse(&p.parse(text).unwrap().to_json("session_id").to_string())
+                .unwrap(),
+            p.parse(text).unwrap()
+        );
     }
 }

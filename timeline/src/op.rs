@@ -275,7 +275,13 @@ impl TimeLineOp {
 
     /// `self op value`
     pub fn compare(self, op: CmpOp, value: impl Into<Value>) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::Compare { op, value: value.into() }), vec![self])
+        Self::node(
+            Operator::Derived(DerivedOp::Compare {
+                op,
+                value: value.into(),
+            }),
+            vec![self],
+        )
     }
 
     /// `self && other` (operands in canonical order).
@@ -401,7 +407,11 @@ impl TimeLineOp {
 }
 
 fn commutative(a: TimeLineOp, b: TimeLineOp) -> Vec<TimeLineOp> {
-    if b.canonical < a.canonical { vec![b, a] } else { vec![a, b] }
+    if b.canonical < a.canonical {
+        vec![b, a]
+    } else {
+        vec![a, b]
+    }
 }
 
 fn render(operator: &Operator, children: &[TimeLineOp]) -> String {
@@ -463,10 +473,16 @@ mod tests {
     fn type_check_names_the_bad_input() {
         let state = TimeLineOp::latest_event_to_state("cdn");
         let err = state.clone().duration_where().check().unwrap_err();
-        assert!(err.to_string().contains("duration_where expects a boolean timeline"), "{err}");
+        assert!(
+            err.to_string().contains("duration_where expects a boolean timeline"),
+            "{err}"
+        );
         assert!(state.clone().duration_in_cur_state().check().is_ok());
         assert!(state.clone().negate().check().is_err());
-        assert_eq!(state.compare(CmpOp::Eq, "x").duration_where().check(), Ok(TimelineType::Duration));
+        assert_eq!(
+            state.compare(CmpOp::Eq, "x").duration_where().check(),
+            Ok(TimelineType::Duration)
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl ExecutionPlan {
                 reused: false,
             })
             .collect();
-        let leaves = nodes.iter().filter(|n| n.worker == WorkerKind::EventProcessor).map(|n| n.id.clone()).collect();
+        let leaves = nodes
+            .iter()
+            .filter(|n| n.worker == WorkerKind::EventProcessor)
+            .map(|n| n.id.clone())
+            .collect();
         Ok(ExecutionPlan {
             query: root.canonical().to_string(),
             nodes,
@@ -75,7 +79,12 @@ impl ExecutionPlan {
             .map(|n| {
                 n.children
                     .iter()
-                    .map(|c| self.nodes.iter().position(|m| &m.id == c).expect("plans list children before parents"))
+                    .map(|c| {
+                        self.nodes
+                            .iter()
+                            .position(|m| &m.id == c)
+                            .expect("plans list children before parents")
+                    })
                     .collect()
             })
             .collect()
@@ -96,8 +105,16 @@ impl CompiledPlan {
     /// Prepares `plan`.
     pub fn new(plan: ExecutionPlan) -> Self {
         let children = plan.child_indices();
-        let leaf_nodes = plan.leaves.iter().map(|l| plan.nodes.iter().position(|n| &n.id == l).expect("leaf in nodes")).collect();
-        let result = plan.nodes.iter().position(|n| n.id == plan.result).expect("result in nodes");
+        let leaf_nodes = plan
+            .leaves
+            .iter()
+            .map(|l| plan.nodes.iter().position(|n| &n.id == l).expect("leaf in nodes"))
+            .collect();
+        let result = plan
+            .nodes
+            .iter()
+            .position(|n| n.id == plan.result)
+            .expect("result in nodes");
         CompiledPlan {
             plan,
             children,
@@ -113,7 +130,10 @@ impl CompiledPlan {
 
     /// Fresh leaf states for one key, in the order of `plan.leaves`.
     pub fn new_leaf_states(&self) -> Vec<LeafState> {
-        self.leaf_nodes.iter().map(|&i| LeafState::new(self.leaf_op(i))).collect()
+        self.leaf_nodes
+            .iter()
+            .map(|&i| LeafState::new(self.leaf_op(i)))
+            .collect()
     }
 
     /// Applies an event of a key to that key's leaf states.
@@ -138,8 +158,11 @@ impl CompiledPlan {
         }
         for (i, node) in self.plan.nodes.iter().enumerate() {
             if let Operator::Derived(op) = &node.operator {
-                let inputs: Vec<&Output> = self.children[i].iter().map(|&c| outputs[c].as_ref().expect("children first")).collect();
-                outputs[i] = Some(TimelineProcessor::new(op.clone()).evaluate(&inputs));
+                let inputs: Vec<&Output> = self.children[i]
+                    .iter()
+                    .map(|&c| outputs[c].as_ref().expect("children first"))
+                    .collect();
+                outputs[i] = Some(TimelineProcessor::evaluate_op(op, &inputs));
             }
         }
         outputs.into_iter().map(|o| o.unwrap_or_default()).collect()

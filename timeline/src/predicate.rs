@@ -43,9 +43,9 @@ impl Predicate {
     /// Whether `event` satisfies the predicate.
     pub fn matches(&self, event: &Event) -> bool {
         match self {
-            Predicate::Compare { column, op, value } => event
-                .column(column)
-                .is_some_and(|found| found.compare(*op, value)),
+            Predicate::Compare { column, op, value } => {
+                event.column(column).is_some_and(|found| found.compare(*op, value))
+            }
             Predicate::And(a, b) => a.matches(event) && b.matches(event),
             Predicate::Or(a, b) => a.matches(event) || b.matches(event),
             Predicate::Not(a) => !a.matches(event),
@@ -91,11 +91,7 @@ impl Predicate {
 }
 
 fn ordered(a: Predicate, b: Predicate) -> (Predicate, Predicate) {
-    if b.to_string() < a.to_string() {
-        (b, a)
-    } else {
-        (a, b)
-    }
+    if b.to_string() < a.to_string() { (b, a) } else { (a, b) }
 }
 
 impl fmt::Display for Predicate {
@@ -147,7 +143,10 @@ mod tests {
     fn absent_column_is_false_even_for_not_equal() {
         let e = event(r#"{"session_id":"s","time":1,"a":"x"}"#);
         assert!(!Predicate::compare("b", CmpOp::Ne, "x").matches(&e));
-        assert!(Predicate::compare("a", CmpOp::Ne, 3).matches(&e), "mismatched types: != is true");
+        assert!(
+            Predicate::compare("a", CmpOp::Ne, 3).matches(&e),
+            "mismatched types: != is true"
+        );
         assert!(!Predicate::compare("a", CmpOp::Eq, 3).matches(&e));
     }
 

@@ -12,8 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::Value;
 use crate::Time;
+use crate::value::Value;
 
 /// The value of a timeline over one span.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,17 @@ impl SpanValue {
                 from: from.saturating_add(offset),
             },
             other => other.clone(),
+        }
+    }
+
+    /// Whether a span holding `self` would, `offset` ms after its start, hold
+    /// `other`: then a span of `other` there adds nothing. No clone.
+    pub fn continues_as(&self, offset: i64, other: &SpanValue) -> bool {
+        match (self, other) {
+            (SpanValue::Rising { from }, SpanValue::Rising { from: next }) => from.saturating_add(offset) == *next,
+            (SpanValue::Unknown, SpanValue::Unknown) => true,
+            (SpanValue::Known(a), SpanValue::Known(b)) => a == b,
+            _ => false,
         }
     }
 
@@ -96,7 +107,11 @@ impl Timeline {
         let mut builder = TimelineBuilder::new();
         for span in spans {
             if builder.last_start().is_some_and(|last| span.start <= last) {
-                return Err(format!("span starts must increase, found {} after {:?}", span.start, builder.last_start()));
+                return Err(format!(
+                    "span starts must increase, found {} after {:?}",
+                    span.start,
+                    builder.last_start()
+                ));
             }
             builder.push(span.start, span.value);
         }
@@ -215,6 +230,32 @@ impl Timeline {
         out.finish()
     }
 
+    /// Like [`Timeline::zip_with`] for boolean operators: `f` sees each side as
+    /// Kleene booleans (`None` for Unknown and non-booleans).
+    pub fn zip_bool(&self, other: &Timeline, f: impl Fn(Option<bool>, Option<bool>) -> Option<bool>) -> Timeline {
+        let mut out = TimelineBuilder::with_capacity(self.len() + other.len());
+        let (a, b) = (&self.spans, &other.spans);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let t = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => x.start.min(y.start),
+                (Some(x), None) => x.start,
+                (None, Some(y)) => y.start,
+                (None, None) => unreachable!("loop condition"),
+            };
+            if a.get(i).is_some_and(|s| s.start == t) {
+                i += 1;
+            }
+            if b.get(j).is_some_and(|s| s.start == t) {
+                j += 1;
+            }
+            let x = i.checked_sub(1).and_then(|k| a[k].value.as_bool());
+            let y = j.checked_sub(1).and_then(|k| b[k].value.as_bool());
+            out.push(t, SpanValue::from_bool(f(x, y)));
+        }
+        out.finish()
+    }
+
     /// Applies `f` to every span's value.
     pub fn map(&self, f: impl Fn(&SpanValue) -> SpanValue) -> Timeline {
         let mut out = TimelineBuilder::with_capacity(self.len());
@@ -327,7 +368,7 @@ impl TimelineBuilder {
             return self.push(start, value);
         }
         if let Some(last) = self.spans.last()
-            && last.value.shifted(start - last.start) == value
+            && last.value.continues_as(start - last.start, &value)
         {
             return;
         }
@@ -357,14 +398,23 @@ mod tests {
         b.push(15, SpanValue::Rising { from: 5 });
         b.push(20, SpanValue::Rising { from: 0 });
         let t = b.finish();
-        assert_eq!(t.to_string(), r#"[0,10):"a" [10,20):rising from 0 [20,∞):rising from 0"#);
+        assert_eq!(
+            t.to_string(),
+            r#"[0,10):"a" [10,20):rising from 0 [20,∞):rising from 0"#
+        );
     }
 
     #[test]
     fn lookup_is_half_open() {
         let t = Timeline::from_spans([
-            Span { start: 10, value: known(1) },
-            Span { start: 20, value: SpanValue::Rising { from: 100 } },
+            Span {
+                start: 10,
+                value: known(1),
+            },
+            Span {
+                start: 20,
+                value: SpanValue::Rising { from: 100 },
+            },
         ])
         .unwrap();
         assert_eq!(t.value_at(9), None);
@@ -377,8 +427,14 @@ mod tests {
     #[test]
     fn clip_cuts_spans_and_shifts_rising_values() {
         let t = Timeline::from_spans([
-            Span { start: 0, value: known(false) },
-            Span { start: 10, value: SpanValue::Rising { from: 0 } },
+            Span {
+                start: 0,
+                value: known(false),
+            },
+            Span {
+                start: 10,
+                value: SpanValue::Rising { from: 0 },
+            },
         ])
         .unwrap();
         let views = t.clip(Some(5), Some(15));
@@ -391,15 +447,41 @@ mod tests {
 
     #[test]
     fn from_spans_rejects_unordered_starts() {
-        assert!(Timeline::from_spans([Span { start: 5, value: known(1) }, Span { start: 5, value: known(2) }]).is_err());
+        assert!(
+            Timeline::from_spans([
+                Span {
+                    start: 5,
+                    value: known(1)
+                },
+                Span {
+                    start: 5,
+                    value: known(2)
+                }
+            ])
+            .is_err()
+        );
         let json = r#"[{"start":1,"value":{"known":true}},{"start":0,"value":"unknown"}]"#;
         assert!(serde_json::from_str::<Timeline>(json).is_err());
     }
 
     #[test]
     fn zip_sees_both_values_on_every_piece() {
-        let a = Timeline::from_spans([Span { start: 0, value: known(1) }, Span { start: 10, value: known(2) }]).unwrap();
-        let b = Timeline::from_spans([Span { start: 5, value: SpanValue::Rising { from: 0 } }]).unwrap();
+        let a = Timeline::from_spans([
+            Span {
+                start: 0,
+                value: known(1),
+            },
+            Span {
+                start: 10,
+                value: known(2),
+            },
+        ])
+        .unwrap();
+        let b = Timeline::from_spans([Span {
+            start: 5,
+            value: SpanValue::Rising { from: 0 },
+        }])
+        .unwrap();
         let z = a.zip_with(&b, |x, y| match (x, y) {
             (SpanValue::Known(Value::Int(x)), SpanValue::Rising { from }) => known(x * 1000 + from),
             _ => SpanValue::Unknown,

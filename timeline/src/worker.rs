@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Time;
 use crate::event::Event;
 use crate::op::{DerivedOp, LeafOp, NodeId, WorkerKind};
 use crate::ops::has_existed::HasExisted;
@@ -16,7 +17,6 @@ use crate::ops::has_existed_within::HasExistedWithin;
 use crate::ops::latest_event_to_state::LatestEventToState;
 use crate::timeline::Timeline;
 use crate::value::Value;
-use crate::Time;
 
 /// What a worker answers for its key: its timeline and the key's latest event
 /// time ("the end").
@@ -232,9 +232,14 @@ impl TimelineProcessor {
 
     /// The node's output from the children's, in order.
     pub fn evaluate(&self, children: &[&Output]) -> Output {
+        Self::evaluate_op(&self.op, children)
+    }
+
+    /// `op`'s output from its children's, in order.
+    pub fn evaluate_op(op: &DerivedOp, children: &[&Output]) -> Output {
         let timelines: Vec<&Timeline> = children.iter().map(|c| &c.timeline).collect();
         Output {
-            timeline: self.op.evaluate(&timelines),
+            timeline: op.evaluate(&timelines),
             latest: children.iter().filter_map(|c| c.latest).max(),
         }
     }

@@ -52,8 +52,9 @@ fn bool_timeline() -> impl Strategy<Value = TimeLineOp> {
             inner.clone().prop_map(|a| a.negate()),
             (inner.clone(), cmp_op(), 0i64..25).prop_map(|(a, op, k)| a.duration_where().compare(op, k)),
             (inner.clone(), cmp_op(), 0i64..12).prop_map(|(a, op, k)| a.duration_in_cur_state().compare(op, k)),
-            (column(), cmp_op(), 0i64..12)
-                .prop_map(|(c, op, k)| TimeLineOp::latest_event_to_state(c).duration_in_cur_state().compare(op, k)),
+            (column(), cmp_op(), 0i64..12).prop_map(|(c, op, k)| TimeLineOp::latest_event_to_state(c)
+                .duration_in_cur_state()
+                .compare(op, k)),
         ]
     })
 }
@@ -86,26 +87,34 @@ fn event(time: i64, id: Option<String>, a: Option<Value>, b: Option<Value>) -> E
 
 /// Events with colliding times, optional ids and exact repeats of identified events.
 fn deliveries() -> impl Strategy<Value = Vec<Event>> {
-    prop::collection::vec((0i64..50, prop::option::of(0u32..1000), prop::option::of(value()), prop::option::of(value())), 1..25)
-        .prop_map(|raw| {
-            raw.into_iter()
-                .enumerate()
-                .map(|(i, (t, id, a, b))| event(t, id.map(|n| format!("e{n}-{i}")), a, b))
-                .collect::<Vec<_>>()
-        })
-        .prop_flat_map(|events| {
-            let n = events.len();
-            (Just(events), prop::collection::vec(0..n, 0..5))
-        })
-        .prop_map(|(mut events, repeats)| {
-            for i in repeats {
-                if events[i].id.is_some() {
-                    let copy = events[i].clone();
-                    events.push(copy);
-                }
+    prop::collection::vec(
+        (
+            0i64..50,
+            prop::option::of(0u32..1000),
+            prop::option::of(value()),
+            prop::option::of(value()),
+        ),
+        1..25,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (t, id, a, b))| event(t, id.map(|n| format!("e{n}-{i}")), a, b))
+            .collect::<Vec<_>>()
+    })
+    .prop_flat_map(|events| {
+        let n = events.len();
+        (Just(events), prop::collection::vec(0..n, 0..5))
+    })
+    .prop_map(|(mut events, repeats)| {
+        for i in repeats {
+            if events[i].id.is_some() {
+                let copy = events[i].clone();
+                events.push(copy);
             }
-            events
-        })
+        }
+        events
+    })
 }
 
 fn incremental(op: &TimeLineOp, events: &[Event]) -> timeline::Output {

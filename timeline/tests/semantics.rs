@@ -39,7 +39,12 @@ fn cirr_lines() -> Vec<String> {
     CIRR_EVENTS
         .iter()
         .enumerate()
-        .map(|(i, (s, col, v))| format!(r#"{{"session_id":"afsal-mando-1","time":{},"event_id":"e{i}","{col}":"{v}"}}"#, s * 1000))
+        .map(|(i, (s, col, v))| {
+            format!(
+                r#"{{"session_id":"afsal-mando-1","time":{},"event_id":"e{i}","{col}":"{v}"}}"#,
+                s * 1000
+            )
+        })
         .collect()
 }
 
@@ -74,7 +79,10 @@ fn comparison_of_a_rising_duration_flips_between_events() {
     let out = run(q, &lines);
     assert_eq!(out.value_at(12_999), Some(Value::Bool(true)));
     assert_eq!(out.value_at(13_000), Some(Value::Bool(false)));
-    assert_eq!(out.timeline.to_string(), "[0,3000):true [3000,10000):false [10000,13000):true [13000,∞):false");
+    assert_eq!(
+        out.timeline.to_string(),
+        "[0,3000):true [3000,10000):false [10000,13000):true [13000,∞):false"
+    );
 }
 
 #[test]

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use smol_str::SmolStr;
 
+use super::Query;
 use super::error::DslError;
 use super::lexer::Span;
 use super::parser::{Expr, ExprKind, Program};
-use super::Query;
 use crate::op::{TimeLineOp, TimelineType};
 use crate::predicate::Predicate;
 use crate::value::{CmpOp, Value};
@@ -53,8 +53,16 @@ enum Function {
 /// Every accepted spelling, normalised (lowercase, no underscores), with the
 /// canonical name shown in messages.
 const FUNCTIONS: &[(&str, &str, Function)] = &[
-    ("latesteventtostate", "latest_event_to_state", Function::LatestEventToState),
-    ("tllatesteventtostate", "latest_event_to_state", Function::LatestEventToState),
+    (
+        "latesteventtostate",
+        "latest_event_to_state",
+        Function::LatestEventToState,
+    ),
+    (
+        "tllatesteventtostate",
+        "latest_event_to_state",
+        Function::LatestEventToState,
+    ),
     ("tleventtostate", "latest_event_to_state", Function::LatestEventToState),
     ("eventtostate", "latest_event_to_state", Function::LatestEventToState),
     ("hasexisted", "has_existed", Function::HasExisted),
@@ -63,27 +71,49 @@ const FUNCTIONS: &[(&str, &str, Function)] = &[
     ("tlhasexistedwithin", "has_existed_within", Function::HasExistedWithin),
     ("durationwhere", "duration_where", Function::DurationWhere),
     ("tldurationwhere", "duration_where", Function::DurationWhere),
-    ("durationincurstate", "duration_in_cur_state", Function::DurationInCurState),
-    ("tldurationincurstate", "duration_in_cur_state", Function::DurationInCurState),
+    (
+        "durationincurstate",
+        "duration_in_cur_state",
+        Function::DurationInCurState,
+    ),
+    (
+        "tldurationincurstate",
+        "duration_in_cur_state",
+        Function::DurationInCurState,
+    ),
     ("col", "col", Function::Col),
     ("equalto", "equal_to", Function::Compare(CmpOp::Eq)),
     ("notequalto", "not_equal_to", Function::Compare(CmpOp::Ne)),
     ("greaterthan", "greater_than", Function::Compare(CmpOp::Gt)),
-    ("greaterthanorequalto", "greater_than_or_equal_to", Function::Compare(CmpOp::Ge)),
+    (
+        "greaterthanorequalto",
+        "greater_than_or_equal_to",
+        Function::Compare(CmpOp::Ge),
+    ),
     ("lessthan", "less_than", Function::Compare(CmpOp::Lt)),
-    ("lessthanorequalto", "less_than_or_equal_to", Function::Compare(CmpOp::Le)),
+    (
+        "lessthanorequalto",
+        "less_than_or_equal_to",
+        Function::Compare(CmpOp::Le),
+    ),
     ("and", "and", Function::And),
     ("or", "or", Function::Or),
     ("not", "not", Function::Not),
 ];
 
 fn normalise(name: &str) -> String {
-    name.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn lookup(name: &str) -> Option<(&'static str, Function)> {
     let key = normalise(name);
-    FUNCTIONS.iter().find(|(k, _, _)| *k == key).map(|(_, canonical, f)| (*canonical, *f))
+    FUNCTIONS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, canonical, f)| (*canonical, *f))
 }
 
 /// The known function name nearest to `name`, if it is near enough to be a typo.
@@ -133,7 +163,10 @@ pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> 
             .label("a test of one event")
             .help("make it a timeline, e.g. has_existed(...) or has_existed_within(..., 5s)")),
         other => Err(checker
-            .error(span, format!("a query computes a timeline, but this is {}", other.describe()))
+            .error(
+                span,
+                format!("a query computes a timeline, but this is {}", other.describe()),
+            )
             .help("use latest_event_to_state(column) for the values of a column over time")),
     }
 }
@@ -218,15 +251,27 @@ impl Checker<'_> {
         let any_timeline = operands.iter().any(|t| matches!(t, Typed::Timeline(_)));
         if any_predicate && any_timeline {
             return Err(self
-                .error(span, format!("`{op}` cannot combine a predicate on events with a timeline"))
+                .error(
+                    span,
+                    format!("`{op}` cannot combine a predicate on events with a timeline"),
+                )
                 .label("a predicate and a timeline")
                 .help("turn the predicate into a timeline with has_existed(...) or has_existed_within(..., d)"));
         }
         let bad = operands
             .iter()
-            .find(|t| !matches!(t, Typed::Predicate(_)) && !matches!(t, Typed::Timeline(op) if op.output_type() == TimelineType::Bool))
+            .find(|t| {
+                !matches!(t, Typed::Predicate(_))
+                    && !matches!(t, Typed::Timeline(op) if op.output_type() == TimelineType::Bool)
+            })
             .expect("some operand is not boolean");
-        let mut err = self.error(span, format!("`{op}` needs boolean timelines or predicates, but an operand is {}", bad.describe()));
+        let mut err = self.error(
+            span,
+            format!(
+                "`{op}` needs boolean timelines or predicates, but an operand is {}",
+                bad.describe()
+            ),
+        );
         err = match bad {
             Typed::Timeline(t) if t.output_type() == TimelineType::State => {
                 err.help("compare the state with a value first, e.g. latest_event_to_state(c) == \"x\"")
@@ -238,7 +283,13 @@ impl Checker<'_> {
         Err(err)
     }
 
-    fn compare(&self, op: CmpOp, span: Span, (a, a_span): (Typed, Span), (b, b_span): (Typed, Span)) -> Result<Typed, DslError> {
+    fn compare(
+        &self,
+        op: CmpOp,
+        span: Span,
+        (a, a_span): (Typed, Span),
+        (b, b_span): (Typed, Span),
+    ) -> Result<Typed, DslError> {
         let literal = |t: &Typed| match t {
             Typed::Literal(v) => Some(v.clone()),
             Typed::Duration(ms) => Some(Value::Int(*ms)),
@@ -249,11 +300,16 @@ impl Checker<'_> {
             (_, Some(v)) if literal(&a).is_none() => (a, a_span, v, op),
             (Some(v), None) => (b, b_span, v, op.flipped()),
             (Some(_), Some(_)) => {
-                return Err(self.error(span, "comparison of two literals").help("compare a column or a timeline with a value"));
+                return Err(self
+                    .error(span, "comparison of two literals")
+                    .help("compare a column or a timeline with a value"));
             }
             (None, _) => {
                 return Err(self
-                    .error(b_span, format!("`{op}` compares with a literal value, found {}", b.describe()))
+                    .error(
+                        b_span,
+                        format!("`{op}` compares with a literal value, found {}", b.describe()),
+                    )
                     .help("comparing two columns or two timelines is not supported; compare each with a value"));
             }
         };
@@ -261,14 +317,21 @@ impl Checker<'_> {
             Typed::Column(column) => Ok(Typed::Predicate(Predicate::compare(column, op, value))),
             Typed::Timeline(tl) => Ok(Typed::Timeline(tl.compare(op, value))),
             other => Err(self
-                .error(subject_span, format!("`{op}` compares a column or a timeline, found {}", other.describe()))
-                .help("e.g. state == \"buffer\" (a predicate) or latest_event_to_state(state) == \"buffer\" (a timeline)")),
+                .error(
+                    subject_span,
+                    format!("`{op}` compares a column or a timeline, found {}", other.describe()),
+                )
+                .help(
+                    "e.g. state == \"buffer\" (a predicate) or latest_event_to_state(state) == \"buffer\" (a timeline)",
+                )),
         }
     }
 
     fn call(&mut self, name: &str, name_span: Span, span: Span, args: &[Expr]) -> Result<Typed, DslError> {
         let Some((canonical, function)) = lookup(name) else {
-            let mut err = self.error(name_span, format!("unknown function `{name}`")).label("not a function");
+            let mut err = self
+                .error(name_span, format!("unknown function `{name}`"))
+                .label("not a function");
             if let Some(nearest) = nearest_function(name) {
                 err = err.help(format!("did you mean `{nearest}`?"));
             } else {
@@ -281,7 +344,11 @@ impl Checker<'_> {
             _ => 1,
         };
         if args.len() != expected_args {
-            let what = if expected_args == 1 { "1 argument".to_string() } else { format!("{expected_args} arguments") };
+            let what = if expected_args == 1 {
+                "1 argument".to_string()
+            } else {
+                format!("{expected_args} arguments")
+            };
             return Err(self
                 .error(span, format!("`{canonical}` takes {what}, found {}", args.len()))
                 .help(usage(function)));
@@ -290,13 +357,18 @@ impl Checker<'_> {
             Function::Col => match &args[0].kind {
                 ExprKind::Str(s) => Ok(Typed::Column(SmolStr::new(s))),
                 ExprKind::Name(n) if !self.bindings.contains_key(n) => Ok(Typed::Column(SmolStr::new(n))),
-                _ => Err(self.error(args[0].span.clone(), "`col` takes a column name").help("e.g. col(\"playerStateChange\")")),
+                _ => Err(self
+                    .error(args[0].span.clone(), "`col` takes a column name")
+                    .help("e.g. col(\"playerStateChange\")")),
             },
             Function::LatestEventToState => match self.check(&args[0])? {
                 Typed::Column(c) => Ok(Typed::Timeline(TimeLineOp::latest_event_to_state(&c))),
                 Typed::Literal(Value::Str(s)) => Ok(Typed::Timeline(TimeLineOp::latest_event_to_state(&s))),
                 other => Err(self
-                    .error(args[0].span.clone(), format!("`latest_event_to_state` takes a column, found {}", other.describe()))
+                    .error(
+                        args[0].span.clone(),
+                        format!("`latest_event_to_state` takes a column, found {}", other.describe()),
+                    )
                     .help(usage(function))),
             },
             Function::HasExisted | Function::HasExistedWithin => {
@@ -304,18 +376,29 @@ impl Checker<'_> {
                     Typed::Predicate(p) => p,
                     Typed::Timeline(_) => {
                         return Err(self
-                            .error(args[0].span.clone(), format!("`{canonical}` takes a predicate on events, found a timeline"))
+                            .error(
+                                args[0].span.clone(),
+                                format!("`{canonical}` takes a predicate on events, found a timeline"),
+                            )
                             .label("a timeline")
-                            .help("test the event's columns directly, e.g. has_existed(playerStateChange == \"play\")"));
+                            .help(
+                                "test the event's columns directly, e.g. has_existed(playerStateChange == \"play\")",
+                            ));
                     }
                     Typed::Column(c) => {
                         return Err(self
-                            .error(args[0].span.clone(), format!("`{canonical}` takes a predicate on events, found the column `{c}`"))
+                            .error(
+                                args[0].span.clone(),
+                                format!("`{canonical}` takes a predicate on events, found the column `{c}`"),
+                            )
                             .help(format!("compare the column with a value, e.g. {c} == true")));
                     }
                     other => {
                         return Err(self
-                            .error(args[0].span.clone(), format!("`{canonical}` takes a predicate on events, found {}", other.describe()))
+                            .error(
+                                args[0].span.clone(),
+                                format!("`{canonical}` takes a predicate on events, found {}", other.describe()),
+                            )
                             .help(usage(function)));
                     }
                 };
@@ -327,20 +410,38 @@ impl Checker<'_> {
                         Ok(Typed::Timeline(TimeLineOp::has_existed_within(predicate, ms)))
                     }
                     other => Err(self
-                        .error(args[1].span.clone(), format!("the window of `has_existed_within` must be a positive duration, found {}", other.describe()))
+                        .error(
+                            args[1].span.clone(),
+                            format!(
+                                "the window of `has_existed_within` must be a positive duration, found {}",
+                                other.describe()
+                            ),
+                        )
                         .help("e.g. 5s, 500ms, 10m, 1h, 1d (a bare integer is milliseconds)")),
                 }
             }
             Function::DurationWhere => match self.check(&args[0])? {
-                Typed::Timeline(tl) if tl.output_type() == TimelineType::Bool => Ok(Typed::Timeline(tl.duration_where())),
+                Typed::Timeline(tl) if tl.output_type() == TimelineType::Bool => {
+                    Ok(Typed::Timeline(tl.duration_where()))
+                }
                 Typed::Predicate(_) => Err(self
-                    .error(args[0].span.clone(), "`duration_where` takes a boolean timeline, found a predicate on events")
+                    .error(
+                        args[0].span.clone(),
+                        "`duration_where` takes a boolean timeline, found a predicate on events",
+                    )
                     .label("a test of one event, not a timeline")
-                    .help("a predicate holds at an instant only; use has_existed(...) or latest_event_to_state(c) == v")),
+                    .help(
+                        "a predicate holds at an instant only; use has_existed(...) or latest_event_to_state(c) == v",
+                    )),
                 other => {
-                    let mut err = self.error(args[0].span.clone(), format!("`duration_where` takes a boolean timeline, found {}", other.describe()));
+                    let mut err = self.error(
+                        args[0].span.clone(),
+                        format!("`duration_where` takes a boolean timeline, found {}", other.describe()),
+                    );
                     if matches!(&other, Typed::Timeline(t) if t.output_type() == TimelineType::State) {
-                        err = err.help("compare the state with a value, e.g. duration_where(latest_event_to_state(c) == \"x\")");
+                        err = err.help(
+                            "compare the state with a value, e.g. duration_where(latest_event_to_state(c) == \"x\")",
+                        );
                     }
                     Err(err)
                 }
@@ -348,10 +449,16 @@ impl Checker<'_> {
             Function::DurationInCurState => match self.check(&args[0])? {
                 Typed::Timeline(tl) => Ok(Typed::Timeline(tl.duration_in_cur_state())),
                 Typed::Column(c) => Err(self
-                    .error(args[0].span.clone(), format!("`duration_in_cur_state` takes a timeline, found the column `{c}`"))
+                    .error(
+                        args[0].span.clone(),
+                        format!("`duration_in_cur_state` takes a timeline, found the column `{c}`"),
+                    )
                     .help(format!("e.g. duration_in_cur_state(latest_event_to_state({c}))"))),
                 other => Err(self
-                    .error(args[0].span.clone(), format!("`duration_in_cur_state` takes a timeline, found {}", other.describe()))
+                    .error(
+                        args[0].span.clone(),
+                        format!("`duration_in_cur_state` takes a timeline, found {}", other.describe()),
+                    )
                     .help(usage(function))),
             },
             Function::Compare(op) => {

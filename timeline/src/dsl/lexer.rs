@@ -45,15 +45,37 @@ impl fmt::Display for Token {
 }
 
 /// Milliseconds per duration unit.
-const UNITS: [(&str, i64); 5] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
+const UNITS: [(&str, i64); 5] = [
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
 
 fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
-    let digits = filter(|c: &char| c.is_ascii_digit()).repeated().at_least(1).collect::<String>();
+    let digits = filter(|c: &char| c.is_ascii_digit())
+        .repeated()
+        .at_least(1)
+        .collect::<String>();
     let number = just('-')
         .or_not()
         .then(digits)
-        .then(just('.').ignore_then(filter(|c: &char| c.is_ascii_digit()).repeated().at_least(1).collect::<String>()).or_not())
-        .then(filter(|c: &char| c.is_ascii_alphabetic()).repeated().collect::<String>())
+        .then(
+            just('.')
+                .ignore_then(
+                    filter(|c: &char| c.is_ascii_digit())
+                        .repeated()
+                        .at_least(1)
+                        .collect::<String>(),
+                )
+                .or_not(),
+        )
+        .then(
+            filter(|c: &char| c.is_ascii_alphabetic())
+                .repeated()
+                .collect::<String>(),
+        )
         .try_map(|(((neg, int), frac), unit), span: Span| {
             let sign = if neg.is_some() { "-" } else { "" };
             let text = match &frac {
@@ -76,7 +98,10 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
                 ));
             };
             if frac.is_some() || neg.is_some() {
-                return Err(Simple::custom(span, format!("a duration is a positive whole number of units, found `{text}{unit}`")));
+                return Err(Simple::custom(
+                    span,
+                    format!("a duration is a positive whole number of units, found `{text}{unit}`"),
+                ));
             }
             text.parse::<i64>()
                 .ok()
@@ -95,7 +120,11 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
     )));
     let string = |quote: char| {
         just(quote)
-            .ignore_then(filter(move |c: &char| *c != '\\' && *c != quote && *c != '\n').or(escape.clone()).repeated())
+            .ignore_then(
+                filter(move |c: &char| *c != '\\' && *c != quote && *c != '\n')
+                    .or(escape)
+                    .repeated(),
+            )
             .then_ignore(just(quote))
             .collect::<String>()
             .map(Token::Str)
@@ -126,15 +155,18 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
         _ => Token::Ident(s),
     });
 
-    let token = choice((number, string('"'), string('\''), op, ctrl, word))
-        .recover_with(skip_then_retry_until([]));
+    let token = choice((number, string('"'), string('\''), op, ctrl, word)).recover_with(skip_then_retry_until([]));
 
     let comment = just("//").then(filter(|c: &char| *c != '\n').repeated()).ignored();
     let trivia = choice((comment, filter(|c: &char| c.is_whitespace()).ignored())).repeated();
 
     trivia
-        .clone()
-        .ignore_then(token.map_with_span(|tok, span| (tok, span)).then_ignore(trivia).repeated())
+        .ignore_then(
+            token
+                .map_with_span(|tok, span| (tok, span))
+                .then_ignore(trivia)
+                .repeated(),
+        )
         .then_ignore(end())
 }
 
@@ -165,9 +197,7 @@ fn unterminated_string(source: &str) -> Option<usize> {
     let mut chars = source.chars().enumerate().peekable();
     while let Some((i, c)) = chars.next() {
         match c {
-            '/' if chars.peek().map(|p| p.1) == Some('/') => {
-                while chars.next_if(|p| p.1 != '\n').is_some() {}
-            }
+            '/' if chars.peek().map(|p| p.1) == Some('/') => while chars.next_if(|p| p.1 != '\n').is_some() {},
             '"' | '\'' => loop {
                 match chars.next() {
                     None | Some((_, '\n')) => return Some(i),

@@ -58,9 +58,7 @@ pub fn parse_query(source: &str) -> Result<Query, DslError> {
 pub fn is_plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     let start_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    start_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !matches!(name, "let" | "true" | "false")
+    start_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !matches!(name, "let" | "true" | "false")
 }
 
 /// A column name as the DSL writes it: bare, or `col("...")` when it is not a

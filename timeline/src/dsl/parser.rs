@@ -1,7 +1,10 @@
 //! Tokens to an untyped syntax tree.
 
-use chumsky::prelude::*;
+// chumsky 0.9's `select!` returns its (large) error type by value; not ours to box.
+#![allow(clippy::result_large_err)]
+
 use chumsky::Stream;
+use chumsky::prelude::*;
 
 use super::error::DslError;
 use super::lexer::{Span, Token};
@@ -22,7 +25,11 @@ pub(crate) enum ExprKind {
     Bool(bool),
     Duration(i64, String),
     Name(String),
-    Call { name: String, name_span: Span, args: Vec<Expr> },
+    Call {
+        name: String,
+        name_span: Span,
+        args: Vec<Expr>,
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -81,7 +88,10 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
             .then(atom)
             .foldr(|bang, operand| {
                 let span = bang.start..operand.span.end;
-                Expr { kind: ExprKind::Not(Box::new(operand)), span }
+                Expr {
+                    kind: ExprKind::Not(Box::new(operand)),
+                    span,
+                }
             });
 
         let cmp_op = select! {
@@ -92,20 +102,29 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
             Token::Op(">") => CmpOp::Gt,
             Token::Op(">=") => CmpOp::Ge,
         };
-        let comparison = unary.clone().then(cmp_op.then(unary).or_not()).map(|(lhs, rhs)| match rhs {
-            None => lhs,
-            Some((op, rhs)) => {
-                let span = lhs.span.start..rhs.span.end;
-                Expr { kind: ExprKind::Compare(op, Box::new(lhs), Box::new(rhs)), span }
-            }
-        });
+        let comparison = unary
+            .clone()
+            .then(cmp_op.then(unary).or_not())
+            .map(|(lhs, rhs)| match rhs {
+                None => lhs,
+                Some((op, rhs)) => {
+                    let span = lhs.span.start..rhs.span.end;
+                    Expr {
+                        kind: ExprKind::Compare(op, Box::new(lhs), Box::new(rhs)),
+                        span,
+                    }
+                }
+            });
 
         let conjunction = comparison
             .clone()
             .then(just(Token::Op("&&")).ignore_then(comparison).repeated())
             .foldl(|lhs, rhs| {
                 let span = lhs.span.start..rhs.span.end;
-                Expr { kind: ExprKind::And(Box::new(lhs), Box::new(rhs)), span }
+                Expr {
+                    kind: ExprKind::And(Box::new(lhs), Box::new(rhs)),
+                    span,
+                }
             });
 
         conjunction
@@ -113,14 +132,21 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
             .then(just(Token::Op("||")).ignore_then(conjunction).repeated())
             .foldl(|lhs, rhs| {
                 let span = lhs.span.start..rhs.span.end;
-                Expr { kind: ExprKind::Or(Box::new(lhs), Box::new(rhs)), span }
+                Expr {
+                    kind: ExprKind::Or(Box::new(lhs), Box::new(rhs)),
+                    span,
+                }
             })
     })
 }
 
 fn program() -> impl Parser<Token, Program, Error = Simple<Token>> {
     let binding = just(Token::Let)
-        .ignore_then(select! { Token::Ident(s) => s }.labelled("a name").map_with_span(|n, span| (n, span)))
+        .ignore_then(
+            select! { Token::Ident(s) => s }
+                .labelled("a name")
+                .map_with_span(|n, span| (n, span)),
+        )
         .then_ignore(just(Token::Op("=")))
         .then(expr())
         .then_ignore(just(Token::Ctrl(';')).or_not())
@@ -152,7 +178,10 @@ fn syntax_error(source: &str, error: Simple<Token>) -> DslError {
     if let SimpleReason::Unclosed { span: open, delimiter } = error.reason() {
         return DslError::new(source, open.clone(), format!("unclosed `{delimiter}`"))
             .label("opened here")
-            .help(format!("add the matching `)` (the query ends at line {})", source.lines().count().max(1)));
+            .help(format!(
+                "add the matching `)` (the query ends at line {})",
+                source.lines().count().max(1)
+            ));
     }
     let found = match error.found() {
         Some(token) => format!("unexpected {token}"),

@@ -60,13 +60,26 @@ fn canonical_form_reparses_to_the_same_node() {
 #[test]
 fn literals_durations_and_comparisons() {
     let op = parse("duration_in_cur_state(latest_event_to_state(s)) >= 10m").unwrap();
-    assert_eq!(op.canonical(), "(duration_in_cur_state(latest_event_to_state(s)) >= 600000)");
-    for (src, ms) in [("1ms", 1), ("2s", 2000), ("3m", 180_000), ("1h", 3_600_000), ("1d", 86_400_000), ("250", 250)] {
+    assert_eq!(
+        op.canonical(),
+        "(duration_in_cur_state(latest_event_to_state(s)) >= 600000)"
+    );
+    for (src, ms) in [
+        ("1ms", 1),
+        ("2s", 2000),
+        ("3m", 180_000),
+        ("1h", 3_600_000),
+        ("1d", 86_400_000),
+        ("250", 250),
+    ] {
         let op = parse(&format!("has_existed_within(a == true, {src})")).unwrap();
         assert!(op.canonical().ends_with(&format!(", {ms}ms)")), "{src}: {op}");
     }
     let flipped = parse(r#""CDN1" == latest_event_to_state(cdn)"#).unwrap();
-    assert_eq!(flipped.id(), parse(r#"latest_event_to_state(cdn) == "CDN1""#).unwrap().id());
+    assert_eq!(
+        flipped.id(),
+        parse(r#"latest_event_to_state(cdn) == "CDN1""#).unwrap().id()
+    );
     let lt = parse("5 < duration_where(has_existed(a > 2.5))").unwrap();
     assert_eq!(lt.canonical(), "(duration_where(has_existed(a > 2.5)) > 5)");
     assert!(parse("has_existed(a == \"x\\\"y\" || !(b <= -3))").is_ok());
@@ -80,7 +93,10 @@ fn errors_give_line_column_and_a_caret() {
     assert_eq!(e.help.as_deref(), Some("did you mean `has_existed`?"));
     let rendered = e.render("duration_where(\n  has_existd(a == 1))", "q.tl");
     assert!(rendered.contains("q.tl:2:3"), "{rendered}");
-    assert!(rendered.contains("^") || rendered.contains("─┬─") || rendered.contains("┬"), "{rendered}");
+    assert!(
+        rendered.contains("^") || rendered.contains("─┬─") || rendered.contains("┬"),
+        "{rendered}"
+    );
 
     let e = err("TLHasExistd(a == 1)");
     assert_eq!(e.help.as_deref(), Some("did you mean `has_existed`?"));
@@ -93,26 +109,54 @@ fn operator_typos_get_hints() {
     let e = err("has_existed(a = 1)");
     assert_eq!((e.line, e.column), (1, 15));
     assert_eq!(e.help.as_deref(), Some("to compare, write `==`"));
-    assert_eq!(err("has_existed(a == 1) & has_existed(b == 2)").help.as_deref(), Some("logical and is `&&`"));
-    assert_eq!(err("has_existed(a == 1) | has_existed(b == 2)").help.as_deref(), Some("logical or is `||`"));
-    assert_eq!(err("has_existed(a == 1) and has_existed(b == 2)").help.as_deref(), Some("logical and is `&&`"));
+    assert_eq!(
+        err("has_existed(a == 1) & has_existed(b == 2)").help.as_deref(),
+        Some("logical and is `&&`")
+    );
+    assert_eq!(
+        err("has_existed(a == 1) | has_existed(b == 2)").help.as_deref(),
+        Some("logical or is `||`")
+    );
+    assert_eq!(
+        err("has_existed(a == 1) and has_existed(b == 2)").help.as_deref(),
+        Some("logical and is `&&`")
+    );
 }
 
 #[test]
 fn type_errors_are_clear() {
     let e = err("duration_where(latest_event_to_state(cdn))");
-    assert!(e.message.contains("`duration_where` takes a boolean timeline, found a state timeline"), "{e}");
+    assert!(
+        e.message
+            .contains("`duration_where` takes a boolean timeline, found a state timeline"),
+        "{e}"
+    );
     assert_eq!(e.column, 16);
     let e = err("has_existed(a == 1) && 5");
-    assert!(e.message.contains("`&&` needs boolean timelines or predicates, but an operand is the integer literal 5"), "{e}");
+    assert!(
+        e.message
+            .contains("`&&` needs boolean timelines or predicates, but an operand is the integer literal 5"),
+        "{e}"
+    );
     let e = err("duration_where(playerStateChange == \"play\")");
     assert!(e.message.contains("found a predicate on events"), "{e}");
     let e = err("has_existed(latest_event_to_state(a) == 1)");
-    assert!(e.message.contains("takes a predicate on events, found a timeline"), "{e}");
+    assert!(
+        e.message.contains("takes a predicate on events, found a timeline"),
+        "{e}"
+    );
     let e = err("a == 1 && has_existed(b == 1)");
-    assert!(e.message.contains("cannot combine a predicate on events with a timeline"), "{e}");
+    assert!(
+        e.message
+            .contains("cannot combine a predicate on events with a timeline"),
+        "{e}"
+    );
     let e = err("a == 1");
-    assert!(e.message.contains("a query computes a timeline, but this is a predicate"), "{e}");
+    assert!(
+        e.message
+            .contains("a query computes a timeline, but this is a predicate"),
+        "{e}"
+    );
     let e = err("has_existed_within(a == 1, -5)");
     assert!(e.message.contains("positive duration"), "{e}");
     let e = err("has_existed_within(a == 1, 5x)");
@@ -126,9 +170,15 @@ fn type_errors_are_clear() {
 #[test]
 fn syntax_errors_point_at_the_spot() {
     let e = err("duration_where(has_existed(a == 1)");
-    assert!(e.message.contains("unclosed `(`") || e.message.contains("end of the query"), "{e}");
+    assert!(
+        e.message.contains("unclosed `(`") || e.message.contains("end of the query"),
+        "{e}"
+    );
     let e = err("has_existed(a == \"open)");
-    assert!(e.message.contains("unterminated string") || e.message.contains("unexpected"), "{e}");
+    assert!(
+        e.message.contains("unterminated string") || e.message.contains("unexpected"),
+        "{e}"
+    );
     assert_eq!((e.line, e.column), (1, 18));
     let e = err("   ");
     assert!(e.message.contains("empty"), "{e}");

@@ -1,15 +1,13 @@
 //! `a && b`: Kleene conjunction, point by point.
 
-use crate::timeline::{SpanValue, Timeline};
+use crate::timeline::Timeline;
 
 /// False where either is false; else Unknown where either is Unknown; else true.
 pub fn and(a: &Timeline, b: &Timeline) -> Timeline {
-    a.zip_with(b, |x, y| {
-        SpanValue::from_bool(match (x.as_bool(), y.as_bool()) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        })
+    a.zip_bool(b, |x, y| match (x, y) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
     })
 }
 
@@ -17,6 +15,7 @@ pub fn and(a: &Timeline, b: &Timeline) -> Timeline {
 mod tests {
     use super::*;
     use crate::timeline::Span;
+    use crate::timeline::SpanValue;
     use crate::value::Value;
 
     #[test]
@@ -40,13 +39,25 @@ mod tests {
     #[test]
     fn false_beats_unknown_across_span_boundaries() {
         let a = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::Unknown },
-            Span { start: 10, value: SpanValue::from_bool(Some(true)) },
+            Span {
+                start: 0,
+                value: SpanValue::Unknown,
+            },
+            Span {
+                start: 10,
+                value: SpanValue::from_bool(Some(true)),
+            },
         ])
         .unwrap();
         let b = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::from_bool(Some(false)) },
-            Span { start: 5, value: SpanValue::from_bool(Some(true)) },
+            Span {
+                start: 0,
+                value: SpanValue::from_bool(Some(false)),
+            },
+            Span {
+                start: 5,
+                value: SpanValue::from_bool(Some(true)),
+            },
         ])
         .unwrap();
         assert_eq!(and(&a, &b).to_string(), "[0,5):false [5,10):unknown [10,∞):true");

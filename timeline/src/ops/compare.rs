@@ -3,9 +3,9 @@
 //! On a rising span (a duration) the comparison changes value at the exact
 //! millisecond the duration crosses the literal.
 
+use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
 use crate::value::{CmpOp, Value};
-use crate::Time;
 
 /// `input op literal` at every instant; Unknown stays Unknown.
 pub fn compare(input: &Timeline, op: CmpOp, literal: &Value) -> Timeline {
@@ -14,9 +14,7 @@ pub fn compare(input: &Timeline, op: CmpOp, literal: &Value) -> Timeline {
         match &span.value {
             SpanValue::Unknown => out.push(span.start, SpanValue::Unknown),
             SpanValue::Known(v) => out.push(span.start, known(v.compare(op, literal))),
-            SpanValue::Rising { from } => {
-                rising(&mut out, span.start, input.end_of(i), *from, op, literal)
-            }
+            SpanValue::Rising { from } => rising(&mut out, span.start, input.end_of(i), *from, op, literal),
         }
     }
     out.finish()
@@ -81,9 +79,18 @@ mod tests {
 
     fn rising_from_zero_at_10() -> Timeline {
         Timeline::from_spans([
-            Span { start: 0, value: SpanValue::Unknown },
-            Span { start: 10, value: SpanValue::Rising { from: 0 } },
-            Span { start: 100, value: SpanValue::Known(Value::Int(90)) },
+            Span {
+                start: 0,
+                value: SpanValue::Unknown,
+            },
+            Span {
+                start: 10,
+                value: SpanValue::Rising { from: 0 },
+            },
+            Span {
+                start: 100,
+                value: SpanValue::Known(Value::Int(90)),
+            },
         ])
         .unwrap()
     }
@@ -91,11 +98,20 @@ mod tests {
     #[test]
     fn constants_compare_pointwise() {
         let t = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::Known(Value::str("play")) },
-            Span { start: 5, value: SpanValue::Known(Value::str("buffer")) },
+            Span {
+                start: 0,
+                value: SpanValue::Known(Value::str("play")),
+            },
+            Span {
+                start: 5,
+                value: SpanValue::Known(Value::str("buffer")),
+            },
         ])
         .unwrap();
-        assert_eq!(compare(&t, CmpOp::Eq, &Value::str("buffer")).to_string(), "[0,5):false [5,∞):true");
+        assert_eq!(
+            compare(&t, CmpOp::Eq, &Value::str("buffer")).to_string(),
+            "[0,5):false [5,∞):true"
+        );
         assert_eq!(compare(&t, CmpOp::Eq, &Value::Int(1)).to_string(), "[0,∞):false");
         assert_eq!(compare(&t, CmpOp::Ne, &Value::Int(1)).to_string(), "[0,∞):true");
     }
@@ -104,10 +120,22 @@ mod tests {
     fn rising_spans_cross_at_the_exact_millisecond() {
         let t = rising_from_zero_at_10();
         // v(t) = t - 10 on [10, 100): v < 30 until t = 40.
-        assert_eq!(compare(&t, CmpOp::Lt, &Value::Int(30)).to_string(), "[0,10):unknown [10,40):true [40,∞):false");
-        assert_eq!(compare(&t, CmpOp::Le, &Value::Int(30)).to_string(), "[0,10):unknown [10,41):true [41,∞):false");
-        assert_eq!(compare(&t, CmpOp::Gt, &Value::Int(30)).to_string(), "[0,10):unknown [10,41):false [41,∞):true");
-        assert_eq!(compare(&t, CmpOp::Ge, &Value::Int(30)).to_string(), "[0,10):unknown [10,40):false [40,∞):true");
+        assert_eq!(
+            compare(&t, CmpOp::Lt, &Value::Int(30)).to_string(),
+            "[0,10):unknown [10,40):true [40,∞):false"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Le, &Value::Int(30)).to_string(),
+            "[0,10):unknown [10,41):true [41,∞):false"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Gt, &Value::Int(30)).to_string(),
+            "[0,10):unknown [10,41):false [41,∞):true"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Ge, &Value::Int(30)).to_string(),
+            "[0,10):unknown [10,40):false [40,∞):true"
+        );
         assert_eq!(
             compare(&t, CmpOp::Eq, &Value::Int(30)).to_string(),
             "[0,10):unknown [10,40):false [40,41):true [41,∞):false"
@@ -121,20 +149,41 @@ mod tests {
     #[test]
     fn rising_spans_with_float_literals() {
         let t = rising_from_zero_at_10();
-        assert_eq!(compare(&t, CmpOp::Lt, &Value::Float(29.5)).to_string(), "[0,10):unknown [10,40):true [40,∞):false");
-        assert_eq!(compare(&t, CmpOp::Eq, &Value::Float(29.5)).to_string(), "[0,10):unknown [10,∞):false");
-        assert_eq!(compare(&t, CmpOp::Ge, &Value::Float(-1e300)).to_string(), "[0,10):unknown [10,∞):true");
-        assert_eq!(compare(&t, CmpOp::Eq, &Value::str("x")).to_string(), "[0,10):unknown [10,∞):false");
+        assert_eq!(
+            compare(&t, CmpOp::Lt, &Value::Float(29.5)).to_string(),
+            "[0,10):unknown [10,40):true [40,∞):false"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Eq, &Value::Float(29.5)).to_string(),
+            "[0,10):unknown [10,∞):false"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Ge, &Value::Float(-1e300)).to_string(),
+            "[0,10):unknown [10,∞):true"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Eq, &Value::str("x")).to_string(),
+            "[0,10):unknown [10,∞):false"
+        );
     }
 
     #[test]
     fn crossings_outside_the_span_do_not_split_it() {
         let t = rising_from_zero_at_10();
         // Crosses 200 only after the span ended at 100 (where the value is 90).
-        assert_eq!(compare(&t, CmpOp::Lt, &Value::Int(200)).to_string(), "[0,10):unknown [10,∞):true");
-        assert_eq!(compare(&t, CmpOp::Lt, &Value::Int(0)).to_string(), "[0,10):unknown [10,∞):false");
+        assert_eq!(
+            compare(&t, CmpOp::Lt, &Value::Int(200)).to_string(),
+            "[0,10):unknown [10,∞):true"
+        );
+        assert_eq!(
+            compare(&t, CmpOp::Lt, &Value::Int(0)).to_string(),
+            "[0,10):unknown [10,∞):false"
+        );
         // The open last span crosses far in the future without overflow.
         let open = Timeline::constant(0, SpanValue::Rising { from: 0 });
-        assert_eq!(compare(&open, CmpOp::Lt, &Value::Int(i64::MAX)).to_string(), format!("[0,{}):true [{},∞):false", i64::MAX, i64::MAX));
+        assert_eq!(
+            compare(&open, CmpOp::Lt, &Value::Int(i64::MAX)).to_string(),
+            format!("[0,{}):true [{},∞):false", i64::MAX, i64::MAX)
+        );
     }
 }

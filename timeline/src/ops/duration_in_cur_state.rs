@@ -29,9 +29,18 @@ mod tests {
     #[test]
     fn restarts_at_every_change_and_is_unknown_where_input_is() {
         let tl = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::Unknown },
-            Span { start: 5, value: SpanValue::Known(Value::str("a")) },
-            Span { start: 9, value: SpanValue::Known(Value::str("b")) },
+            Span {
+                start: 0,
+                value: SpanValue::Unknown,
+            },
+            Span {
+                start: 5,
+                value: SpanValue::Known(Value::str("a")),
+            },
+            Span {
+                start: 9,
+                value: SpanValue::Known(Value::str("b")),
+            },
         ])
         .unwrap();
         let d = duration_in_cur_state(&tl);

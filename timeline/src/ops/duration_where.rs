@@ -29,14 +29,29 @@ mod tests {
     #[test]
     fn accumulates_true_time_only() {
         let b = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::from_bool(Some(false)) },
-            Span { start: 10, value: SpanValue::from_bool(Some(true)) },
-            Span { start: 14, value: SpanValue::Unknown },
-            Span { start: 20, value: SpanValue::from_bool(Some(true)) },
+            Span {
+                start: 0,
+                value: SpanValue::from_bool(Some(false)),
+            },
+            Span {
+                start: 10,
+                value: SpanValue::from_bool(Some(true)),
+            },
+            Span {
+                start: 14,
+                value: SpanValue::Unknown,
+            },
+            Span {
+                start: 20,
+                value: SpanValue::from_bool(Some(true)),
+            },
         ])
         .unwrap();
         let d = duration_where(&b);
-        assert_eq!(d.to_string(), "[0,10):0 [10,14):rising from 0 [14,20):4 [20,∞):rising from 4");
+        assert_eq!(
+            d.to_string(),
+            "[0,10):0 [10,14):rising from 0 [14,20):4 [20,∞):rising from 4"
+        );
         assert_eq!(d.value_at(10), Some(Value::Int(0)));
         assert_eq!(d.value_at(13), Some(Value::Int(3)));
         assert_eq!(d.value_at(14), Some(Value::Int(4)));

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
 use crate::value::Value;
-use crate::Time;
 
 /// The state of a `has_existed` worker: the earliest matching event time.
 /// Constant size, whatever the number of events.

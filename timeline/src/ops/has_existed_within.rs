@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
 use crate::value::Value;
-use crate::Time;
 
 /// The state of a `has_existed_within` worker: the union of the windows
 /// `[e.time, e.time + d)` of matching events, as sorted, disjoint, non-touching
@@ -74,7 +74,10 @@ mod tests {
         s.apply(0, 3);
         s.apply(1, 3);
         s.apply(22, 1);
-        assert_eq!(s.timeline(0).to_string(), "[0,4):true [4,20):false [20,30):true [30,∞):false");
+        assert_eq!(
+            s.timeline(0).to_string(),
+            "[0,4):true [4,20):false [20,30):true [30,∞):false"
+        );
         s.apply(3, 18);
         assert_eq!(s.timeline(0).to_string(), "[0,30):true [30,∞):false");
     }

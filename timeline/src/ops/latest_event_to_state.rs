@@ -4,16 +4,17 @@
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
+use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
 use crate::value::Value;
-use crate::Time;
 
 /// One event that set the column, the winner among those at its time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Write {
     time: Time,
     id: Option<SmolStr>,
-    value: Value,
+    /// Index into `values`.
+    value: u32,
 }
 
 /// The state of a `latest_event_to_state` worker: the winning write at each
@@ -26,6 +27,9 @@ struct Write {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatestEventToState {
     writes: Vec<Write>,
+    /// The values written, each stored once when recently seen: state columns
+    /// repeat a handful of values.
+    values: Vec<Value>,
 }
 
 impl LatestEventToState {
@@ -51,16 +55,17 @@ impl LatestEventToState {
             };
             if replace {
                 existing.id = id.cloned();
-                existing.value = value.clone();
+                existing.value = intern(&mut self.values, value);
             }
             return;
         }
+        let value = intern(&mut self.values, value);
         self.writes.insert(
             pos,
             Write {
                 time,
                 id: id.cloned(),
-                value: value.clone(),
+                value,
             },
         );
     }
@@ -69,8 +74,12 @@ impl LatestEventToState {
     pub fn timeline(&self, origin: Time) -> Timeline {
         let mut out = TimelineBuilder::with_capacity(self.writes.len() + 1);
         out.push(origin, SpanValue::Unknown);
+        let mut previous = None;
         for w in &self.writes {
-            out.push(w.time, SpanValue::Known(w.value.clone()));
+            if previous != Some(w.value) {
+                out.push(w.time, SpanValue::Known(self.values[w.value as usize].clone()));
+                previous = Some(w.value);
+            }
         }
         out.finish()
     }
@@ -78,18 +87,21 @@ impl LatestEventToState {
     /// The value at `t`, in O(log n).
     pub fn value_at(&self, t: Time) -> Option<Value> {
         let i = self.writes.partition_point(|w| w.time <= t).checked_sub(1)?;
-        Some(self.writes[i].value.clone())
+        Some(self.values[self.writes[i].value as usize].clone())
     }
 
     /// Drops writes before `horizon` that repeat the value before them: after
     /// this, an event earlier than `horizon` may no longer be placed exactly.
     pub fn forget_repeats_before(&mut self, horizon: Time) {
-        let mut previous: Option<Value> = None;
+        let values = &self.values;
+        let mut previous: Option<&Value> = None;
         self.writes.retain(|w| {
-            let repeat = w.time < horizon && previous.as_ref() == Some(&w.value);
-            previous = Some(w.value.clone());
+            let value = &values[w.value as usize];
+            let repeat = w.time < horizon && previous == Some(value);
+            previous = Some(value);
             !repeat
         });
+        self.writes.shrink_to_fit();
     }
 
     /// Number of writes held.
@@ -104,8 +116,20 @@ impl LatestEventToState {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.writes.capacity() * std::mem::size_of::<Write>()
+        self.writes.capacity() * std::mem::size_of::<Write>() + self.values.capacity() * std::mem::size_of::<Value>()
     }
+}
+
+/// The index of `value` in `values`, appending it unless one of the last few
+/// entries equals it (so a high-cardinality column costs O(1) per event).
+fn intern(values: &mut Vec<Value>, value: &Value) -> u32 {
+    const RECENT: usize = 8;
+    let recent = values.len().saturating_sub(RECENT);
+    if let Some(i) = values[recent..].iter().rposition(|v| v == value) {
+        return (recent + i) as u32;
+    }
+    values.push(value.clone());
+    (values.len() - 1) as u32
 }
 
 #[cfg(test)]
@@ -121,7 +145,10 @@ mod tests {
         let mut s = LatestEventToState::default();
         s.apply(10, None, &Value::str("play"));
         s.apply(20, None, &Value::str("buffer"));
-        assert_eq!(s.timeline(0).to_string(), r#"[0,10):unknown [10,20):"play" [20,∞):"buffer""#);
+        assert_eq!(
+            s.timeline(0).to_string(),
+            r#"[0,10):unknown [10,20):"play" [20,∞):"buffer""#
+        );
         assert_eq!(s.value_at(9), None);
         assert_eq!(s.value_at(20), Some(Value::str("buffer")));
     }

@@ -15,9 +15,18 @@ mod tests {
     #[test]
     fn negates_and_keeps_unknown() {
         let a = Timeline::from_spans([
-            Span { start: 0, value: SpanValue::Unknown },
-            Span { start: 3, value: SpanValue::from_bool(Some(true)) },
-            Span { start: 7, value: SpanValue::from_bool(Some(false)) },
+            Span {
+                start: 0,
+                value: SpanValue::Unknown,
+            },
+            Span {
+                start: 3,
+                value: SpanValue::from_bool(Some(true)),
+            },
+            Span {
+                start: 7,
+                value: SpanValue::from_bool(Some(false)),
+            },
         ])
         .unwrap();
         assert_eq!(not(&a).to_string(), "[0,3):unknown [3,7):false [7,∞):true");

@@ -1,15 +1,13 @@
 //! `a || b`: Kleene disjunction, point by point.
 
-use crate::timeline::{SpanValue, Timeline};
+use crate::timeline::Timeline;
 
 /// True where either is true; else Unknown where either is Unknown; else false.
 pub fn or(a: &Timeline, b: &Timeline) -> Timeline {
-    a.zip_with(b, |x, y| {
-        SpanValue::from_bool(match (x.as_bool(), y.as_bool()) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        })
+    a.zip_bool(b, |x, y| match (x, y) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
     })
 }
 
@@ -17,6 +15,7 @@ pub fn or(a: &Timeline, b: &Timeline) -> Timeline {
 mod tests {
     use super::*;
     use crate::timeline::Span;
+    use crate::timeline::SpanValue;
     use crate::value::Value;
 
     #[test]

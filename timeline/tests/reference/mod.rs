@@ -58,31 +58,31 @@ impl Reference {
                 }
                 best.and_then(|(_, e)| e.column(column).cloned())
             }
-            Operator::Leaf(LeafOp::HasExisted { predicate }) => {
-                Some(Value::Bool(self.events.iter().any(|e| e.time <= t && predicate.matches(e))))
-            }
+            Operator::Leaf(LeafOp::HasExisted { predicate }) => Some(Value::Bool(
+                self.events.iter().any(|e| e.time <= t && predicate.matches(e)),
+            )),
             Operator::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => Some(Value::Bool(
-                self.events.iter().any(|e| e.time <= t && t < e.time + within_ms && predicate.matches(e)),
+                self.events
+                    .iter()
+                    .any(|e| e.time <= t && t < e.time + within_ms && predicate.matches(e)),
             )),
             Operator::Derived(DerivedOp::Compare { op: cmp, value }) => {
                 child(0, t).map(|v| Value::Bool(v.compare(*cmp, value)))
             }
-            Operator::Derived(DerivedOp::And) => {
-                match (as_bool(child(0, t)), as_bool(child(1, t))) {
-                    (Some(false), _) | (_, Some(false)) => Some(Value::Bool(false)),
-                    (Some(true), Some(true)) => Some(Value::Bool(true)),
-                    _ => None,
-                }
-            }
+            Operator::Derived(DerivedOp::And) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
+                (Some(false), _) | (_, Some(false)) => Some(Value::Bool(false)),
+                (Some(true), Some(true)) => Some(Value::Bool(true)),
+                _ => None,
+            },
             Operator::Derived(DerivedOp::Or) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
                 (Some(true), _) | (_, Some(true)) => Some(Value::Bool(true)),
                 (Some(false), Some(false)) => Some(Value::Bool(false)),
                 _ => None,
             },
             Operator::Derived(DerivedOp::Not) => as_bool(child(0, t)).map(|b| Value::Bool(!b)),
-            Operator::Derived(DerivedOp::DurationWhere) => {
-                Some(Value::Int((origin..t).filter(|&s| as_bool(child(0, s)) == Some(true)).count() as i64))
-            }
+            Operator::Derived(DerivedOp::DurationWhere) => Some(Value::Int(
+                (origin..t).filter(|&s| as_bool(child(0, s)) == Some(true)).count() as i64,
+            )),
             Operator::Derived(DerivedOp::DurationInCurState) => {
                 let now = child(0, t)?;
                 let mut start = t;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, every test.
+# Installs what it needs (rust components and targets) on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test"
+cargo test --workspace --locked
