@@ -11,7 +11,16 @@ const CIRR: &str = include_str!("../../examples/cirr.tl");
 
 fn data(sessions: u64) -> (Vec<u8>, u64) {
     let mut out = Vec::new();
-    let n = write_cirr(&CirrOptions { sessions, seed: 1, late: 0.02, duplicates: 0.01 }, &mut out).unwrap();
+    let n = write_cirr(
+        &CirrOptions {
+            sessions,
+            seed: 1,
+            late: 0.02,
+            duplicates: 0.01,
+        },
+        &mut out,
+    )
+    .unwrap();
     (out, n)
 }
 

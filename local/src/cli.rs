@@ -33,6 +33,9 @@ enum Command {
     /// Generate synthetic events.
     #[command(subcommand)]
     Gen(GenCommand),
+    /// Run the embedded local runtime: every job's workers, durable on local
+    /// disk, behind an HTTP API (see /v1/openapi.json).
+    Serve(ServeArgs),
     /// Check a query and print its canonical form and execution plan.
     Plan {
         /// The query: DSL text, or @file.tl.
@@ -65,6 +68,28 @@ struct EvalArgs {
     /// Print throughput and memory figures on stderr when done.
     #[arg(long)]
     stats: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on. Use 0.0.0.0 only behind a firewall, with a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Directory of the jobs and the event log (created if missing).
+    #[arg(long, default_value = "./timeline-data")]
+    data_dir: PathBuf,
+    /// Require `Authorization: Bearer <token>` on every route but /v1/health.
+    #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The field that names an event's key.
+    #[arg(long, default_value = timeline::event::DEFAULT_KEY_FIELD)]
+    key: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_body_bytes: usize,
+    /// Most events accepted in one request.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_batch_events: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +129,29 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Eval(args) => eval(args),
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal())
+                .init();
+            let config = crate::server::ServeConfig {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                token: args.token.filter(|t| !t.is_empty()),
+                key_field: args.key,
+                max_body_bytes: args.max_body_bytes,
+                max_batch_events: args.max_batch_events,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(crate::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gen(GenCommand::Cirr {
             sessions,
             seed,

@@ -10,5 +10,9 @@
 
 pub mod batch;
 pub mod cli;
+pub mod engine;
 pub mod generate;
+pub mod metrics;
 pub mod output;
+pub mod server;
+pub mod store;

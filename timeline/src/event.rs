@@ -92,6 +92,7 @@ pub enum EventError {
 #[derive(Debug, Clone)]
 pub struct EventParser {
     key_field: SmolStr,
+    default_key: Option<SmolStr>,
 }
 
 impl Default for EventParser {
@@ -105,7 +106,15 @@ impl EventParser {
     pub fn new(key_field: &str) -> Self {
         Self {
             key_field: SmolStr::new(key_field),
+            default_key: None,
         }
+    }
+
+    /// The same parser, giving events without a key field the key `key`
+    /// (for batches addressed to one key).
+    pub fn with_default_key(mut self, key: &str) -> Self {
+        self.default_key = Some(SmolStr::new(key));
+        self
     }
 
     /// The key field.
@@ -272,7 +281,11 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
         }
         let event = (|| {
             let time = time.ok_or(EventError::MissingTime)??;
-            let key = key.ok_or_else(|| EventError::MissingKey(key_field.to_string()))??;
+            let key = match (key, &self.parser.default_key) {
+                (Some(key), _) => key?,
+                (None, Some(default)) => default.clone(),
+                (None, None) => return Err(EventError::MissingKey(key_field.to_string())),
+            };
             let id = id.transpose()?;
             Ok(Event { key, time, id, columns })
         })();

@@ -52,4 +52,4 @@ pub use plan::{CompiledPlan, ExecutionPlan, PlanNode};
 pub use predicate::Predicate;
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
 pub use value::{CmpOp, Value};
-pub use worker::{EventProcessor, LeafState, Output, TimelineProcessor, WorkerDescription};
+pub use worker::{EventProcessor, LeafData, LeafState, Output, TimelineProcessor, WorkerDescription};

@@ -40,49 +40,32 @@ impl Output {
     }
 }
 
-/// The operator-specific part of a leaf's state.
+/// The operator-specific part of a leaf's state (without the key's origin and
+/// latest time, which all leaves of a key share).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum LeafData {
+pub enum LeafData {
+    /// State of `latest_event_to_state`.
     LatestEventToState(LatestEventToState),
+    /// State of `has_existed`.
     HasExisted(HasExisted),
+    /// State of `has_existed_within`.
     HasExistedWithin(HasExistedWithin),
 }
 
-/// Everything an event processor remembers for one key: the key's origin and
-/// latest time, how many events it received, and the operator's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeafState {
-    origin: Option<Time>,
-    latest: Option<Time>,
-    events: u64,
-    data: LeafData,
-}
-
-impl LeafState {
-    /// The state of a worker for `op` that has seen no event.
+impl LeafData {
+    /// The state of `op` before any event.
     pub fn new(op: &LeafOp) -> Self {
-        let data = match op {
+        match op {
             LeafOp::LatestEventToState { .. } => LeafData::LatestEventToState(LatestEventToState::default()),
             LeafOp::HasExisted { .. } => LeafData::HasExisted(HasExisted::default()),
             LeafOp::HasExistedWithin { .. } => LeafData::HasExistedWithin(HasExistedWithin::default()),
-        };
-        LeafState {
-            origin: None,
-            latest: None,
-            events: 0,
-            data,
         }
     }
 
-    /// Applies one event of the key. `op` must be the operator the state was
-    /// made for. Events that do not concern the operator still move the key's
-    /// origin and latest time.
+    /// Applies one event; `op` must be the operator the state was made for.
     pub fn apply(&mut self, op: &LeafOp, event: &Event) {
-        self.events += 1;
-        self.origin = Some(self.origin.map_or(event.time, |o| o.min(event.time)));
-        self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
-        match (&mut self.data, op) {
+        match (self, op) {
             (LeafData::LatestEventToState(state), LeafOp::LatestEventToState { column }) => {
                 if let Some(value) = event.column(column) {
                     state.apply(event.time, event.id.as_ref(), value);
@@ -102,18 +85,63 @@ impl LeafState {
         }
     }
 
+    /// The timeline of a key whose origin is `origin` (Unknown without one).
+    pub fn timeline(&self, origin: Option<Time>) -> Timeline {
+        let Some(origin) = origin else {
+            return Timeline::unknown();
+        };
+        match self {
+            LeafData::LatestEventToState(s) => s.timeline(origin),
+            LeafData::HasExisted(s) => s.timeline(origin),
+            LeafData::HasExistedWithin(s) => s.timeline(origin),
+        }
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            LeafData::LatestEventToState(s) => s.heap_bytes(),
+            LeafData::HasExisted(_) => 0,
+            LeafData::HasExistedWithin(s) => s.heap_bytes(),
+        }
+    }
+}
+
+/// Everything an event processor remembers for one key: the key's origin and
+/// latest time, how many events it received, and the operator's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafState {
+    origin: Option<Time>,
+    latest: Option<Time>,
+    events: u64,
+    data: LeafData,
+}
+
+impl LeafState {
+    /// The state of a worker for `op` that has seen no event.
+    pub fn new(op: &LeafOp) -> Self {
+        LeafState {
+            origin: None,
+            latest: None,
+            events: 0,
+            data: LeafData::new(op),
+        }
+    }
+
+    /// Applies one event of the key. `op` must be the operator the state was
+    /// made for. Events that do not concern the operator still move the key's
+    /// origin and latest time.
+    pub fn apply(&mut self, op: &LeafOp, event: &Event) {
+        self.events += 1;
+        self.origin = Some(self.origin.map_or(event.time, |o| o.min(event.time)));
+        self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
+        self.data.apply(op, event);
+    }
+
     /// The leaf's timeline and the key's latest time.
     pub fn output(&self) -> Output {
-        let timeline = match self.origin {
-            None => Timeline::unknown(),
-            Some(origin) => match &self.data {
-                LeafData::LatestEventToState(s) => s.timeline(origin),
-                LeafData::HasExisted(s) => s.timeline(origin),
-                LeafData::HasExistedWithin(s) => s.timeline(origin),
-            },
-        };
         Output {
-            timeline,
+            timeline: self.data.timeline(self.origin),
             latest: self.latest,
         }
     }
@@ -143,12 +171,7 @@ impl LeafState {
 
     /// Approximate bytes held, the struct included.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + match &self.data {
-                LeafData::LatestEventToState(s) => s.heap_bytes(),
-                LeafData::HasExisted(_) => 0,
-                LeafData::HasExistedWithin(s) => s.heap_bytes(),
-            }
+        std::mem::size_of::<Self>() + self.data.heap_bytes()
     }
 }
 

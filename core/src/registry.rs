@@ -1,0 +1,212 @@
+//! Jobs, their plans, and the nodes they share.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use timeline::dsl::DslError;
+use timeline::{ExecutionPlan, NodeId, PlanNode};
+
+/// A running job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's name, unique in the registry.
+    pub name: String,
+    /// The DSL text as submitted.
+    pub query: String,
+    /// Its execution plan; `reused` marks nodes that ran before this job.
+    pub plan: ExecutionPlan,
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    /// The DSL did not parse or type-check.
+    #[error("invalid query: {0}")]
+    Query(DslError),
+    /// The name is not usable.
+    #[error("invalid job name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`")]
+    Name(String),
+    /// Another job already has the name.
+    #[error("a different job named `{0}` exists; delete it first or choose another name")]
+    Conflict(String),
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// A new job; its plan marks reused nodes.
+    Created(Job),
+    /// The same job (name and query) was already running: nothing changed.
+    Existing(Job),
+}
+
+impl Submitted {
+    /// The job, new or existing.
+    pub fn job(&self) -> &Job {
+        match self {
+            Submitted::Created(job) | Submitted::Existing(job) => job,
+        }
+    }
+}
+
+/// The jobs and the nodes they run, with how many jobs use each node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobRegistry {
+    jobs: BTreeMap<String, Job>,
+    nodes: HashMap<NodeId, (PlanNode, usize)>,
+}
+
+/// Whether `name` is a valid job name.
+pub fn valid_job_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl JobRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks and plans a job. Without a name, the job is named after its
+    /// result node. Submitting the same name and query again is a no-op.
+    pub fn submit(&mut self, name: Option<&str>, query: &str) -> Result<Submitted, SubmitError> {
+        let op = timeline::dsl::parse(query).map_err(SubmitError::Query)?;
+        let mut plan = ExecutionPlan::new(&op).expect("the DSL type-checks what it parses");
+        let name = name.map(str::to_string).unwrap_or_else(|| plan.result.to_string());
+        if !valid_job_name(&name) {
+            return Err(SubmitError::Name(name));
+        }
+        if let Some(existing) = self.jobs.get(&name) {
+            return if existing.plan.result == plan.result {
+                Ok(Submitted::Existing(existing.clone()))
+            } else {
+                Err(SubmitError::Conflict(name))
+            };
+        }
+        for node in &mut plan.nodes {
+            node.reused = self.nodes.contains_key(&node.id);
+        }
+        for node in &plan.nodes {
+            self.nodes.entry(node.id.clone()).or_insert_with(|| (node.clone(), 0)).1 += 1;
+        }
+        let job = Job {
+            name: name.clone(),
+            query: query.to_string(),
+            plan,
+        };
+        self.jobs.insert(name, job.clone());
+        Ok(Submitted::Created(job))
+    }
+
+    /// Removes a job; returns it and the nodes no other job uses any more.
+    pub fn remove(&mut self, name: &str) -> Option<(Job, Vec<NodeId>)> {
+        let job = self.jobs.remove(name)?;
+        let mut freed = Vec::new();
+        for node in &job.plan.nodes {
+            if let Some(entry) = self.nodes.get_mut(&node.id) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    self.nodes.remove(&node.id);
+                    freed.push(node.id.clone());
+                }
+            }
+        }
+        Some((job, freed))
+    }
+
+    /// The job named `name`.
+    pub fn get(&self, name: &str) -> Option<&Job> {
+        self.jobs.get(name)
+    }
+
+    /// Every job, by name.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// The live node with id `id`.
+    pub fn node(&self, id: &NodeId) -> Option<&PlanNode> {
+        self.nodes.get(id).map(|(node, _)| node)
+    }
+
+    /// Every live node (of any job), each once, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &PlanNode> {
+        self.nodes.values().map(|(node, _)| node)
+    }
+
+    /// How many jobs use node `id`.
+    pub fn users(&self, id: &NodeId) -> usize {
+        self.nodes.get(id).map_or(0, |(_, n)| *n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CIRR: &str = r#"duration_where(has_existed(playerStateChange == "play") && !has_existed_within(userAction == "seek", 5s) && latest_event_to_state(playerStateChange) == "buffer" && latest_event_to_state(cdnChange) == "CDN1")"#;
+
+    #[test]
+    fn shared_nodes_are_reused_and_refcounted() {
+        let mut r = JobRegistry::new();
+        let cirr = r.submit(Some("cirr"), CIRR).unwrap();
+        let Submitted::Created(cirr) = cirr else {
+            panic!("new job")
+        };
+        assert!(cirr.plan.nodes.iter().all(|n| !n.reused));
+        let total = r.nodes().count();
+
+        let buffering = r
+            .submit(
+                Some("buffering"),
+                r#"duration_where(latest_event_to_state(playerStateChange) == "buffer")"#,
+            )
+            .unwrap();
+        let reused: Vec<_> = buffering
+            .job()
+            .plan
+            .nodes
+            .iter()
+            .filter(|n| n.reused)
+            .map(|n| n.expression.clone())
+            .collect();
+        assert_eq!(
+            reused,
+            [
+                "latest_event_to_state(playerStateChange)",
+                r#"(latest_event_to_state(playerStateChange) == "buffer")"#
+            ]
+        );
+        assert_eq!(r.nodes().count(), total + 1, "only duration_where is new");
+
+        let (_, freed) = r.remove("cirr").unwrap();
+        assert_eq!(freed.len(), total - 2, "the shared nodes stay for the other job");
+        let (_, freed) = r.remove("buffering").unwrap();
+        assert_eq!(freed.len(), 3);
+        assert_eq!(r.nodes().count(), 0);
+    }
+
+    #[test]
+    fn submission_is_idempotent_and_names_are_checked() {
+        let mut r = JobRegistry::new();
+        assert!(matches!(r.submit(Some("j"), CIRR).unwrap(), Submitted::Created(_)));
+        assert!(matches!(r.submit(Some("j"), CIRR).unwrap(), Submitted::Existing(_)));
+        assert_eq!(
+            r.users(&r.get("j").unwrap().plan.result),
+            1,
+            "a repeat does not count twice"
+        );
+        assert!(matches!(
+            r.submit(Some("j"), "has_existed(a == 1)"),
+            Err(SubmitError::Conflict(_))
+        ));
+        assert!(matches!(r.submit(Some("bad name"), CIRR), Err(SubmitError::Name(_))));
+        let e = r.submit(None, "has_existed(a = 1)").unwrap_err();
+        assert!(matches!(&e, SubmitError::Query(d) if d.column == 15), "{e}");
+        let unnamed = r.submit(None, "has_existed(a == 1)").unwrap();
+        assert!(unnamed.job().name.starts_with("has_existed-"));
+    }
+}

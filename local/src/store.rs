@@ -1,0 +1,154 @@
+//! Durability of the local runtime: jobs and an event log in redb.
+//!
+//! Every accepted batch is one log record, appended in a write transaction that
+//! is fsynced before the batch is acknowledged; batches that arrive together
+//! share one transaction (group commit). Recovery replays the log in order into
+//! the jobs' leaves, which rebuilds every worker exactly (leaf states do not
+//! depend on how often or in which order events are applied).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Target;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+
+/// A job as stored: enough to submit it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredJob {
+    /// Name.
+    pub name: String,
+    /// DSL text.
+    pub query: String,
+}
+
+/// One accepted request body: where its events went, and the body itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogHeader {
+    /// Leaf node, or none for all leaves.
+    pub leaf: Option<String>,
+    /// The key given in the URL, for events that may omit it.
+    pub key: Option<String>,
+    /// The key field the events were read with.
+    pub key_field: String,
+}
+
+/// Encodes a record: the header as one JSON line, then the raw body.
+pub fn encode_record(header: &LogHeader, body: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(header).expect("headers serialize");
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
+/// Splits a record into its header and body.
+pub fn decode_record(record: &[u8]) -> Result<(LogHeader, &[u8])> {
+    let newline = record
+        .iter()
+        .position(|&b| b == b'\n')
+        .context("log record without header")?;
+    let header = serde_json::from_slice(&record[..newline]).context("bad log record header")?;
+    Ok((header, &record[newline + 1..]))
+}
+
+impl LogHeader {
+    /// The target of the record's events.
+    pub fn target(&self) -> Target {
+        match &self.leaf {
+            None => Target::AllLeaves,
+            Some(id) => match timeline::NodeId::parse(id) {
+                Some(id) => Target::Leaf(id),
+                None => Target::AllLeaves,
+            },
+        }
+    }
+}
+
+/// The redb database of a data directory.
+pub struct Store {
+    db: Database,
+    next_seq: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let path = dir.join("timeline.redb");
+        let db = Database::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(JOBS)?;
+        txn.commit()?;
+        let next_seq = {
+            let read = db.begin_read()?;
+            let log = read.open_table(LOG)?;
+            log.last()?.map_or(0, |(k, _)| k.value() + 1)
+        };
+        Ok(Store { db, next_seq })
+    }
+
+    /// Every stored job.
+    pub fn jobs(&self) -> Result<Vec<StoredJob>> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(JOBS)?;
+        let mut jobs = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            jobs.push(serde_json::from_slice(value.value()).context("bad stored job")?);
+        }
+        Ok(jobs)
+    }
+
+    /// Stores a job durably.
+    pub fn put_job(&mut self, job: &StoredJob) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOBS)?
+            .insert(job.name.as_str(), serde_json::to_vec(job)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a job durably.
+    pub fn delete_job(&mut self, name: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOBS)?.remove(name)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Appends records in one transaction and fsyncs before returning.
+    pub fn append(&mut self, records: &[&[u8]]) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut log = txn.open_table(LOG)?;
+            for (i, record) in records.iter().enumerate() {
+                log.insert(self.next_seq + i as u64, *record)?;
+            }
+        }
+        txn.commit()?;
+        self.next_seq += records.len() as u64;
+        Ok(())
+    }
+
+    /// Number of records in the log.
+    pub fn records(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Calls `f` with every record, in order.
+    pub fn replay(&self, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let read = self.db.begin_read()?;
+        let log = read.open_table(LOG)?;
+        for entry in log.iter()? {
+            let (_, value) = entry?;
+            f(value.value())?;
+        }
+        Ok(())
+    }
+}
