@@ -18,3 +18,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "test"
 cargo test --workspace --locked
+
+step "Golem components (wasm32-wasip2, release)"
+scripts/build-components.sh

@@ -10,5 +10,9 @@
 #![deny(missing_docs)]
 
 pub mod registry;
+pub mod service;
 
 pub use registry::{Job, JobRegistry, SubmitError, Submitted};
+
+#[cfg(target_family = "wasm")]
+mod agent;

@@ -1,25 +1,15 @@
-//! placeholder
+//! The event-processor component: leaf workers.
+//!
+//! An `EventProcessor(key, node)` agent runs one leaf node of one key: events
+//! in, state timeline out. [`LeafWorker`] is all of its logic and is plain
+//! Rust; the agent (built for `wasm32-wasip2` only) adds durability through
+//! Golem and fetches its node's definition from the `Core` agent once.
+
+#![deny(missing_docs)]
+
+mod logic;
+
+pub use logic::LeafWorker;
+
 #[cfg(target_family = "wasm")]
-mod agent {
-    use golem_rust::{agent_definition, agent_implementation};
-
-    #[agent_definition]
-    pub trait Probe {
-        fn new(id: String) -> Self;
-        fn ping(&self) -> String;
-    }
-
-    struct ProbeImpl {
-        id: String,
-    }
-
-    #[agent_implementation]
-    impl Probe for ProbeImpl {
-        fn new(id: String) -> Self {
-            Self { id }
-        }
-        fn ping(&self) -> String {
-            self.id.clone()
-        }
-    }
-}
+mod agent;

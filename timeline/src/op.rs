@@ -193,6 +193,14 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The kind of worker that runs the node, read from the id's operator name.
+    pub fn worker_kind(&self) -> WorkerKind {
+        match self.0.rsplit_once('-').map(|(op, _)| op) {
+            Some("latest_event_to_state" | "has_existed" | "has_existed_within") => WorkerKind::EventProcessor,
+            _ => WorkerKind::TimelineProcessor,
+        }
+    }
 }
 
 impl fmt::Display for NodeId {
@@ -455,6 +463,8 @@ mod tests {
         assert_ne!(a.id(), play().or(cdn()).id());
         assert!(a.id().as_str().starts_with("and-"));
         assert_eq!(NodeId::parse(a.id().as_str()).as_ref(), Some(a.id()));
+        assert_eq!(a.id().worker_kind(), WorkerKind::TimelineProcessor);
+        assert_eq!(play().id().worker_kind(), WorkerKind::EventProcessor);
         assert_eq!(a.worker().kind, WorkerKind::TimelineProcessor);
         assert_eq!(play().worker().kind, WorkerKind::EventProcessor);
     }

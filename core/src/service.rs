@@ -1,0 +1,55 @@
+//! The `Core` agent's answers, as the views that cross agent boundaries.
+
+use timeline::NodeId;
+use timeline_golem_api::views::{JobError, JobView};
+
+use crate::registry::{JobRegistry, SubmitError, Submitted};
+
+/// Submits a job; the view of the new or existing job, or why it was refused.
+pub fn submit(registry: &mut JobRegistry, name: Option<&str>, query: &str) -> Result<JobView, JobError> {
+    match registry.submit(name, query) {
+        Ok(Submitted::Created(job)) => Ok(JobView::new(&job.name, &job.query, &job.plan, true)),
+        Ok(Submitted::Existing(job)) => Ok(JobView::new(&job.name, &job.query, &job.plan, false)),
+        Err(e) => {
+            let (code, dsl) = match &e {
+                SubmitError::Query(d) => ("bad_query", Some(d)),
+                SubmitError::Name(_) => ("bad_name", None),
+                SubmitError::Conflict(_) => ("conflict", None),
+            };
+            Err(JobError::new(query, code, e.to_string(), dsl))
+        }
+    }
+}
+
+/// The definition of a live node, as JSON, for the workers that run it.
+pub fn node_definition(registry: &JobRegistry, id: &str) -> Option<String> {
+    let id = NodeId::parse(id)?;
+    registry.node(&id).and_then(|n| serde_json::to_string(n).ok())
+}
+
+/// Every job's plan, as JSON: what feeders route events by.
+pub fn plans(registry: &JobRegistry) -> String {
+    let jobs: Vec<serde_json::Value> = registry
+        .jobs()
+        .map(|j| serde_json::json!({"name": j.name, "query": j.query, "plan": j.plan}))
+        .collect();
+    serde_json::json!({ "jobs": jobs }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submit_reports_dsl_errors_with_position() {
+        let mut r = JobRegistry::new();
+        let e = submit(&mut r, Some("j"), "has_existed(a = 1)").unwrap_err();
+        assert_eq!((e.code.as_str(), e.line, e.column), ("bad_query", Some(1), Some(15)));
+        let v = submit(&mut r, Some("j"), "has_existed(a == 1)").unwrap();
+        assert!(v.created);
+        assert!(!submit(&mut r, Some("j"), "has_existed(a == 1)").unwrap().created);
+        assert!(node_definition(&r, &v.result).unwrap().contains("has_existed"));
+        assert_eq!(node_definition(&r, "has_existed-0000000000000000"), None);
+        assert!(plans(&r).contains(&v.result));
+    }
+}

@@ -1,0 +1,119 @@
+use serde::{Deserialize, Serialize};
+use timeline::{EventParser, LeafOp, NodeId, Operator, Output, PlanNode, WorkerDescription, WorkerKind};
+use timeline_golem_api::views::{AddEventsResult, RejectedEvent, parse_events};
+
+/// One leaf node of one key: the state an `EventProcessor` agent keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafWorker {
+    key: String,
+    node: PlanNode,
+    op: LeafOp,
+    state: timeline::LeafState,
+}
+
+impl LeafWorker {
+    /// The worker of `key` for the node defined by `definition` (JSON of a
+    /// `PlanNode`, as `Core` gives it).
+    pub fn from_definition(key: &str, definition: &str) -> Result<Self, String> {
+        let node: PlanNode = serde_json::from_str(definition).map_err(|e| format!("bad node definition: {e}"))?;
+        Self::new(key, node)
+    }
+
+    /// The worker of `key` for a leaf node.
+    pub fn new(key: &str, node: PlanNode) -> Result<Self, String> {
+        let Operator::Leaf(op) = node.operator.clone() else {
+            return Err(format!(
+                "`{}` is not a leaf node; a timeline processor runs it",
+                node.id
+            ));
+        };
+        let state = timeline::LeafState::new(&op);
+        Ok(LeafWorker {
+            key: key.to_string(),
+            node,
+            op,
+            state,
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &NodeId {
+        &self.node.id
+    }
+
+    /// Applies a batch of JSON events of this worker's key (the key field may
+    /// be omitted); events of another key and invalid ones are rejected by
+    /// position, the rest applied.
+    pub fn add_events(&mut self, key_field: &str, events: &[String]) -> AddEventsResult {
+        let parser = EventParser::new(key_field).with_default_key(&self.key);
+        let (good, mut rejected) = parse_events(&parser, events);
+        let mut accepted = 0;
+        for (i, event) in good.iter().enumerate() {
+            if event.key != self.key {
+                rejected.push(RejectedEvent {
+                    index: i as u32,
+                    error: format!("event of key `{}` sent to the worker of key `{}`", event.key, self.key),
+                });
+                continue;
+            }
+            self.state.apply(&self.op, event);
+            accepted += 1;
+        }
+        AddEventsResult { accepted, rejected }
+    }
+
+    /// The timeline and the key's latest time.
+    pub fn output(&self) -> Output {
+        self.state.output()
+    }
+
+    /// What the worker computes and holds.
+    pub fn describe(&self) -> WorkerDescription {
+        WorkerDescription {
+            node: self.node.id.clone(),
+            kind: WorkerKind::EventProcessor,
+            operator: self.node.operator.name().to_string(),
+            expression: self.node.expression.clone(),
+            children: Vec::new(),
+            events: Some(self.state.events()),
+            origin: self.state.origin(),
+            latest: self.state.latest(),
+            spans: self.output().timeline.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(query: &str) -> PlanNode {
+        let plan = timeline::ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap();
+        plan.nodes[0].clone()
+    }
+
+    #[test]
+    fn takes_its_keys_events_and_rejects_others() {
+        let def = serde_json::to_string(&node("has_existed(x == 1)")).unwrap();
+        let mut w = LeafWorker::from_definition("k", &def).unwrap();
+        let r = w.add_events(
+            "session_id",
+            &[
+                r#"{"time":5,"x":1}"#.into(),
+                r#"{"session_id":"other","time":1,"x":1}"#.into(),
+                "garbage".into(),
+                r#"{"session_id":"k","time":2}"#.into(),
+            ],
+        );
+        assert_eq!(r.accepted, 2);
+        assert_eq!(r.rejected.len(), 2);
+        assert_eq!(w.output().timeline.to_string(), "[2,5):false [5,∞):true");
+        assert_eq!(w.describe().events, Some(2));
+    }
+
+    #[test]
+    fn refuses_a_derived_node() {
+        let plan = timeline::ExecutionPlan::new(&timeline::dsl::parse("!has_existed(x == 1)").unwrap()).unwrap();
+        assert!(LeafWorker::new("k", plan.nodes[1].clone()).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! What crosses the boundaries of the Golem agents.
+//!
+//! [`views`] are the values agent methods take and return (and their HTTP
+//! bodies): flat, non-recursive types, each convertible from the `timeline`
+//! type it shows. They derive Golem's `Schema` when built for wasm, and are
+//! plain structs natively, so conversions are tested with `cargo test`.
+//! Timelines themselves travel between agents as JSON of
+//! [`timeline::Output`], which keeps rising spans exact.
+//!
+//! [`clients`] (wasm only) declares the agents other components call.
+
+#![deny(missing_docs)]
+
+pub mod views;
+
+#[cfg(target_family = "wasm")]
+#[allow(missing_docs)] // the items `agent_client` generates carry no docs
+pub mod clients;

@@ -1,0 +1,347 @@
+//! Agent method parameters and results.
+
+use serde::{Deserialize, Serialize};
+use timeline::{EventParser, Output, SpanView as Span, Time, Value, WorkerDescription};
+
+/// A value of a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub enum ScalarValue {
+    /// A boolean.
+    Bool(bool),
+    /// An integer (durations are whole milliseconds).
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+}
+
+impl From<&Value> for ScalarValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Bool(b) => ScalarValue::Bool(*b),
+            Value::Int(i) => ScalarValue::Int(*i),
+            Value::Float(x) => ScalarValue::Float(*x),
+            Value::Str(s) => ScalarValue::Str(s.to_string()),
+        }
+    }
+}
+
+/// One span of a timeline, with its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct SpanView {
+    /// First instant (ms).
+    pub start: i64,
+    /// End (exclusive); none is +infinity.
+    pub end: Option<i64>,
+    /// Value at `start`; none is Unknown.
+    pub value: Option<ScalarValue>,
+    /// Whether the value grows by 1 per ms.
+    pub rising: bool,
+}
+
+impl From<&Span> for SpanView {
+    fn from(s: &Span) -> Self {
+        SpanView {
+            start: s.start,
+            end: s.end,
+            value: s.value.as_ref().map(ScalarValue::from),
+            rising: s.rising,
+        }
+    }
+}
+
+/// A worker's value at an instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct ResultView {
+    /// The node.
+    pub node: String,
+    /// The key.
+    pub key: String,
+    /// The instant asked (the key's latest event time for `end`).
+    pub t: Option<i64>,
+    /// The value; none is Unknown.
+    pub value: Option<ScalarValue>,
+    /// The key's latest event time.
+    pub latest: Option<i64>,
+}
+
+impl ResultView {
+    /// The result of `output` at `t` (`None` or `end`: the latest event time).
+    pub fn new(node: &str, key: &str, output: &Output, t: Option<&str>) -> Result<Self, String> {
+        let at = match t {
+            None | Some("end") | Some("") => output.latest,
+            Some(text) => Some(parse_time(text)?),
+        };
+        Ok(ResultView {
+            node: node.to_string(),
+            key: key.to_string(),
+            t: at,
+            value: at.and_then(|t| output.value_at(t)).as_ref().map(ScalarValue::from),
+            latest: output.latest,
+        })
+    }
+}
+
+/// Reads milliseconds or an RFC 3339 time.
+pub fn parse_time(text: &str) -> Result<Time, String> {
+    text.parse::<i64>()
+        .or_else(|_| timeline::event::parse_rfc3339_ms(text))
+        .map_err(|_| format!("expected milliseconds or an RFC 3339 time, found `{text}`"))
+}
+
+/// A worker's timeline, optionally clipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct TimelineView {
+    /// The node.
+    pub node: String,
+    /// The key.
+    pub key: String,
+    /// The key's earliest event time.
+    pub origin: Option<i64>,
+    /// The key's latest event time.
+    pub latest: Option<i64>,
+    /// The spans in `[from, to)`.
+    pub spans: Vec<SpanView>,
+}
+
+impl TimelineView {
+    /// The spans of `output` clipped to `[from, to)`.
+    pub fn new(node: &str, key: &str, output: &Output, from: Option<i64>, to: Option<i64>) -> Self {
+        TimelineView {
+            node: node.to_string(),
+            key: key.to_string(),
+            origin: output.timeline.origin(),
+            latest: output.latest,
+            spans: output.timeline.clip(from, to).iter().map(SpanView::from).collect(),
+        }
+    }
+}
+
+/// What a worker computes and holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct DescriptionView {
+    /// The node.
+    pub node: String,
+    /// `event-processor` or `timeline-processor`.
+    pub kind: String,
+    /// Operator name.
+    pub operator: String,
+    /// Canonical DSL of the node.
+    pub expression: String,
+    /// Children's node ids.
+    pub children: Vec<String>,
+    /// Events received (event processors).
+    pub events: Option<u64>,
+    /// The key's earliest event time.
+    pub origin: Option<i64>,
+    /// The key's latest event time.
+    pub latest: Option<i64>,
+    /// Spans in the timeline.
+    pub spans: u32,
+}
+
+impl From<&WorkerDescription> for DescriptionView {
+    fn from(d: &WorkerDescription) -> Self {
+        DescriptionView {
+            node: d.node.to_string(),
+            kind: d.kind.as_str().to_string(),
+            operator: d.operator.clone(),
+            expression: d.expression.clone(),
+            children: d.children.iter().map(|c| c.to_string()).collect(),
+            events: d.events,
+            origin: d.origin,
+            latest: d.latest,
+            spans: u32::try_from(d.spans).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A rejected event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct RejectedEvent {
+    /// 0-based position in the batch.
+    pub index: u32,
+    /// Why.
+    pub error: String,
+}
+
+/// What `add_events` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct AddEventsResult {
+    /// Events applied.
+    pub accepted: u32,
+    /// Events refused, with reasons; the others are applied regardless.
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// Parses a batch of JSON events (one JSON object per string); bad ones are
+/// reported by position, good ones kept.
+pub fn parse_events(parser: &EventParser, events: &[String]) -> (Vec<timeline::Event>, Vec<RejectedEvent>) {
+    let mut good = Vec::with_capacity(events.len());
+    let mut rejected = Vec::new();
+    for (i, text) in events.iter().enumerate() {
+        match parser.parse(text) {
+            Ok(event) => good.push(event),
+            Err(e) => rejected.push(RejectedEvent {
+                index: i as u32,
+                error: e.to_string(),
+            }),
+        }
+    }
+    (good, rejected)
+}
+
+/// One node of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct NodeView {
+    /// Node id: with a key, the worker's name.
+    pub id: String,
+    /// `event-processor` or `timeline-processor`.
+    pub worker: String,
+    /// Operator name.
+    pub operator: String,
+    /// Canonical DSL.
+    pub expression: String,
+    /// Input node ids.
+    pub children: Vec<String>,
+    /// Whether another job already ran this node.
+    pub reused: bool,
+    /// The node's full definition (JSON of `timeline::PlanNode`).
+    pub definition: String,
+}
+
+impl From<&timeline::PlanNode> for NodeView {
+    fn from(n: &timeline::PlanNode) -> Self {
+        NodeView {
+            id: n.id.to_string(),
+            worker: n.worker.as_str().to_string(),
+            operator: n.operator.name().to_string(),
+            expression: n.expression.clone(),
+            children: n.children.iter().map(|c| c.to_string()).collect(),
+            reused: n.reused,
+            definition: serde_json::to_string(n).unwrap_or_default(),
+        }
+    }
+}
+
+/// A job and its execution plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct JobView {
+    /// Name.
+    pub name: String,
+    /// DSL as submitted.
+    pub query: String,
+    /// Whether this call created it.
+    pub created: bool,
+    /// The result node (read it from its timeline processor).
+    pub result: String,
+    /// Leaf nodes (send events to their event processors).
+    pub leaves: Vec<String>,
+    /// Every node, children before parents.
+    pub nodes: Vec<NodeView>,
+}
+
+impl JobView {
+    /// The view of the job `name` running `query` as `plan`.
+    pub fn new(name: &str, query: &str, plan: &timeline::ExecutionPlan, created: bool) -> Self {
+        JobView {
+            name: name.to_string(),
+            query: query.to_string(),
+            created,
+            result: plan.result.to_string(),
+            leaves: plan.leaves.iter().map(|l| l.to_string()).collect(),
+            nodes: plan.nodes.iter().map(NodeView::from).collect(),
+        }
+    }
+}
+
+/// Why a job was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct JobError {
+    /// `bad_query`, `bad_name` or `conflict`.
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// Line of a DSL error.
+    pub line: Option<u32>,
+    /// Column of a DSL error.
+    pub column: Option<u32>,
+    /// The DSL error drawn with a caret.
+    pub diagnostic: Option<String>,
+}
+
+impl JobError {
+    /// The view of a refused submission of `query`: `code`, the message, and
+    /// the DSL error if that was the reason.
+    pub fn new(query: &str, code: &str, message: String, dsl: Option<&timeline::dsl::DslError>) -> Self {
+        JobError {
+            code: code.to_string(),
+            message,
+            line: dsl.map(|d| d.line as u32),
+            column: dsl.map(|d| d.column as u32),
+            diagnostic: dsl.map(|d| d.render(query, "query")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_and_timelines_show_unknown_and_rising_values() {
+        let out = Output {
+            timeline: timeline::Timeline::from_spans([
+                timeline::Span {
+                    start: 0,
+                    value: timeline::SpanValue::Unknown,
+                },
+                timeline::Span {
+                    start: 10,
+                    value: timeline::SpanValue::Rising { from: 0 },
+                },
+            ])
+            .unwrap(),
+            latest: Some(15),
+        };
+        let r = ResultView::new("n", "k", &out, None).unwrap();
+        assert_eq!((r.t, r.value), (Some(15), Some(ScalarValue::Int(5))));
+        assert_eq!(ResultView::new("n", "k", &out, Some("5")).unwrap().value, None);
+        assert!(ResultView::new("n", "k", &out, Some("noon")).is_err());
+        let tl = TimelineView::new("n", "k", &out, Some(12), None);
+        assert_eq!(
+            tl.spans,
+            vec![SpanView {
+                start: 12,
+                end: None,
+                value: Some(ScalarValue::Int(2)),
+                rising: true
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_events_are_reported_by_position_and_good_ones_kept() {
+        let (good, bad) = parse_events(
+            &EventParser::default(),
+            &[
+                r#"{"session_id":"k","time":1}"#.into(),
+                "nope".into(),
+                r#"{"time":2}"#.into(),
+            ],
+        );
+        assert_eq!(good.len(), 1);
+        assert_eq!(bad.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+    }
+}
