@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
-use timeline::{Event, LeafData, LeafOp, NodeId, Operator, Output, Time, TimelineProcessor, WorkerDescription};
+use timeline::{
+    Event, LeafData, LeafOp, NodeId, Operator, Output, Time, TimelineProcessor, ValueTable, WorkerDescription,
+};
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
 /// Which leaf workers a batch of events is for.
@@ -22,6 +24,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 struct LeafSlot {
     op: LeafOp,
+    /// Values of `latest_event_to_state`, shared by all keys.
+    values: ValueTable,
 }
 
 /// What the engine holds for one key: the key's origin and latest time, shared
@@ -76,7 +80,10 @@ impl Engine {
                     && !self.slot_of.contains_key(&node.id)
                 {
                     let slot = self.slots.len() as u32;
-                    self.slots.push(Some(LeafSlot { op: op.clone() }));
+                    self.slots.push(Some(LeafSlot {
+                        op: op.clone(),
+                        values: ValueTable::default(),
+                    }));
                     self.slot_of.insert(node.id.clone(), slot);
                     new_leaves.push(node.id.clone());
                 }
@@ -129,7 +136,7 @@ impl Engine {
                 self.events += 1;
             }
             for &slot in &slots {
-                let Some(leaf) = &self.slots[slot as usize] else {
+                let Some(leaf) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
                 let state = match key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
@@ -139,7 +146,7 @@ impl Engine {
                         &mut key.leaves[i].1
                     }
                 };
-                state.apply(&leaf.op, event);
+                state.apply(&leaf.op, &mut leaf.values, event);
             }
         }
     }
@@ -204,9 +211,10 @@ impl Engine {
         let out = match &node.operator {
             Operator::Leaf(op) => {
                 let slot = self.slot_of[id];
+                let values = &self.slots[slot as usize].as_ref().expect("live node has a slot").values;
                 let timeline = match key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
-                    Ok(i) => key.leaves[i].1.timeline(key.origin),
-                    Err(_) => LeafData::new(op).timeline(key.origin),
+                    Ok(i) => key.leaves[i].1.timeline(values, key.origin),
+                    Err(_) => LeafData::new(op).timeline(values, key.origin),
                 };
                 Output {
                     timeline,

@@ -16,6 +16,7 @@ use crate::engine::Target;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const CACHE_BYTES: usize = 32 << 20;
 
 /// A job as stored: enough to submit it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +80,12 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let path = dir.join("timeline.redb");
-        let db = Database::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        // The log is written once and read back only on recovery and backfill:
+        // a small page cache is enough, and memory belongs to the workers.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(JOBS)?;

@@ -48,6 +48,7 @@ pub type Time = i64;
 
 pub use event::{Event, EventError, EventParser};
 pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
+pub use ops::latest_event_to_state::ValueTable;
 pub use plan::{CompiledPlan, ExecutionPlan, PlanNode};
 pub use predicate::Predicate;
 pub use timeline::{Span, SpanValue, SpanView, Timeline};

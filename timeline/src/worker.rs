@@ -14,7 +14,7 @@ use crate::event::Event;
 use crate::op::{DerivedOp, LeafOp, NodeId, WorkerKind};
 use crate::ops::has_existed::HasExisted;
 use crate::ops::has_existed_within::HasExistedWithin;
-use crate::ops::latest_event_to_state::LatestEventToState;
+use crate::ops::latest_event_to_state::{LatestEventToState, ValueTable};
 use crate::timeline::Timeline;
 use crate::value::Value;
 
@@ -63,12 +63,13 @@ impl LeafData {
         }
     }
 
-    /// Applies one event; `op` must be the operator the state was made for.
-    pub fn apply(&mut self, op: &LeafOp, event: &Event) {
+    /// Applies one event; `op` must be the operator the state was made for,
+    /// `values` the node's value table.
+    pub fn apply(&mut self, op: &LeafOp, values: &mut ValueTable, event: &Event) {
         match (self, op) {
             (LeafData::LatestEventToState(state), LeafOp::LatestEventToState { column }) => {
                 if let Some(value) = event.column(column) {
-                    state.apply(event.time, event.id.as_ref(), value);
+                    state.apply(values, event.time, event.id.as_ref(), value);
                 }
             }
             (LeafData::HasExisted(state), LeafOp::HasExisted { predicate }) => {
@@ -86,12 +87,12 @@ impl LeafData {
     }
 
     /// The timeline of a key whose origin is `origin` (Unknown without one).
-    pub fn timeline(&self, origin: Option<Time>) -> Timeline {
+    pub fn timeline(&self, values: &ValueTable, origin: Option<Time>) -> Timeline {
         let Some(origin) = origin else {
             return Timeline::unknown();
         };
         match self {
-            LeafData::LatestEventToState(s) => s.timeline(origin),
+            LeafData::LatestEventToState(s) => s.timeline(values, origin),
             LeafData::HasExisted(s) => s.timeline(origin),
             LeafData::HasExistedWithin(s) => s.timeline(origin),
         }
@@ -115,6 +116,7 @@ pub struct LeafState {
     latest: Option<Time>,
     events: u64,
     data: LeafData,
+    values: ValueTable,
 }
 
 impl LeafState {
@@ -125,6 +127,7 @@ impl LeafState {
             latest: None,
             events: 0,
             data: LeafData::new(op),
+            values: ValueTable::default(),
         }
     }
 
@@ -135,13 +138,13 @@ impl LeafState {
         self.events += 1;
         self.origin = Some(self.origin.map_or(event.time, |o| o.min(event.time)));
         self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
-        self.data.apply(op, event);
+        self.data.apply(op, &mut self.values, event);
     }
 
     /// The leaf's timeline and the key's latest time.
     pub fn output(&self) -> Output {
         Output {
-            timeline: self.data.timeline(self.origin),
+            timeline: self.data.timeline(&self.values, self.origin),
             latest: self.latest,
         }
     }
@@ -171,7 +174,7 @@ impl LeafState {
 
     /// Approximate bytes held, the struct included.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.data.heap_bytes()
+        std::mem::size_of::<Self>() + self.data.heap_bytes() + self.values.len() * std::mem::size_of::<Value>()
     }
 }
 

@@ -1,6 +1,8 @@
 //! `latest_event_to_state(c)`: the value of column `c` in the latest event at or
 //! before `t` that has `c`.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
@@ -13,8 +15,84 @@ use crate::value::Value;
 struct Write {
     time: Time,
     id: Option<SmolStr>,
-    /// Index into `values`.
+    /// Index into the node's [`ValueTable`].
     value: u32,
+}
+
+/// The distinct values a `latest_event_to_state` node has seen, each stored
+/// once for all keys: state columns repeat a handful of values ("play",
+/// "buffer", "CDN1") across millions of keys, so keys hold 4-byte indices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Vec<Value>", into = "Vec<Value>")]
+pub struct ValueTable {
+    values: Vec<Value>,
+    index: HashMap<ValueKey, u32>,
+}
+
+/// A hashable image of a [`Value`] (floats by bits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(SmolStr),
+}
+
+impl From<&Value> for ValueKey {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Bool(b) => ValueKey::Bool(*b),
+            Value::Int(i) => ValueKey::Int(*i),
+            Value::Float(x) => ValueKey::Float(x.to_bits()),
+            Value::Str(s) => ValueKey::Str(s.clone()),
+        }
+    }
+}
+
+impl ValueTable {
+    /// The index of `value`, added if new.
+    pub fn intern(&mut self, value: &Value) -> u32 {
+        let key = ValueKey::from(value);
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.values.push(value.clone());
+        self.index.insert(key, i);
+        i
+    }
+
+    /// The value at `index`.
+    pub fn get(&self, index: u32) -> &Value {
+        &self.values[index as usize]
+    }
+
+    /// Number of distinct values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no value was interned.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl From<Vec<Value>> for ValueTable {
+    fn from(values: Vec<Value>) -> Self {
+        let index = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (ValueKey::from(v), i as u32))
+            .collect();
+        ValueTable { values, index }
+    }
+}
+
+impl From<ValueTable> for Vec<Value> {
+    fn from(table: ValueTable) -> Self {
+        table.values
+    }
 }
 
 /// The state of a `latest_event_to_state` worker: the winning write at each
@@ -24,12 +102,12 @@ struct Write {
 /// kept: a late event landing before them would otherwise extend its value past
 /// them. [`LatestEventToState::forget_repeats_before`] drops them once no event
 /// can arrive that late.
+///
+/// Values are indices into a [`ValueTable`] that the caller keeps per node
+/// and passes in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatestEventToState {
     writes: Vec<Write>,
-    /// The values written, each stored once when recently seen: state columns
-    /// repeat a handful of values.
-    values: Vec<Value>,
 }
 
 impl LatestEventToState {
@@ -38,7 +116,7 @@ impl LatestEventToState {
     /// Among events at one time the winner is the greatest `event_id` in byte
     /// order (no id sorts first), then the last to arrive; an event whose id was
     /// already seen at that time is a repeat and changes nothing.
-    pub fn apply(&mut self, time: Time, id: Option<&SmolStr>, value: &Value) {
+    pub fn apply(&mut self, values: &mut ValueTable, time: Time, id: Option<&SmolStr>, value: &Value) {
         let pos = match self.writes.last() {
             Some(last) if last.time < time => self.writes.len(),
             None => 0,
@@ -55,11 +133,15 @@ impl LatestEventToState {
             };
             if replace {
                 existing.id = id.cloned();
-                existing.value = intern(&mut self.values, value);
+                existing.value = values.intern(value);
             }
             return;
         }
-        let value = intern(&mut self.values, value);
+        let value = values.intern(value);
+        if self.writes.len() == self.writes.capacity() {
+            // Grow by a quarter, not double: most keys hold a few dozen writes.
+            self.writes.reserve_exact((self.writes.len() / 4).max(4));
+        }
         self.writes.insert(
             pos,
             Write {
@@ -71,13 +153,13 @@ impl LatestEventToState {
     }
 
     /// The state timeline of a key whose origin is `origin`.
-    pub fn timeline(&self, origin: Time) -> Timeline {
+    pub fn timeline(&self, values: &ValueTable, origin: Time) -> Timeline {
         let mut out = TimelineBuilder::with_capacity(self.writes.len() + 1);
         out.push(origin, SpanValue::Unknown);
         let mut previous = None;
         for w in &self.writes {
             if previous != Some(w.value) {
-                out.push(w.time, SpanValue::Known(self.values[w.value as usize].clone()));
+                out.push(w.time, SpanValue::Known(values.get(w.value).clone()));
                 previous = Some(w.value);
             }
         }
@@ -85,20 +167,18 @@ impl LatestEventToState {
     }
 
     /// The value at `t`, in O(log n).
-    pub fn value_at(&self, t: Time) -> Option<Value> {
+    pub fn value_at(&self, values: &ValueTable, t: Time) -> Option<Value> {
         let i = self.writes.partition_point(|w| w.time <= t).checked_sub(1)?;
-        Some(self.values[self.writes[i].value as usize].clone())
+        Some(values.get(self.writes[i].value).clone())
     }
 
     /// Drops writes before `horizon` that repeat the value before them: after
     /// this, an event earlier than `horizon` may no longer be placed exactly.
     pub fn forget_repeats_before(&mut self, horizon: Time) {
-        let values = &self.values;
-        let mut previous: Option<&Value> = None;
+        let mut previous: Option<u32> = None;
         self.writes.retain(|w| {
-            let value = &values[w.value as usize];
-            let repeat = w.time < horizon && previous == Some(value);
-            previous = Some(value);
+            let repeat = w.time < horizon && previous == Some(w.value);
+            previous = Some(w.value);
             !repeat
         });
         self.writes.shrink_to_fit();
@@ -116,20 +196,8 @@ impl LatestEventToState {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.writes.capacity() * std::mem::size_of::<Write>() + self.values.capacity() * std::mem::size_of::<Value>()
+        self.writes.capacity() * std::mem::size_of::<Write>()
     }
-}
-
-/// The index of `value` in `values`, appending it unless one of the last few
-/// entries equals it (so a high-cardinality column costs O(1) per event).
-fn intern(values: &mut Vec<Value>, value: &Value) -> u32 {
-    const RECENT: usize = 8;
-    let recent = values.len().saturating_sub(RECENT);
-    if let Some(i) = values[recent..].iter().rposition(|v| v == value) {
-        return (recent + i) as u32;
-    }
-    values.push(value.clone());
-    (values.len() - 1) as u32
 }
 
 #[cfg(test)]
@@ -140,9 +208,28 @@ mod tests {
         SmolStr::new(s)
     }
 
+    /// A state with its own value table, for tests.
+    #[derive(Default)]
+    struct Leaf {
+        state: LatestEventToState,
+        values: ValueTable,
+    }
+
+    impl Leaf {
+        fn apply(&mut self, time: Time, id: Option<&SmolStr>, value: &Value) {
+            self.state.apply(&mut self.values, time, id, value);
+        }
+        fn timeline(&self, origin: Time) -> Timeline {
+            self.state.timeline(&self.values, origin)
+        }
+        fn value_at(&self, t: Time) -> Option<Value> {
+            self.state.value_at(&self.values, t)
+        }
+    }
+
     #[test]
     fn holds_latest_value_and_is_unknown_before_first_write() {
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         s.apply(10, None, &Value::str("play"));
         s.apply(20, None, &Value::str("buffer"));
         assert_eq!(
@@ -155,7 +242,7 @@ mod tests {
 
     #[test]
     fn late_event_between_repeats_is_exact() {
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         s.apply(10, None, &Value::str("a"));
         s.apply(20, None, &Value::str("a"));
         s.apply(15, None, &Value::str("b"));
@@ -164,7 +251,7 @@ mod tests {
 
     #[test]
     fn equal_times_order_by_event_id_then_arrival() {
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         s.apply(5, Some(&id("b")), &Value::str("from-b"));
         s.apply(5, Some(&id("a")), &Value::str("from-a"));
         assert_eq!(s.value_at(5), Some(Value::str("from-b")));
@@ -173,7 +260,7 @@ mod tests {
         s.apply(5, None, &Value::str("no-id"));
         assert_eq!(s.value_at(5), Some(Value::str("from-c")), "no id sorts first");
 
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         s.apply(5, None, &Value::str("first"));
         s.apply(5, None, &Value::str("second"));
         assert_eq!(s.value_at(5), Some(Value::str("second")), "then arrival");
@@ -181,22 +268,34 @@ mod tests {
 
     #[test]
     fn repeated_id_is_ignored() {
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         s.apply(5, Some(&id("x")), &Value::str("original"));
         s.apply(5, Some(&id("x")), &Value::str("redelivery"));
         assert_eq!(s.value_at(5), Some(Value::str("original")));
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.state.len(), 1);
     }
 
     #[test]
     fn forgetting_repeats_keeps_the_timeline() {
-        let mut s = LatestEventToState::default();
+        let mut s = Leaf::default();
         for t in 0..100 {
             s.apply(t * 10, None, &Value::str(if t < 50 { "a" } else { "b" }));
         }
         let before = s.timeline(0);
-        s.forget_repeats_before(1000);
-        assert_eq!(s.len(), 2);
+        s.state.forget_repeats_before(1000);
+        assert_eq!(s.state.len(), 2);
         assert_eq!(s.timeline(0), before);
+    }
+
+    #[test]
+    fn value_tables_survive_serialization() {
+        let mut table = ValueTable::default();
+        let (a, b) = (table.intern(&Value::str("a")), table.intern(&Value::Float(1.5)));
+        assert_eq!(table.intern(&Value::str("a")), a);
+        let again: ValueTable = serde_json::from_str(&serde_json::to_string(&table).unwrap()).unwrap();
+        assert_eq!(again.get(b), &Value::Float(1.5));
+        let mut again = again;
+        assert_eq!(again.intern(&Value::str("a")), a);
+        assert_eq!(again.len(), 2);
     }
 }
