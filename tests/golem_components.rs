@@ -101,7 +101,7 @@ fn agents_compute_cirr_like_timeline_eval() {
     assert_eq!(expected.len(), by_key.len());
     let result = NodeId::parse(&plan.result).unwrap();
     for (key, output) in expected {
-        let got = cluster.output(key, &result);
+        let got = cluster.output(&key, &result);
         assert_eq!(got, output, "{key}");
     }
 }

@@ -2,9 +2,10 @@
 
 use std::io::BufRead;
 
-use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
-use timeline::{CompiledPlan, Event, EventError, EventParser, ExecutionPlan, LeafState, Output, TimeLineOp};
+use timeline::{Event, EventError, EventParser, NodeId, Output, TimeLineOp};
+
+use crate::engine::Engine;
 
 /// A rejected input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +16,11 @@ pub struct BadLine {
     pub error: EventError,
 }
 
-/// The state of a batch run: every key's leaf states.
+/// A batch run: the local runtime's engine with one job, fed from a file.
 pub struct Batch {
-    plan: CompiledPlan,
+    engine: Engine,
+    result: NodeId,
     parser: EventParser,
-    keys: FxHashMap<SmolStr, Vec<LeafState>>,
-    events: u64,
     lines: u64,
     scratch: Event,
 }
@@ -28,11 +28,16 @@ pub struct Batch {
 impl Batch {
     /// A run of `query` over events keyed by `key_field`.
     pub fn new(query: &TimeLineOp, key_field: &str) -> Result<Self, timeline::op::TypeError> {
+        query.check()?;
+        let mut engine = Engine::new();
+        let (submitted, _) = engine
+            .submit(Some("eval"), query.canonical())
+            .expect("canonical DSL is valid");
+        let result = submitted.job().plan.result.clone();
         Ok(Batch {
-            plan: CompiledPlan::new(ExecutionPlan::new(query)?),
+            engine,
+            result,
             parser: EventParser::new(key_field),
-            keys: FxHashMap::default(),
-            events: 0,
             lines: 0,
             scratch: Event {
                 key: SmolStr::default(),
@@ -50,16 +55,7 @@ impl Batch {
             return Ok(());
         }
         self.parser.parse_into(line, &mut self.scratch)?;
-        let event = &self.scratch;
-        let states = match self.keys.get_mut(&event.key) {
-            Some(states) => states,
-            None => self
-                .keys
-                .entry(event.key.clone())
-                .or_insert_with(|| self.plan.new_leaf_states()),
-        };
-        self.plan.apply(states, event);
-        self.events += 1;
+        self.engine.apply_one(&self.scratch);
         Ok(())
     }
 
@@ -123,28 +119,28 @@ impl Batch {
 
     /// Events applied so far.
     pub fn events(&self) -> u64 {
-        self.events
+        self.engine.event_count()
     }
 
     /// Number of keys.
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.engine.key_count()
     }
 
     /// Each key's result output, sorted by key.
-    pub fn results(&self) -> Vec<(&SmolStr, Output)> {
-        let mut keys: Vec<_> = self.keys.iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        keys.into_iter()
-            .map(|(k, states)| (k, self.plan.evaluate_result(states)))
+    pub fn results(&self) -> Vec<(SmolStr, Output)> {
+        self.engine
+            .keys(None, usize::MAX)
+            .into_iter()
+            .map(|k| {
+                let out = self.engine.output(&self.result, &k).expect("listed keys have outputs");
+                (k, out)
+            })
             .collect()
     }
 
-    /// Approximate bytes held by all leaf states.
+    /// Approximate bytes held by all worker state.
     pub fn state_bytes(&self) -> usize {
-        self.keys
-            .iter()
-            .map(|(k, s)| std::mem::size_of_val(k) + s.iter().map(LeafState::memory_bytes).sum::<usize>())
-            .sum()
+        self.engine.state_bytes()
     }
 }

@@ -3,6 +3,7 @@
 //! components run. No I/O: the server makes it durable.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
@@ -112,16 +113,16 @@ impl Engine {
 
     /// Applies events; `only` restricts a replay to some leaves (a new job's).
     pub fn apply(&mut self, events: &[Event], target: &Target, only: Option<&[NodeId]>) {
-        let slots: Vec<u32> = match (target, only) {
+        let chosen: Option<Vec<u32>> = match (target, only) {
             (Target::Leaf(id), _) if only.is_some_and(|o| !o.contains(id)) => return,
             (Target::Leaf(id), _) => match self.slot_of.get(id) {
-                Some(&slot) => vec![slot],
+                Some(&slot) => Some(vec![slot]),
                 None => return,
             },
-            (Target::AllLeaves, Some(only)) => only.iter().filter_map(|id| self.slot_of.get(id).copied()).collect(),
-            (Target::AllLeaves, None) => (0..self.slots.len() as u32)
-                .filter(|&s| self.slots[s as usize].is_some())
-                .collect(),
+            (Target::AllLeaves, Some(only)) => {
+                Some(only.iter().filter_map(|id| self.slot_of.get(id).copied()).collect())
+            }
+            (Target::AllLeaves, None) => None,
         };
         let replay = only.is_some();
         for event in events {
@@ -135,20 +136,24 @@ impl Engine {
                 key.events += 1;
                 self.events += 1;
             }
-            for &slot in &slots {
-                let Some(leaf) = self.slots[slot as usize].as_mut() else {
-                    continue;
-                };
-                let state = match key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
-                    Ok(i) => &mut key.leaves[i].1,
-                    Err(i) => {
-                        key.leaves.insert(i, (slot, LeafData::new(&leaf.op)));
-                        &mut key.leaves[i].1
+            match &chosen {
+                Some(slots) => {
+                    for &slot in slots {
+                        apply_to_slot(&mut self.slots, key, slot, event);
                     }
-                };
-                state.apply(&leaf.op, &mut leaf.values, event);
+                }
+                None => {
+                    for slot in 0..self.slots.len() as u32 {
+                        apply_to_slot(&mut self.slots, key, slot, event);
+                    }
+                }
             }
         }
+    }
+
+    /// Applies one event to every leaf.
+    pub fn apply_one(&mut self, event: &Event) {
+        self.apply(std::slice::from_ref(event), &Target::AllLeaves, None);
     }
 
     /// The registry of jobs.
@@ -199,11 +204,15 @@ impl Engine {
         if self.registry.node(id).is_none() {
             return Err(ReadError::UnknownNode(id.to_string()));
         }
-        let mut memo = HashMap::new();
-        Ok(self.compute(id, state, &mut memo))
+        let mut memo = FxHashMap::default();
+        let out = self.compute(id, state, &mut memo);
+        drop(memo);
+        Ok(Rc::try_unwrap(out).unwrap_or_else(|shared| (*shared).clone()))
     }
 
-    fn compute(&self, id: &NodeId, key: &KeyState, memo: &mut HashMap<NodeId, Output>) -> Output {
+    /// A node's output for one key; nodes shared in the plan's DAG are
+    /// computed once per call.
+    fn compute(&self, id: &NodeId, key: &KeyState, memo: &mut FxHashMap<NodeId, Rc<Output>>) -> Rc<Output> {
         if let Some(out) = memo.get(id) {
             return out.clone();
         }
@@ -222,11 +231,12 @@ impl Engine {
                 }
             }
             Operator::Derived(op) => {
-                let children: Vec<Output> = node.children.iter().map(|c| self.compute(c, key, memo)).collect();
-                let refs: Vec<&Output> = children.iter().collect();
+                let children: Vec<Rc<Output>> = node.children.iter().map(|c| self.compute(c, key, memo)).collect();
+                let refs: Vec<&Output> = children.iter().map(|c| c.as_ref()).collect();
                 TimelineProcessor::evaluate_op(op, &refs)
             }
         };
+        let out = Rc::new(out);
         memo.insert(id.clone(), out.clone());
         out
     }
@@ -261,6 +271,21 @@ impl Engine {
             })
             .sum()
     }
+}
+
+/// Applies an event to one leaf of a key, creating the leaf's state if needed.
+fn apply_to_slot(slots: &mut [Option<LeafSlot>], key: &mut KeyState, slot: u32, event: &Event) {
+    let Some(leaf) = slots[slot as usize].as_mut() else {
+        return;
+    };
+    let state = match key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
+        Ok(i) => &mut key.leaves[i].1,
+        Err(i) => {
+            key.leaves.insert(i, (slot, LeafData::new(&leaf.op)));
+            &mut key.leaves[i].1
+        }
+    };
+    state.apply(&leaf.op, &mut leaf.values, event);
 }
 
 #[cfg(test)]

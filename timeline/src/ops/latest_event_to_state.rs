@@ -1,8 +1,7 @@
 //! `latest_event_to_state(c)`: the value of column `c` in the latest event at or
 //! before `t` that has `c`.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
@@ -26,7 +25,7 @@ struct Write {
 #[serde(from = "Vec<Value>", into = "Vec<Value>")]
 pub struct ValueTable {
     values: Vec<Value>,
-    index: HashMap<ValueKey, u32>,
+    index: FxHashMap<ValueKey, u32>,
 }
 
 /// A hashable image of a [`Value`] (floats by bits).
