@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 sessions=${1:-23600}
 dir=${BENCH_DIR:-target/bench-data}
 mkdir -p "$dir"
-cargo build --profile native -p timeline-local --quiet
-bin=target/native/timeline
+cargo build --release -p timeline-local --quiet
+bin=target/release/timeline
 data="$dir/cirr-$sessions.jsonl"
 [ -f "$data" ] || "$bin" gen cirr --sessions "$sessions" --seed 1 -o "$data"
 events=$(wc -l < "$data")

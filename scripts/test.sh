@@ -19,5 +19,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "test"
 cargo test --workspace --locked
 
-step "Golem components (wasm32-wasip2, release)"
+step "Golem components (wasm32-wasip2)"
 scripts/build-components.sh

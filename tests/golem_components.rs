@@ -193,7 +193,7 @@ mod toml_lite {
 #[test]
 #[ignore = "needs the release wasm components: scripts/build-components.sh builds them and runs this"]
 fn components_are_valid_golem_1_6_agents() {
-    let dir = root().join("target/wasm32-wasip2/release");
+    let dir = root().join("target/wasm32-wasip2/component");
     for name in [
         "timeline_event_processor",
         "timeline_processor",

@@ -354,3 +354,43 @@ fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(server_results(&server), batch_results(&lines));
     assert!(kills >= 5, "the loop killed the server {kills} times");
 }
+
+#[test]
+fn raw_dsl_submissions_and_the_golem_event_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // The DSL as the body, as `curl --data-binary @examples/cirr.tl` sends it.
+    let (status, job) = call(agent().post(&server.url("/v1/jobs?name=cirr")).send_string(CIRR));
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["name"], "cirr");
+    let (status, e) = call(
+        agent()
+            .post(&server.url("/v1/jobs?name=x"))
+            .send_string("has_existed(a = 1)"),
+    );
+    assert_eq!((status, e["error"]["column"].as_u64()), (400, Some(15)));
+
+    // What a feeder posts to one leaf worker, on either runtime: JSON text or objects.
+    let leaf = job["plan"]["leaves"][0].as_str().unwrap().to_string();
+    let body = json!({"events": [
+        r#"{"session_id":"k","time":0,"userAction":"seek"}"#,
+        {"time": 3000, "userAction": "seek"},
+        "not json",
+    ]});
+    let (status, r) = post(
+        &server,
+        &format!("/v1/event-processor/{leaf}/k/events"),
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["accepted"], 2);
+    assert_eq!(r["rejected"][0]["index"], 2);
+    let (_, d) = get(&server, &format!("/v1/event-processor/{leaf}/k"));
+    assert_eq!(d["events"], 2);
+    let (status, r) = post(
+        &server,
+        "/v1/event-processor/compare-0123456789abcdef/k/events",
+        &body.to_string(),
+    );
+    assert_eq!(status, 404, "{r}");
+}

@@ -480,11 +480,30 @@ fn job_view(job: &timeline_core::Job, created: bool) -> Json_ {
     })
 }
 
+#[derive(Debug, Deserialize)]
+struct JobName {
+    name: Option<String>,
+}
+
+/// The body is `{"name", "query"}`, or the DSL itself (any body that is not a
+/// JSON object) with the name in `?name=`.
 async fn submit_job(
     State(state): State<Arc<AppState>>,
+    Query(named): Query<JobName>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: JobRequest = body_json(body)?;
+    let body = body.map_err(body_error)?;
+    let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let request: JobRequest = if is_json {
+        body_json(Ok(body))?
+    } else {
+        let query = String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the query is not UTF-8"))?;
+        JobRequest {
+            name: named.name,
+            query,
+        }
+    };
     // Check before queueing, so a bad query never waits behind ingestion.
     if let Err(e) = timeline::dsl::parse(&request.query) {
         return Err(submit_error(&request.query, SubmitError::Query(e)));
@@ -675,8 +694,18 @@ pub struct Rejected {
     pub error: String,
 }
 
-/// Parses a batch: a JSON array of events, or JSON lines. Good events are kept
-/// whatever their neighbours; `url_key` must match every event's key.
+/// The body Golem's `EventProcessor.add_events` takes: `{"events": [...]}`,
+/// each element an event object or its JSON text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// Parses a batch: a JSON array of events, JSON lines, or the envelope
+/// `{"events": [...]}`. Good events are kept whatever their neighbours;
+/// `url_key` must match every event's key.
 pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (Vec<Event>, Vec<Rejected>) {
     let mut events = Vec::new();
     let mut rejected = Vec::new();
@@ -698,7 +727,19 @@ pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (
         }),
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
+    let envelope = match first {
+        Some(b'{') => serde_json::from_slice::<Envelope>(body).ok(),
+        _ => None,
+    };
+    if let Some(envelope) = envelope {
+        for (i, item) in envelope.events.iter().enumerate() {
+            let text = match serde_json::from_str::<String>(item.get()) {
+                Ok(inner) => inner,
+                Err(_) => item.get().to_string(),
+            };
+            accept(i, None, parser.parse(&text));
+        }
+    } else if first == Some(&b'[') {
         match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body) {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
