@@ -2,7 +2,7 @@
 
 use golem_rust::{agent_definition, agent_implementation, endpoint};
 use serde::{Deserialize, Serialize};
-use timeline_golem_api::clients::CoreApiClient;
+use timeline_golem_api::clients::node_definition;
 use timeline_golem_api::views::{AddEventsResult, DescriptionView, ResultView, TimelineView, parse_time};
 
 use crate::LeafWorker;
@@ -49,12 +49,7 @@ impl EventProcessorImpl {
     /// The worker, made on first use from the node's definition in `Core`.
     async fn worker(&mut self) -> Result<&mut LeafWorker, String> {
         if self.worker.is_none() {
-            let core = CoreApiClient::get().map_err(|e| e.to_string())?;
-            let definition = core
-                .node(self.node.clone())
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no job runs node `{}`", self.node))?;
+            let definition = node_definition(&self.node).await?;
             self.worker = Some(LeafWorker::from_definition(&self.key, &definition)?);
         }
         self.worker.as_mut().ok_or_else(|| "worker not initialised".to_string())

@@ -22,3 +22,12 @@ pub trait EventProcessorApi {
     /// JSON of its `timeline::Output`.
     fn output(&self) -> Result<String, String>;
 }
+
+/// The definition of node `id` (JSON of `timeline::PlanNode`), asked of `Core`.
+pub async fn node_definition(id: &str) -> Result<String, String> {
+    let core = CoreApiClient::get().map_err(|e| e.to_string())?;
+    core.node(id.to_string())
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no job runs node `{id}`"))
+}

@@ -4,7 +4,7 @@
 use golem_rust::{agent_definition, agent_implementation, endpoint};
 use serde::{Deserialize, Serialize};
 use timeline::{NodeId, Output, WorkerKind};
-use timeline_golem_api::clients::{CoreApiClient, EventProcessorApiClient};
+use timeline_golem_api::clients::{EventProcessorApiClient, node_definition};
 use timeline_golem_api::views::{DescriptionView, ResultView, TimelineView, parse_time};
 
 use crate::DerivedWorker;
@@ -44,12 +44,7 @@ struct TimelineProcessorImpl {
 impl TimelineProcessorImpl {
     async fn worker(&mut self) -> Result<DerivedWorker, String> {
         if self.worker.is_none() {
-            let core = CoreApiClient::get().map_err(|e| e.to_string())?;
-            let definition = core
-                .node(self.node.clone())
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no job runs node `{}`", self.node))?;
+            let definition = node_definition(&self.node).await?;
             self.worker = Some(DerivedWorker::from_definition(&self.key, &definition)?);
         }
         self.worker.clone().ok_or_else(|| "worker not initialised".to_string())
