@@ -2,13 +2,11 @@
 //! key, driven by the same `timeline` and `timeline-core` logic the Golem
 //! components run. No I/O: the server makes it durable.
 
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 use timeline::{
-    Event, LeafData, LeafOp, NodeId, Operator, Output, Time, TimelineProcessor, ValueTable, WorkerDescription,
+    DerivedOp, Event, LeafData, LeafOp, NodeId, Operator, Output, Time, TimelineProcessor, ValueTable,
+    WorkerDescription,
 };
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
@@ -45,9 +43,24 @@ struct KeyState {
 pub struct Engine {
     registry: JobRegistry,
     slots: Vec<Option<LeafSlot>>,
-    slot_of: HashMap<NodeId, u32>,
+    slot_of: FxHashMap<NodeId, u32>,
+    /// For every live node, how to compute it from leaf states.
+    eval: FxHashMap<NodeId, EvalPlan>,
     keys: FxHashMap<SmolStr, KeyState>,
     events: u64,
+}
+
+/// A node's subtree in evaluation order, children first, each node once: the
+/// node for any key without looking anything up by id.
+#[derive(Debug)]
+struct EvalPlan {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+enum Step {
+    Leaf { slot: u32 },
+    Derived { op: DerivedOp, children: Vec<usize> },
 }
 
 /// The result of a read.
@@ -89,8 +102,41 @@ impl Engine {
                     new_leaves.push(node.id.clone());
                 }
             }
+            for node in &job.plan.nodes {
+                if !self.eval.contains_key(&node.id) {
+                    let plan = self.eval_plan(&node.id);
+                    self.eval.insert(node.id.clone(), plan);
+                }
+            }
         }
         Ok((submitted, new_leaves))
+    }
+
+    fn eval_plan(&self, root: &NodeId) -> EvalPlan {
+        fn visit(engine: &Engine, id: &NodeId, steps: &mut Vec<Step>, seen: &mut FxHashMap<NodeId, usize>) -> usize {
+            if let Some(&i) = seen.get(id) {
+                return i;
+            }
+            let node = engine.registry.node(id).expect("plans reference live nodes");
+            let step = match &node.operator {
+                Operator::Leaf(_) => Step::Leaf {
+                    slot: engine.slot_of[id],
+                },
+                Operator::Derived(op) => {
+                    let children = node.children.iter().map(|c| visit(engine, c, steps, seen)).collect();
+                    Step::Derived {
+                        op: op.clone(),
+                        children,
+                    }
+                }
+            };
+            steps.push(step);
+            seen.insert(id.clone(), steps.len() - 1);
+            steps.len() - 1
+        }
+        let mut steps = Vec::new();
+        visit(self, root, &mut steps, &mut FxHashMap::default());
+        EvalPlan { steps }
     }
 
     /// Deletes a job and the state of the workers no other job uses.
@@ -98,6 +144,7 @@ impl Engine {
         let (job, freed) = self.registry.remove(name)?;
         let mut dead = Vec::new();
         for id in freed {
+            self.eval.remove(&id);
             if let Some(slot) = self.slot_of.remove(&id) {
                 self.slots[slot as usize] = None;
                 dead.push(slot);
@@ -201,44 +248,32 @@ impl Engine {
             .keys
             .get(key)
             .ok_or_else(|| ReadError::UnknownKey(key.to_string()))?;
-        if self.registry.node(id).is_none() {
-            return Err(ReadError::UnknownNode(id.to_string()));
-        }
-        let mut memo = FxHashMap::default();
-        let out = self.compute(id, state, &mut memo);
-        drop(memo);
-        Ok(Rc::try_unwrap(out).unwrap_or_else(|shared| (*shared).clone()))
-    }
-
-    /// A node's output for one key; nodes shared in the plan's DAG are
-    /// computed once per call.
-    fn compute(&self, id: &NodeId, key: &KeyState, memo: &mut FxHashMap<NodeId, Rc<Output>>) -> Rc<Output> {
-        if let Some(out) = memo.get(id) {
-            return out.clone();
-        }
-        let node = self.registry.node(id).expect("plans reference live nodes");
-        let out = match &node.operator {
-            Operator::Leaf(op) => {
-                let slot = self.slot_of[id];
-                let values = &self.slots[slot as usize].as_ref().expect("live node has a slot").values;
-                let timeline = match key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
-                    Ok(i) => key.leaves[i].1.timeline(values, key.origin),
-                    Err(_) => LeafData::new(op).timeline(values, key.origin),
-                };
-                Output {
-                    timeline,
-                    latest: key.latest,
+        let plan = self
+            .eval
+            .get(id)
+            .ok_or_else(|| ReadError::UnknownNode(id.to_string()))?;
+        let mut outputs: Vec<Output> = Vec::with_capacity(plan.steps.len());
+        for step in &plan.steps {
+            let out = match step {
+                Step::Leaf { slot } => {
+                    let leaf = self.slots[*slot as usize].as_ref().expect("live node has a slot");
+                    let timeline = match state.leaves.binary_search_by_key(slot, |(s, _)| *s) {
+                        Ok(i) => state.leaves[i].1.timeline(&leaf.values, state.origin),
+                        Err(_) => LeafData::new(&leaf.op).timeline(&leaf.values, state.origin),
+                    };
+                    Output {
+                        timeline,
+                        latest: state.latest,
+                    }
                 }
-            }
-            Operator::Derived(op) => {
-                let children: Vec<Rc<Output>> = node.children.iter().map(|c| self.compute(c, key, memo)).collect();
-                let refs: Vec<&Output> = children.iter().map(|c| c.as_ref()).collect();
-                TimelineProcessor::evaluate_op(op, &refs)
-            }
-        };
-        let out = Rc::new(out);
-        memo.insert(id.clone(), out.clone());
-        out
+                Step::Derived { op, children } => {
+                    let inputs: Vec<&Output> = children.iter().map(|&c| &outputs[c]).collect();
+                    TimelineProcessor::evaluate_op(op, &inputs)
+                }
+            };
+            outputs.push(out);
+        }
+        Ok(outputs.pop().expect("a plan has its node as last step"))
     }
 
     /// What worker (`id`, `key`) computes and holds.
