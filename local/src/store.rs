@@ -16,7 +16,7 @@ use crate::engine::Target;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
-const CACHE_BYTES: usize = 32 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 /// A job as stored: enough to submit it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
