@@ -1,14 +1,13 @@
 use serde::{Deserialize, Serialize};
-use timeline::{EventParser, LeafOp, NodeId, Operator, Output, PlanNode, WorkerDescription, WorkerKind};
-use timeline_golem_api::views::{AddEventsResult, RejectedEvent, parse_events};
+use timeline::{EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, WorkerDescription, WorkerKind};
+use timeline_golem_api::views::{AddEventsResult, parse_events};
 
 /// One leaf node of one key: the state an `EventProcessor` agent keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeafWorker {
     key: String,
     node: PlanNode,
-    op: LeafOp,
-    state: timeline::LeafState,
+    worker: EventProcessor,
 }
 
 impl LeafWorker {
@@ -27,12 +26,10 @@ impl LeafWorker {
                 node.id
             ));
         };
-        let state = timeline::LeafState::new(&op);
         Ok(LeafWorker {
             key: key.to_string(),
             node,
-            op,
-            state,
+            worker: EventProcessor::new(op),
         })
     }
 
@@ -46,25 +43,17 @@ impl LeafWorker {
     /// position, the rest applied.
     pub fn add_events(&mut self, key_field: &str, events: &[String]) -> AddEventsResult {
         let parser = EventParser::new(key_field).with_default_key(&self.key);
-        let (good, mut rejected) = parse_events(&parser, events);
-        let mut accepted = 0;
-        for (i, event) in good.iter().enumerate() {
-            if event.key != self.key {
-                rejected.push(RejectedEvent {
-                    index: i as u32,
-                    error: format!("event of key `{}` sent to the worker of key `{}`", event.key, self.key),
-                });
-                continue;
-            }
-            self.state.apply(&self.op, event);
-            accepted += 1;
+        let (good, rejected) = parse_events(&parser, events, &self.key);
+        self.worker.add_events(&good);
+        AddEventsResult {
+            accepted: good.len() as u32,
+            rejected,
         }
-        AddEventsResult { accepted, rejected }
     }
 
     /// The timeline and the key's latest time.
     pub fn output(&self) -> Output {
-        self.state.output()
+        self.worker.output()
     }
 
     /// What the worker computes and holds.
@@ -75,9 +64,9 @@ impl LeafWorker {
             operator: self.node.operator.name().to_string(),
             expression: self.node.expression.clone(),
             children: Vec::new(),
-            events: Some(self.state.events()),
-            origin: self.state.origin(),
-            latest: self.state.latest(),
+            events: Some(self.worker.state().events()),
+            origin: self.worker.state().origin(),
+            latest: self.worker.state().latest(),
             spans: self.output().timeline.len(),
         }
     }
@@ -106,7 +95,12 @@ mod tests {
             ],
         );
         assert_eq!(r.accepted, 2);
-        assert_eq!(r.rejected.len(), 2);
+        let positions: Vec<u32> = r.rejected.iter().map(|e| e.index).collect();
+        assert_eq!(
+            positions,
+            [1, 2],
+            "rejected events are named by their place in the batch"
+        );
         assert_eq!(w.output().timeline.to_string(), "[2,5):false [5,∞):true");
         assert_eq!(w.describe().events, Some(2));
     }

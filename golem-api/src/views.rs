@@ -182,19 +182,22 @@ pub struct AddEventsResult {
     pub rejected: Vec<RejectedEvent>,
 }
 
-/// Parses a batch of JSON events (one JSON object per string); bad ones are
-/// reported by position, good ones kept.
-pub fn parse_events(parser: &EventParser, events: &[String]) -> (Vec<timeline::Event>, Vec<RejectedEvent>) {
+/// Parses a batch of JSON events (one JSON object per string) addressed to
+/// `key`; invalid events and events of another key are reported by their
+/// position in the batch, the others kept.
+pub fn parse_events(parser: &EventParser, events: &[String], key: &str) -> (Vec<timeline::Event>, Vec<RejectedEvent>) {
     let mut good = Vec::with_capacity(events.len());
     let mut rejected = Vec::new();
     for (i, text) in events.iter().enumerate() {
-        match parser.parse(text) {
-            Ok(event) => good.push(event),
-            Err(e) => rejected.push(RejectedEvent {
-                index: i as u32,
-                error: e.to_string(),
-            }),
-        }
+        let error = match parser.parse(text) {
+            Ok(event) if event.key == key => {
+                good.push(event);
+                continue;
+            }
+            Ok(event) => format!("event of key `{}` sent to the worker of key `{key}`", event.key),
+            Err(e) => e.to_string(),
+        };
+        rejected.push(RejectedEvent { index: i as u32, error });
     }
     (good, rejected)
 }
@@ -336,12 +339,15 @@ mod tests {
         let (good, bad) = parse_events(
             &EventParser::default(),
             &[
+                r#"{"session_id":"other","time":1}"#.into(),
                 r#"{"session_id":"k","time":1}"#.into(),
                 "nope".into(),
                 r#"{"time":2}"#.into(),
             ],
+            "k",
         );
         assert_eq!(good.len(), 1);
-        assert_eq!(bad.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(bad.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 2, 3]);
+        assert!(bad[0].error.contains("key `other`"), "{}", bad[0].error);
     }
 }

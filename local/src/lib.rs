@@ -4,6 +4,11 @@
 //!   runtimes use, results per key.
 //! - [`generate`]: `timeline gen cirr`, synthetic playback sessions for examples,
 //!   tests and benchmarks.
+//! - [`engine`]: the in-memory engine: every job's workers for every key.
+//! - [`store`]: durability: jobs and the event log in redb.
+//! - [`server`]: `timeline serve`, the HTTP API over the engine and store.
+//! - [`metrics`]: the server's Prometheus metrics.
+//! - [`output`]: result formats of `timeline eval`.
 //! - [`cli`]: the command line.
 
 #![deny(missing_docs)]

@@ -221,7 +221,7 @@ fn apply_record(engine: &mut Engine, record: &[u8], only: Option<&[NodeId]>) -> 
         parser = parser.with_default_key(key);
     }
     let (events, _) = parse_body(&parser, body, header.key.as_deref());
-    engine.apply(&events, &header.target(), only);
+    engine.apply(&events, &header.target()?, only);
     Ok(events.len() as u64)
 }
 

@@ -58,13 +58,12 @@ pub fn decode_record(record: &[u8]) -> Result<(LogHeader, &[u8])> {
 
 impl LogHeader {
     /// The target of the record's events.
-    pub fn target(&self) -> Target {
+    pub fn target(&self) -> Result<Target> {
         match &self.leaf {
-            None => Target::AllLeaves,
-            Some(id) => match timeline::NodeId::parse(id) {
-                Some(id) => Target::Leaf(id),
-                None => Target::AllLeaves,
-            },
+            None => Ok(Target::AllLeaves),
+            Some(id) => timeline::NodeId::parse(id)
+                .map(Target::Leaf)
+                .with_context(|| format!("log record for an invalid node id `{id}`")),
         }
     }
 }
