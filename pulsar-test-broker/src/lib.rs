@@ -1,0 +1,696 @@
+//! An in-memory broker that speaks the Apache Pulsar binary protocol, for
+//! testing the feeder with a real Pulsar client and no Pulsar cluster.
+//!
+//! It is built on the `pulsar` crate's own protocol types (`pulsar::proto`) and
+//! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
+//! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
+//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES and CLOSE_*.
+//!
+//! Key decision: one lock over the whole state and a dispatcher that runs after
+//! every change. That is slow next to a real broker but easy to reason about,
+//! and it keeps Pulsar's guarantees that the feeder relies on: a message stays
+//! unacknowledged until its consumer acknowledges it, and messages a consumer
+//! held when it went away are delivered again, with a higher redelivery count.
+//!
+//! Non-partitioned topics only; subscriptions Exclusive, Failover (both: the
+//! first consumer gets everything), Shared (round robin) and Key_Shared (by a
+//! hash of the message key). Faults: [`Broker::drop_connections`],
+//! [`Broker::close_consumers`] and [`Broker::set_dispatch_delay`].
+#![deny(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pulsar::message::proto::{self, base_command::Type};
+use pulsar::message::{Codec, Message, Payload};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
+use tokio_util::codec::Framed;
+
+/// A message as the broker stored it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Position in the topic (the entry id; the ledger id is always 1).
+    pub entry: u64,
+    /// The message key, if the producer set one.
+    pub key: Option<String>,
+    /// The producer's properties.
+    pub properties: BTreeMap<String, String>,
+    /// The payload.
+    pub data: Vec<u8>,
+    metadata: proto::MessageMetadata,
+}
+
+/// A running broker; it stops when dropped.
+pub struct Broker {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: AbortHandle,
+    dispatcher: AbortHandle,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, Topic>,
+    connections: HashMap<u64, Connection>,
+    /// (connection, producer id) -> topic.
+    producers: HashMap<(u64, u64), String>,
+    next_connection: u64,
+    dispatch_delay: Duration,
+}
+
+struct Connection {
+    out: mpsc::UnboundedSender<Message>,
+    task: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Topic {
+    messages: Vec<StoredMessage>,
+    subscriptions: HashMap<String, Subscription>,
+}
+
+#[derive(Default)]
+struct Subscription {
+    kind: i32,
+    consumers: Vec<Consumer>,
+    /// Next entry never dispatched.
+    cursor: usize,
+    /// Entries to dispatch again, in order.
+    redeliver: BTreeSet<u64>,
+    /// Dispatched, not acknowledged: entry -> (connection, consumer id).
+    pending: HashMap<u64, (u64, u64)>,
+    acked: BTreeSet<u64>,
+    redeliveries: HashMap<u64, u32>,
+    round_robin: usize,
+}
+
+struct Consumer {
+    connection: u64,
+    id: u64,
+    name: String,
+    permits: u32,
+    delivered: u64,
+}
+
+/// What one consumer of a subscription has received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// The consumer's name.
+    pub name: String,
+    /// Messages dispatched to it (redeliveries included).
+    pub delivered: u64,
+}
+
+impl Broker {
+    /// Starts a broker on a free port of 127.0.0.1.
+    pub async fn start() -> std::io::Result<Broker> {
+        Broker::bind("127.0.0.1:0".parse().expect("valid address")).await
+    }
+
+    /// Starts a broker on `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Broker> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
+        let url = format!("pulsar://{addr}");
+        let accept = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let _ = stream.set_nodelay(true);
+                    let (out, rx) = mpsc::unbounded_channel();
+                    let id = {
+                        let mut state = shared.lock();
+                        state.next_connection += 1;
+                        let id = state.next_connection;
+                        state.connections.insert(id, Connection { out, task: None });
+                        id
+                    };
+                    let task = tokio::spawn(serve(shared.clone(), id, stream, rx, url.clone()));
+                    if let Some(c) = shared.lock().connections.get_mut(&id) {
+                        c.task = Some(task.abort_handle());
+                    }
+                }
+            })
+            .abort_handle()
+        };
+        let dispatcher = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.wake.notified().await;
+                    loop {
+                        let delay = {
+                            let mut state = shared.lock();
+                            let delay = state.dispatch_delay;
+                            let sent = state.dispatch(if delay.is_zero() { usize::MAX } else { 1 });
+                            if sent == 0 {
+                                break;
+                            }
+                            delay
+                        };
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            })
+            .abort_handle()
+        };
+        Ok(Broker {
+            addr,
+            shared,
+            accept,
+            dispatcher,
+        })
+    }
+
+    /// The service URL clients connect to, `pulsar://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("pulsar://{}", self.addr)
+    }
+
+    /// The address the broker listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every message of `topic` (short names are completed as clients do).
+    pub fn messages(&self, topic: &str) -> Vec<StoredMessage> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .map(|t| t.messages.clone())
+            .unwrap_or_default()
+    }
+
+    /// Messages of `topic` not yet acknowledged on `subscription`.
+    pub fn backlog(&self, topic: &str, subscription: &str) -> usize {
+        let state = self.shared.lock();
+        let Some(topic) = state.topics.get(&full_topic_name(topic)) else {
+            return 0;
+        };
+        let acked = topic.subscriptions.get(subscription).map_or(0, |s| s.acked.len());
+        topic.messages.len() - acked
+    }
+
+    /// The consumers connected to `subscription` of `topic`.
+    pub fn consumers(&self, topic: &str, subscription: &str) -> Vec<ConsumerStats> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .and_then(|t| t.subscriptions.get(subscription))
+            .map(|s| {
+                s.consumers
+                    .iter()
+                    .map(|c| ConsumerStats {
+                        name: c.name.clone(),
+                        delivered: c.delivered,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops every client connection at once, as a broker crash would.
+    pub fn drop_connections(&self) {
+        let mut state = self.shared.lock();
+        let ids: Vec<u64> = state.connections.keys().copied().collect();
+        for id in ids {
+            if let Some(task) = state.connections.get(&id).and_then(|c| c.task.clone()) {
+                task.abort();
+            }
+            state.disconnect(id);
+        }
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+
+    /// Closes every consumer from the broker side (CLOSE_CONSUMER), as a
+    /// broker does when a topic moves; clients are expected to subscribe again.
+    pub fn close_consumers(&self) {
+        let mut state = self.shared.lock();
+        let mut closed = Vec::new();
+        for topic in state.topics.values_mut() {
+            for sub in topic.subscriptions.values_mut() {
+                for c in sub.consumers.drain(..) {
+                    closed.push((c.connection, c.id));
+                }
+                sub.release(|_, _| true);
+            }
+        }
+        for (connection, id) in closed {
+            state.send(
+                connection,
+                command(Type::CloseConsumer, |c| {
+                    c.close_consumer = Some(proto::CommandCloseConsumer {
+                        consumer_id: id,
+                        request_id: u64::MAX,
+                        ..Default::default()
+                    })
+                }),
+            );
+        }
+    }
+
+    /// Waits `delay` between dispatched messages (zero: no wait), as a slow
+    /// or overloaded broker would.
+    pub fn set_dispatch_delay(&self, delay: Duration) {
+        self.shared.lock().dispatch_delay = delay;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.dispatcher.abort();
+        let mut state = self.shared.lock();
+        for c in state.connections.values() {
+            if let Some(task) = &c.task {
+                task.abort();
+            }
+        }
+        state.connections.clear();
+    }
+}
+
+/// Completes a short topic name as Pulsar clients do:
+/// `events` -> `persistent://public/default/events`.
+pub fn full_topic_name(topic: &str) -> String {
+    if topic.contains("://") {
+        topic.to_string()
+    } else if topic.contains('/') {
+        format!("persistent://{topic}")
+    } else {
+        format!("persistent://public/default/{topic}")
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn send(&self, connection: u64, message: Message) {
+        if let Some(c) = self.connections.get(&connection) {
+            let _ = c.out.send(message);
+        }
+    }
+
+    /// Forgets a connection: its consumers' unacknowledged messages become
+    /// due for redelivery.
+    fn disconnect(&mut self, connection: u64) {
+        self.connections.remove(&connection);
+        self.producers.retain(|(conn, _), _| *conn != connection);
+        for topic in self.topics.values_mut() {
+            for sub in topic.subscriptions.values_mut() {
+                sub.consumers.retain(|c| c.connection != connection);
+                sub.release(|_, (conn, _)| conn == connection);
+            }
+        }
+    }
+
+    /// Sends up to `limit` messages to consumers with permits; returns how
+    /// many were sent.
+    fn dispatch(&mut self, limit: usize) -> usize {
+        let mut sent = 0;
+        let mut out = Vec::new();
+        for topic in self.topics.values_mut() {
+            for sub in topic.subscriptions.values_mut() {
+                while sent < limit {
+                    let Some(entry) = sub.next_entry(topic.messages.len()) else {
+                        break;
+                    };
+                    let message = &topic.messages[entry as usize];
+                    let Some(index) = sub.choose(message.key.as_deref()) else {
+                        sub.redeliver.insert(entry);
+                        break;
+                    };
+                    let consumer = &mut sub.consumers[index];
+                    consumer.permits -= 1;
+                    consumer.delivered += 1;
+                    sub.pending.insert(entry, (consumer.connection, consumer.id));
+                    let redelivery_count = *sub.redeliveries.get(&entry).unwrap_or(&0);
+                    out.push((consumer.connection, deliver(consumer.id, message, redelivery_count)));
+                    sent += 1;
+                }
+            }
+        }
+        for (connection, message) in out {
+            self.send(connection, message);
+        }
+        sent
+    }
+}
+
+impl Subscription {
+    fn next_entry(&mut self, len: usize) -> Option<u64> {
+        while let Some(entry) = self.redeliver.pop_first() {
+            if !self.acked.contains(&entry) && !self.pending.contains_key(&entry) {
+                return Some(entry);
+            }
+        }
+        while self.cursor < len {
+            let entry = self.cursor as u64;
+            self.cursor += 1;
+            if !self.acked.contains(&entry) {
+                return Some(entry);
+            }
+        }
+        None
+    }
+
+    /// The consumer the next message goes to, if it may take one now.
+    fn choose(&mut self, key: Option<&str>) -> Option<usize> {
+        let n = self.consumers.len();
+        if n == 0 {
+            return None;
+        }
+        let pick = match self.kind {
+            1 => (0..n)
+                .map(|i| (self.round_robin + i) % n)
+                .find(|&i| self.consumers[i].permits > 0)
+                .inspect(|&i| self.round_robin = i + 1),
+            3 => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                key.unwrap_or("").hash(&mut hasher);
+                Some((hasher.finish() % n as u64) as usize)
+            }
+            _ => Some(0),
+        };
+        pick.filter(|&i| self.consumers[i].permits > 0)
+    }
+
+    /// Makes the pending messages that `held` selects due for redelivery.
+    fn release(&mut self, held: impl Fn(u64, (u64, u64)) -> bool) {
+        let released: Vec<u64> = self.pending.iter().filter(|(e, h)| held(**e, **h)).map(|(e, _)| *e).collect();
+        for entry in released {
+            self.pending.remove(&entry);
+            self.redeliver.insert(entry);
+            *self.redeliveries.entry(entry).or_default() += 1;
+        }
+    }
+}
+
+fn command(kind: Type, fill: impl FnOnce(&mut proto::BaseCommand)) -> Message {
+    let mut command = proto::BaseCommand {
+        r#type: kind as i32,
+        ..Default::default()
+    };
+    fill(&mut command);
+    Message { command, payload: None }
+}
+
+fn message_id(entry: u64) -> proto::MessageIdData {
+    proto::MessageIdData {
+        ledger_id: 1,
+        entry_id: entry,
+        partition: Some(-1),
+        ..Default::default()
+    }
+}
+
+fn deliver(consumer_id: u64, message: &StoredMessage, redelivery_count: u32) -> Message {
+    let mut m = command(Type::Message, |c| {
+        c.message = Some(proto::CommandMessage {
+            consumer_id,
+            message_id: message_id(message.entry),
+            redelivery_count: Some(redelivery_count),
+            ..Default::default()
+        })
+    });
+    m.payload = Some(Payload {
+        metadata: message.metadata.clone(),
+        data: message.data.clone(),
+    });
+    m
+}
+
+fn success(request_id: u64) -> Message {
+    command(Type::Success, |c| {
+        c.success = Some(proto::CommandSuccess {
+            request_id,
+            ..Default::default()
+        })
+    })
+}
+
+fn error(request_id: u64, code: proto::ServerError, text: &str) -> Message {
+    command(Type::Error, |c| {
+        c.error = Some(proto::CommandError {
+            request_id,
+            error: code as i32,
+            message: text.to_string(),
+        })
+    })
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    connection: u64,
+    stream: TcpStream,
+    mut outgoing: mpsc::UnboundedReceiver<Message>,
+    url: String,
+) {
+    let (mut sink, mut source) = Framed::new(stream, Codec).split();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(frame)) = source.next().await {
+        let reply = handle(&shared, connection, frame, &url);
+        if let Some(reply) = reply {
+            shared.lock().send(connection, reply);
+        }
+        shared.wake.notify_one();
+    }
+    writer.abort();
+    shared.lock().disconnect(connection);
+    shared.wake.notify_one();
+}
+
+/// Handles one frame from a client; returns the direct reply, if any.
+fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option<Message> {
+    let c = frame.command;
+    let kind = Type::try_from(c.r#type).ok()?;
+    tracing::trace!(connection, ?kind, "command");
+    match kind {
+        Type::Connect => Some(command(Type::Connected, |r| {
+            let version = c.connect.and_then(|c| c.protocol_version).unwrap_or(12).min(12);
+            r.connected = Some(proto::CommandConnected {
+                server_version: "pulsar-test-broker".into(),
+                protocol_version: Some(version),
+                max_message_size: Some(5 * 1024 * 1024),
+            })
+        })),
+        Type::Ping => Some(command(Type::Pong, |r| r.pong = Some(proto::CommandPong {}))),
+        Type::PartitionedMetadata => {
+            let request_id = c.partition_metadata?.request_id;
+            Some(command(Type::PartitionedMetadataResponse, |r| {
+                r.partition_metadata_response = Some(proto::CommandPartitionedTopicMetadataResponse {
+                    partitions: Some(0),
+                    request_id,
+                    response: Some(0),
+                    ..Default::default()
+                })
+            }))
+        }
+        Type::Lookup => {
+            let request_id = c.lookup_topic?.request_id;
+            Some(command(Type::LookupResponse, |r| {
+                r.lookup_topic_response = Some(proto::CommandLookupTopicResponse {
+                    broker_service_url: Some(url.to_string()),
+                    response: Some(proto::command_lookup_topic_response::LookupType::Connect as i32),
+                    request_id,
+                    authoritative: Some(true),
+                    proxy_through_service_url: Some(false),
+                    ..Default::default()
+                })
+            }))
+        }
+        Type::Producer => {
+            let p = c.producer?;
+            let mut state = shared.lock();
+            let topic = full_topic_name(&p.topic);
+            state.topics.entry(topic.clone()).or_default();
+            state.producers.insert((connection, p.producer_id), topic);
+            drop(state);
+            let name = p.producer_name.unwrap_or_else(|| format!("producer-{connection}-{}", p.producer_id));
+            Some(command(Type::ProducerSuccess, |r| {
+                r.producer_success = Some(proto::CommandProducerSuccess {
+                    request_id: p.request_id,
+                    producer_name: name,
+                    last_sequence_id: Some(-1),
+                    producer_ready: Some(true),
+                    ..Default::default()
+                })
+            }))
+        }
+        Type::Send => {
+            let send = c.send?;
+            let payload = frame.payload?;
+            let mut state = shared.lock();
+            let topic_name = state.producer_topic(connection, send.producer_id)?;
+            let topic = state.topics.entry(topic_name).or_default();
+            let entry = topic.messages.len() as u64;
+            topic.messages.push(StoredMessage {
+                entry,
+                key: payload.metadata.partition_key.clone(),
+                properties: payload
+                    .metadata
+                    .properties
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone()))
+                    .collect(),
+                data: payload.data,
+                metadata: payload.metadata,
+            });
+            Some(command(Type::SendReceipt, |r| {
+                r.send_receipt = Some(proto::CommandSendReceipt {
+                    producer_id: send.producer_id,
+                    sequence_id: send.sequence_id,
+                    message_id: Some(message_id(entry)),
+                    highest_sequence_id: send.highest_sequence_id,
+                })
+            }))
+        }
+        Type::Subscribe => {
+            let s = c.subscribe?;
+            let mut state = shared.lock();
+            let topic = state.topics.entry(full_topic_name(&s.topic)).or_default();
+            let latest = s.initial_position == Some(proto::command_subscribe::InitialPosition::Latest as i32);
+            let len = topic.messages.len();
+            let sub = topic.subscriptions.entry(s.subscription.clone()).or_insert_with(|| Subscription {
+                kind: s.sub_type,
+                cursor: if latest { len } else { 0 },
+                ..Default::default()
+            });
+            if sub.kind != s.sub_type {
+                return Some(error(s.request_id, proto::ServerError::ConsumerBusy, "subscription type differs"));
+            }
+            if sub.kind == 0 && !sub.consumers.is_empty() {
+                return Some(error(s.request_id, proto::ServerError::ConsumerBusy, "exclusive subscription is taken"));
+            }
+            sub.consumers.retain(|x| !(x.connection == connection && x.id == s.consumer_id));
+            sub.consumers.push(Consumer {
+                connection,
+                id: s.consumer_id,
+                name: s.consumer_name.unwrap_or_default(),
+                permits: 0,
+                delivered: 0,
+            });
+            // A Key_Shared subscription re-balances keys when consumers change;
+            // what the others held is due again.
+            if sub.kind == 3 {
+                sub.release(|_, _| true);
+            }
+            Some(success(s.request_id))
+        }
+        Type::Flow => {
+            let f = c.flow?;
+            let mut state = shared.lock();
+            if let Some(consumer) = state.consumer_mut(connection, f.consumer_id) {
+                consumer.permits = consumer.permits.saturating_add(f.message_permits);
+            }
+            None
+        }
+        Type::Ack => {
+            let a = c.ack?;
+            let mut state = shared.lock();
+            if let Some(sub) = state.subscription_mut(connection, a.consumer_id) {
+                for id in &a.message_id {
+                    if a.ack_type == proto::command_ack::AckType::Cumulative as i32 {
+                        let upto: Vec<u64> = sub.pending.keys().copied().filter(|e| *e <= id.entry_id).collect();
+                        for e in upto {
+                            sub.pending.remove(&e);
+                            sub.acked.insert(e);
+                        }
+                    } else {
+                        sub.pending.remove(&id.entry_id);
+                        sub.redeliver.remove(&id.entry_id);
+                        sub.acked.insert(id.entry_id);
+                    }
+                }
+            }
+            a.request_id.map(success)
+        }
+        Type::RedeliverUnacknowledgedMessages => {
+            let r = c.redeliver_unacknowledged_messages?;
+            let mut state = shared.lock();
+            if let Some(sub) = state.subscription_mut(connection, r.consumer_id) {
+                let only: BTreeSet<u64> = r.message_ids.iter().map(|m| m.entry_id).collect();
+                let consumer = r.consumer_id;
+                sub.release(|entry, (conn, id)| {
+                    conn == connection && id == consumer && (only.is_empty() || only.contains(&entry))
+                });
+            }
+            None
+        }
+        Type::CloseConsumer => {
+            let close = c.close_consumer?;
+            let mut state = shared.lock();
+            if let Some(sub) = state.subscription_mut(connection, close.consumer_id) {
+                sub.consumers
+                    .retain(|x| !(x.connection == connection && x.id == close.consumer_id));
+                sub.release(|_, (conn, id)| conn == connection && id == close.consumer_id);
+            }
+            Some(success(close.request_id))
+        }
+        Type::CloseProducer => {
+            let close = c.close_producer?;
+            shared.lock().producers.remove(&(connection, close.producer_id));
+            Some(success(close.request_id))
+        }
+        Type::Unsubscribe => Some(success(c.unsubscribe?.request_id)),
+        _ => {
+            tracing::debug!(?kind, "pulsar-test-broker ignores a command");
+            None
+        }
+    }
+}
+
+impl State {
+    fn producer_topic(&self, connection: u64, producer: u64) -> Option<String> {
+        self.producers.get(&(connection, producer)).cloned()
+    }
+
+    fn consumer_mut(&mut self, connection: u64, consumer: u64) -> Option<&mut Consumer> {
+        self.topics.values_mut().flat_map(|t| t.subscriptions.values_mut()).find_map(|s| {
+            s.consumers
+                .iter_mut()
+                .find(|c| c.connection == connection && c.id == consumer)
+        })
+    }
+
+    fn subscription_mut(&mut self, connection: u64, consumer: u64) -> Option<&mut Subscription> {
+        self.topics
+            .values_mut()
+            .flat_map(|t| t.subscriptions.values_mut())
+            .find(|s| {
+                s.consumers.iter().any(|c| c.connection == connection && c.id == consumer)
+                    || s.pending.values().any(|&(conn, id)| conn == connection && id == consumer)
+            })
+    }
+}
