@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::{CIRR, Server, agent, call};
+use support::{CIRR, Server, agent, call, expected};
 use timeline::{CompiledPlan, EventParser, ExecutionPlan};
 
 fn submit(server: &Server, name: &str, query: &str) -> (u16, Value) {
@@ -24,36 +24,6 @@ fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
 
 fn get(server: &Server, path: &str) -> (u16, Value) {
     call(agent().get(&server.url(path)).call())
-}
-
-/// Every node's timeline per key, as `timeline eval`'s code computes it.
-fn expected(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, Value)>> {
-    let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
-    let parser = EventParser::default();
-    let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
-    for line in lines {
-        let e = parser.parse(line).unwrap();
-        let states = keys.entry(e.key.to_string()).or_insert_with(|| plan.new_leaf_states());
-        plan.apply(states, &e);
-    }
-    keys.into_iter()
-        .map(|(k, states)| {
-            let outputs = plan.evaluate(&states);
-            let nodes = plan
-                .plan()
-                .nodes
-                .iter()
-                .zip(outputs)
-                .map(|(n, o)| {
-                    (
-                        n.id.to_string(),
-                        serde_json::to_value(o.timeline.clip(None, None)).unwrap(),
-                    )
-                })
-                .collect();
-            (k, nodes)
-        })
-        .collect()
 }
 
 fn example_lines() -> Vec<String> {

@@ -414,6 +414,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Json_> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     Json(json!({
         "status": "ok",
+        "runtime": "local",
+        "key_field": state.config.key_field,
         "jobs": engine.registry().jobs().count(),
         "keys": engine.key_count(),
         "leaf_workers_per_key": engine.leaf_count(),
@@ -539,7 +541,15 @@ async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<Json_> {
     let jobs: Vec<Json_> = engine
         .registry()
         .jobs()
-        .map(|j| json!({"name": j.name, "query": j.query, "result": j.plan.result, "nodes": j.plan.nodes.len()}))
+        .map(|j| {
+            json!({
+                "name": j.name,
+                "query": j.query,
+                "result": j.plan.result,
+                "leaves": j.plan.leaves,
+                "nodes": j.plan.nodes.len(),
+            })
+        })
         .collect();
     Json(json!({ "jobs": jobs }))
 }

@@ -93,6 +93,7 @@ struct Subscription {
     acked: BTreeSet<u64>,
     redeliveries: HashMap<u64, u32>,
     round_robin: usize,
+    dispatched: u64,
 }
 
 struct Consumer {
@@ -209,6 +210,16 @@ impl Broker {
         topic.messages.len() - acked
     }
 
+    /// Messages dispatched on `subscription` of `topic`, redeliveries included.
+    pub fn dispatched(&self, topic: &str, subscription: &str) -> u64 {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .and_then(|t| t.subscriptions.get(subscription))
+            .map_or(0, |s| s.dispatched)
+    }
+
     /// The consumers connected to `subscription` of `topic`.
     pub fn consumers(&self, topic: &str, subscription: &str) -> Vec<ConsumerStats> {
         let state = self.shared.lock();
@@ -262,7 +273,6 @@ impl Broker {
                     c.close_consumer = Some(proto::CommandCloseConsumer {
                         consumer_id: id,
                         request_id: u64::MAX,
-                        ..Default::default()
                     })
                 }),
             );
@@ -348,6 +358,7 @@ impl State {
                     let consumer = &mut sub.consumers[index];
                     consumer.permits -= 1;
                     consumer.delivered += 1;
+                    sub.dispatched += 1;
                     sub.pending.insert(entry, (consumer.connection, consumer.id));
                     let redelivery_count = *sub.redeliveries.get(&entry).unwrap_or(&0);
                     out.push((consumer.connection, deliver(consumer.id, message, redelivery_count)));
@@ -402,7 +413,12 @@ impl Subscription {
 
     /// Makes the pending messages that `held` selects due for redelivery.
     fn release(&mut self, held: impl Fn(u64, (u64, u64)) -> bool) {
-        let released: Vec<u64> = self.pending.iter().filter(|(e, h)| held(**e, **h)).map(|(e, _)| *e).collect();
+        let released: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(e, h)| held(**e, **h))
+            .map(|(e, _)| *e)
+            .collect();
         for entry in released {
             self.pending.remove(&entry);
             self.redeliver.insert(entry);
@@ -537,7 +553,9 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             state.topics.entry(topic.clone()).or_default();
             state.producers.insert((connection, p.producer_id), topic);
             drop(state);
-            let name = p.producer_name.unwrap_or_else(|| format!("producer-{connection}-{}", p.producer_id));
+            let name = p
+                .producer_name
+                .unwrap_or_else(|| format!("producer-{connection}-{}", p.producer_id));
             Some(command(Type::ProducerSuccess, |r| {
                 r.producer_success = Some(proto::CommandProducerSuccess {
                     request_id: p.request_id,
@@ -582,18 +600,30 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let topic = state.topics.entry(full_topic_name(&s.topic)).or_default();
             let latest = s.initial_position == Some(proto::command_subscribe::InitialPosition::Latest as i32);
             let len = topic.messages.len();
-            let sub = topic.subscriptions.entry(s.subscription.clone()).or_insert_with(|| Subscription {
-                kind: s.sub_type,
-                cursor: if latest { len } else { 0 },
-                ..Default::default()
-            });
+            let sub = topic
+                .subscriptions
+                .entry(s.subscription.clone())
+                .or_insert_with(|| Subscription {
+                    kind: s.sub_type,
+                    cursor: if latest { len } else { 0 },
+                    ..Default::default()
+                });
             if sub.kind != s.sub_type {
-                return Some(error(s.request_id, proto::ServerError::ConsumerBusy, "subscription type differs"));
+                return Some(error(
+                    s.request_id,
+                    proto::ServerError::ConsumerBusy,
+                    "subscription type differs",
+                ));
             }
             if sub.kind == 0 && !sub.consumers.is_empty() {
-                return Some(error(s.request_id, proto::ServerError::ConsumerBusy, "exclusive subscription is taken"));
+                return Some(error(
+                    s.request_id,
+                    proto::ServerError::ConsumerBusy,
+                    "exclusive subscription is taken",
+                ));
             }
-            sub.consumers.retain(|x| !(x.connection == connection && x.id == s.consumer_id));
+            sub.consumers
+                .retain(|x| !(x.connection == connection && x.id == s.consumer_id));
             sub.consumers.push(Consumer {
                 connection,
                 id: s.consumer_id,
@@ -677,11 +707,14 @@ impl State {
     }
 
     fn consumer_mut(&mut self, connection: u64, consumer: u64) -> Option<&mut Consumer> {
-        self.topics.values_mut().flat_map(|t| t.subscriptions.values_mut()).find_map(|s| {
-            s.consumers
-                .iter_mut()
-                .find(|c| c.connection == connection && c.id == consumer)
-        })
+        self.topics
+            .values_mut()
+            .flat_map(|t| t.subscriptions.values_mut())
+            .find_map(|s| {
+                s.consumers
+                    .iter_mut()
+                    .find(|c| c.connection == connection && c.id == consumer)
+            })
     }
 
     fn subscription_mut(&mut self, connection: u64, consumer: u64) -> Option<&mut Subscription> {
@@ -689,8 +722,12 @@ impl State {
             .values_mut()
             .flat_map(|t| t.subscriptions.values_mut())
             .find(|s| {
-                s.consumers.iter().any(|c| c.connection == connection && c.id == consumer)
-                    || s.pending.values().any(|&(conn, id)| conn == connection && id == consumer)
+                s.consumers
+                    .iter()
+                    .any(|c| c.connection == connection && c.id == consumer)
+                    || s.pending
+                        .values()
+                        .any(|&(conn, id)| conn == connection && id == consumer)
             })
     }
 }

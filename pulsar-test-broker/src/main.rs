@@ -11,7 +11,10 @@ async fn main() -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("usage: pulsar-test-broker [ADDR:PORT] ({e})"))?;
     let broker = pulsar_test_broker::Broker::bind(addr).await?;
-    eprintln!("pulsar-test-broker listening on {} (in memory; Ctrl-C stops it)", broker.url());
+    eprintln!(
+        "pulsar-test-broker listening on {} (in memory; Ctrl-C stops it)",
+        broker.url()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -8,7 +8,10 @@ use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor, producer
 use pulsar_test_broker::Broker;
 
 async fn client(broker: &Broker) -> Pulsar<TokioExecutor> {
-    Pulsar::builder(broker.url(), TokioExecutor).build().await.expect("connect")
+    Pulsar::builder(broker.url(), TokioExecutor)
+        .build()
+        .await
+        .expect("connect")
 }
 
 async fn produce(pulsar: &Pulsar<TokioExecutor>, topic: &str, range: std::ops::Range<usize>) {
@@ -19,11 +22,21 @@ async fn produce(pulsar: &Pulsar<TokioExecutor>, topic: &str, range: std::ops::R
             partition_key: Some(format!("k{}", i % 7)),
             ..Default::default()
         };
-        producer.send_non_blocking(message).await.expect("send").await.expect("receipt");
+        producer
+            .send_non_blocking(message)
+            .await
+            .expect("send")
+            .await
+            .expect("receipt");
     }
 }
 
-async fn consumer(pulsar: &Pulsar<TokioExecutor>, topic: &str, kind: SubType, name: &str) -> Consumer<Vec<u8>, TokioExecutor> {
+async fn consumer(
+    pulsar: &Pulsar<TokioExecutor>,
+    topic: &str,
+    kind: SubType,
+    name: &str,
+) -> Consumer<Vec<u8>, TokioExecutor> {
     pulsar
         .consumer()
         .with_topic(topic)

@@ -2,10 +2,16 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+pub mod feeder;
+
+use serde_json::Value;
+use timeline::{CompiledPlan, EventParser, ExecutionPlan};
 
 pub struct Server {
     child: Child,
@@ -16,8 +22,13 @@ pub struct Server {
 impl Server {
     /// Starts the server on `dir` and waits until it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_at(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts the server on `dir`, listening on `listen`.
+    pub fn start_at(dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_timeline-under-test"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "info")
@@ -82,3 +93,33 @@ pub fn call(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Va
 }
 
 pub const CIRR: &str = include_str!("../../examples/cirr.tl");
+
+/// Every node's timeline per key, as `timeline eval`'s code computes it.
+pub fn expected(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, Value)>> {
+    let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
+    let parser = EventParser::default();
+    let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
+    for line in lines {
+        let e = parser.parse(line).unwrap();
+        let states = keys.entry(e.key.to_string()).or_insert_with(|| plan.new_leaf_states());
+        plan.apply(states, &e);
+    }
+    keys.into_iter()
+        .map(|(k, states)| {
+            let outputs = plan.evaluate(&states);
+            let nodes = plan
+                .plan()
+                .nodes
+                .iter()
+                .zip(outputs)
+                .map(|(n, o)| {
+                    (
+                        n.id.to_string(),
+                        serde_json::to_value(o.timeline.clip(None, None)).unwrap(),
+                    )
+                })
+                .collect();
+            (k, nodes)
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! Sources: a Pulsar subscription, or a JSONL file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::message::proto::MessageIdData;
+use pulsar::{Authentication, ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::options::{self, Options};
+use crate::pipeline::{Pipeline, Settle, Summary};
+use crate::prepare::{Incoming, pulsar_event_id};
+
+/// Consumes the Pulsar subscription of `options` into `pipeline` until
+/// `stop` resolves; then finishes the batch in hand and closes the consumer.
+pub async fn run_pulsar(
+    options: &Options,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Summary> {
+    let mut builder = Pulsar::builder(options.service_url.clone(), TokioExecutor).with_connection_retry_options(
+        pulsar::ConnectionRetryOptions {
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            max_retries: u32::MAX,
+            ..Default::default()
+        },
+    );
+    if let Some(token) = &options.pulsar_token {
+        builder = builder.with_auth(Authentication {
+            name: "token".into(),
+            data: token.clone().into_bytes(),
+        });
+    }
+    let pulsar = builder
+        .build()
+        .await
+        .with_context(|| format!("cannot connect to Pulsar at {}", options.service_url))?;
+    let kind = match options.subscription_type {
+        options::SubscriptionType::Exclusive => SubType::Exclusive,
+        options::SubscriptionType::Failover => SubType::Failover,
+        options::SubscriptionType::Shared => SubType::Shared,
+        options::SubscriptionType::KeyShared => SubType::KeyShared,
+    };
+    let position = match options.initial_position {
+        options::InitialPosition::Earliest => InitialPosition::Earliest,
+        options::InitialPosition::Latest => InitialPosition::Latest,
+    };
+    let mut consumer = pulsar
+        .consumer()
+        .with_topics(&options.topics)
+        .with_subscription(&options.subscription)
+        .with_subscription_type(kind)
+        .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
+        .with_options(ConsumerOptions::default().with_initial_position(position))
+        .build::<Vec<u8>>()
+        .await
+        .with_context(|| format!("cannot subscribe `{}` to {:?}", options.subscription, options.topics))?;
+    tracing::info!(topics = ?options.topics, subscription = %options.subscription, "consuming");
+
+    let capacity = options.batch_size as usize * 2;
+    let (tx, rx) = mpsc::channel::<(Incoming, Token)>(capacity);
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Token>>();
+    let settle = PulsarSettle {
+        pulsar: pulsar.clone(),
+        topic: options.dead_letter_topic(),
+        producer: None,
+        acks: ack_tx,
+        metrics,
+    };
+    let mut pipeline = tokio::spawn(pipeline.run(rx, settle));
+    let mut tx = Some(tx);
+    tokio::pin!(stop);
+    let summary = loop {
+        tokio::select! {
+            biased;
+            acks = ack_rx.recv() => match acks {
+                Some(acks) => {
+                    for Token { topic, id } in acks {
+                        if let Err(e) = consumer.ack_with_id(&topic, id).await {
+                            tracing::warn!(error = %e, "acknowledgement not sent; the message will be delivered again");
+                        }
+                    }
+                }
+                None => break pipeline.await??,
+            },
+            done = &mut pipeline => break done??,
+            _ = &mut stop, if tx.is_some() => {
+                tracing::info!("stopping: finishing the batch in hand");
+                tx = None;
+            }
+            next = consumer.next(), if tx.as_ref().is_some_and(|t| t.capacity() > 0) => {
+                let message = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                    None => anyhow::bail!("the Pulsar consumer closed"),
+                };
+                let id = message.message_id().clone();
+                let incoming = Incoming {
+                    source_id: Some(pulsar_event_id(
+                        id.ledger_id,
+                        id.entry_id,
+                        id.partition.unwrap_or(-1),
+                        id.batch_index.unwrap_or(-1),
+                    )),
+                    key: message.key(),
+                    origin: format!("{}@{}:{}", message.topic, id.ledger_id, id.entry_id),
+                    payload: message.payload.data,
+                };
+                let token = Token { topic: message.topic, id };
+                if let Some(tx) = &tx {
+                    tx.send((incoming, token)).await.context("the pipeline stopped")?;
+                }
+            }
+        }
+    };
+    let _ = consumer.close().await;
+    Ok(summary)
+}
+
+fn default_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "feeder".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A Pulsar message to acknowledge.
+pub struct Token {
+    topic: String,
+    id: MessageIdData,
+}
+
+struct PulsarSettle {
+    pulsar: Pulsar<TokioExecutor>,
+    topic: String,
+    producer: Option<pulsar::Producer<TokioExecutor>>,
+    acks: mpsc::UnboundedSender<Vec<Token>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Settle<Token> for PulsarSettle {
+    async fn dead_letter(&mut self, message: &Incoming, reason: &str) -> anyhow::Result<()> {
+        tracing::warn!(origin = %message.origin, %reason, topic = %self.topic, "dead letter");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.try_dead_letter(message, reason).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.metrics.retried.inc();
+                    tracing::warn!(error = %e, "cannot publish to the dead-letter topic; retrying");
+                    self.producer = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn ack(&mut self, tokens: Vec<Token>) -> anyhow::Result<()> {
+        self.acks
+            .send(tokens)
+            .map_err(|_| anyhow::anyhow!("the consumer stopped"))
+    }
+}
+
+impl PulsarSettle {
+    async fn try_dead_letter(&mut self, message: &Incoming, reason: &str) -> anyhow::Result<()> {
+        if self.producer.is_none() {
+            let options = producer::ProducerOptions {
+                block_queue_if_full: true,
+                ..Default::default()
+            };
+            self.producer = Some(
+                self.pulsar
+                    .producer()
+                    .with_topic(&self.topic)
+                    .with_options(options)
+                    .build()
+                    .await?,
+            );
+        }
+        let producer = self.producer.as_mut().expect("just set");
+        let mut properties = HashMap::new();
+        properties.insert("reason".to_string(), reason.to_string());
+        properties.insert("origin".to_string(), message.origin.clone());
+        let receipt = producer
+            .send_non_blocking(producer::Message {
+                payload: message.payload.clone(),
+                properties,
+                partition_key: message.key.clone(),
+                ..Default::default()
+            })
+            .await?;
+        receipt.await?;
+        Ok(())
+    }
+}
+
+/// Feeds JSON lines from `path` (`-`: standard input) into `pipeline`. Lines
+/// that cannot be delivered are reported with their line number.
+pub async fn run_file(path: &std::path::Path, pipeline: Pipeline, batch_size: usize) -> anyhow::Result<Summary> {
+    let reader: Box<dyn AsyncRead + Unpin + Send> = if path.as_os_str() == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(
+            tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open {}", path.display()))?,
+        )
+    };
+    let (tx, rx) = mpsc::channel::<(Incoming, u64)>(batch_size * 2);
+    let run = tokio::spawn(pipeline.run(rx, FileSettle));
+    let mut lines = BufReader::with_capacity(1 << 20, reader).lines();
+    let mut number = 0u64;
+    while let Some(line) = lines.next_line().await.context("reading the events")? {
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let incoming = Incoming {
+            payload: line.into_bytes(),
+            source_id: None,
+            key: None,
+            origin: format!("line {number}"),
+        };
+        if tx.send((incoming, number)).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    run.await?
+}
+
+struct FileSettle;
+
+impl Settle<u64> for FileSettle {
+    async fn dead_letter(&mut self, message: &Incoming, reason: &str) -> anyhow::Result<()> {
+        tracing::error!(origin = %message.origin, %reason, "event not delivered");
+        Ok(())
+    }
+
+    async fn ack(&mut self, _lines: Vec<u64>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

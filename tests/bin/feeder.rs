@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    timeline_feeder::cli::main()
+}
