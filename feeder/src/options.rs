@@ -126,12 +126,30 @@ fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
 }
 
 impl Options {
+    /// The topics in full (`persistent://tenant/namespace/name`): brokers
+    /// complete short names, but not every Pulsar-protocol broker does.
+    pub fn full_topics(&self) -> Vec<String> {
+        self.topics.iter().map(|t| full_topic_name(t)).collect()
+    }
+
     /// The dead-letter topic, defaulted as Pulsar's own clients do.
     pub fn dead_letter_topic(&self) -> String {
-        self.dead_letter_topic.clone().unwrap_or_else(|| {
+        full_topic_name(&self.dead_letter_topic.clone().unwrap_or_else(|| {
             let topic = self.topics.first().map(String::as_str).unwrap_or("events");
             format!("{topic}-{}-DLQ", self.subscription)
-        })
+        }))
+    }
+}
+
+/// Completes a topic name as Pulsar does: `events` is
+/// `persistent://public/default/events`, `t/ns/events` is `persistent://t/ns/events`.
+pub fn full_topic_name(topic: &str) -> String {
+    if topic.contains("://") {
+        topic.to_string()
+    } else if topic.contains('/') {
+        format!("persistent://{topic}")
+    } else {
+        format!("persistent://public/default/{topic}")
     }
 }
 
@@ -144,7 +162,16 @@ mod tests {
         let o = Options::try_parse_from(["feeder", "--topic", "a,b", "--linger", "5ms"]).unwrap();
         assert_eq!(o.topics, ["a", "b"]);
         assert_eq!(o.linger, Duration::from_millis(5));
-        assert_eq!(o.dead_letter_topic(), "a-timeline-feeder-DLQ");
+        assert_eq!(
+            o.dead_letter_topic(),
+            "persistent://public/default/a-timeline-feeder-DLQ"
+        );
+        assert_eq!(
+            o.full_topics(),
+            ["persistent://public/default/a", "persistent://public/default/b"]
+        );
+        assert_eq!(full_topic_name("t/ns/x"), "persistent://t/ns/x");
+        assert_eq!(full_topic_name("non-persistent://t/ns/x"), "non-persistent://t/ns/x");
         assert_eq!(o.subscription_type, SubscriptionType::KeyShared);
         let e = Options::try_parse_from(["feeder"]).unwrap_err().to_string();
         assert!(e.contains("--topic"), "{e}");

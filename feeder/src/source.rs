@@ -55,7 +55,7 @@ pub async fn run_pulsar(
     };
     let mut consumer = pulsar
         .consumer()
-        .with_topics(&options.topics)
+        .with_topics(options.full_topics())
         .with_subscription(&options.subscription)
         .with_subscription_type(kind)
         .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))

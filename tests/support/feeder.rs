@@ -178,6 +178,14 @@ pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool, context
 /// Asserts that every node's timeline for every key of `lines` equals what
 /// `timeline eval`'s code computes over the same events.
 pub fn assert_results(server: &Server, query: &str, lines: &[String]) {
+    if let Err(e) = check_results(server, query, lines) {
+        panic!("{e}");
+    }
+}
+
+/// Compares every node's timeline for every key of `lines` with what
+/// `timeline eval`'s code computes; the first difference is the error.
+pub fn check_results(server: &Server, query: &str, lines: &[String]) -> Result<(), String> {
     let expected = expected(query, lines);
     assert!(!expected.is_empty());
     for (key, nodes) in &expected {
@@ -187,10 +195,18 @@ pub fn assert_results(server: &Server, query: &str, lines: &[String]) {
                     .get(&server.url(&format!("/v1/workers/{node}/{key}/timeline")))
                     .call(),
             );
-            assert_eq!(status, 200, "{body}");
-            assert_eq!(&body["spans"], spans, "key {key}, node {node}");
+            if status != 200 {
+                return Err(format!("key {key}, node {node}: {status} {body}"));
+            }
+            if &body["spans"] != spans {
+                return Err(format!(
+                    "key {key}, node {node}:\n  got      {}\n  expected {spans}",
+                    body["spans"]
+                ));
+            }
         }
     }
+    Ok(())
 }
 
 /// Submits a job.
