@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test.
-# Installs what it needs (rust components and targets) on a fresh machine.
+# Installs what it needs (rust components and targets, protoc, the Pulsar test
+# brokers' Python packages) on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
+
+step "setup"
+scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check

@@ -47,7 +47,7 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub from_file: Option<PathBuf>,
     /// The runtime's base URL: `timeline serve`, or a Golem deployment.
-    #[arg(long, env = "TIMELINE_URL", default_value = "http://127.0.0.1:7070")]
+    #[arg(long, env = "TIMELINE_URL", default_value = "http://127.0.0.1:8080")]
     pub target: String,
     /// Bearer token for the runtime.
     #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]

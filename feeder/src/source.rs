@@ -60,6 +60,7 @@ pub async fn run_pulsar(
         .with_subscription_type(kind)
         .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
         .with_options(ConsumerOptions::default().with_initial_position(position))
+        .with_batch_size(options.batch_size.max(1000))
         .build::<Vec<u8>>()
         .await
         .with_context(|| format!("cannot subscribe `{}` to {:?}", options.subscription, options.topics))?;
@@ -75,6 +76,13 @@ pub async fn run_pulsar(
         acks: ack_tx,
         metrics,
     };
+    // On Exclusive and Failover subscriptions messages arrive in order and
+    // batches finish in order, so one cumulative acknowledgement per topic
+    // and batch covers them all: one frame instead of one per message.
+    let cumulative = matches!(
+        options.subscription_type,
+        options::SubscriptionType::Exclusive | options::SubscriptionType::Failover
+    );
     let mut pipeline = tokio::spawn(pipeline.run(rx, settle));
     let mut tx = Some(tx);
     tokio::pin!(stop);
@@ -83,8 +91,14 @@ pub async fn run_pulsar(
             biased;
             acks = ack_rx.recv() => match acks {
                 Some(acks) => {
+                    let acks = if cumulative { last_per_topic(acks) } else { acks };
                     for Token { topic, id } in acks {
-                        if let Err(e) = consumer.ack_with_id(&topic, id).await {
+                        let sent = if cumulative {
+                            consumer.cumulative_ack_with_id(&topic, id).await
+                        } else {
+                            consumer.ack_with_id(&topic, id).await
+                        };
+                        if let Err(e) = sent {
                             tracing::warn!(error = %e, "acknowledgement not sent; the message will be delivered again");
                         }
                     }
@@ -126,6 +140,21 @@ pub async fn run_pulsar(
     };
     let _ = consumer.close().await;
     Ok(summary)
+}
+
+/// The latest message of each topic (partition) of a batch.
+fn last_per_topic(tokens: Vec<Token>) -> Vec<Token> {
+    let mut last: HashMap<String, MessageIdData> = HashMap::new();
+    for Token { topic, id } in tokens {
+        let position = |m: &MessageIdData| (m.ledger_id, m.entry_id, m.batch_index.unwrap_or(-1));
+        match last.get(&topic) {
+            Some(seen) if position(seen) >= position(&id) => {}
+            _ => {
+                last.insert(topic, id);
+            }
+        }
+    }
+    last.into_iter().map(|(topic, id)| Token { topic, id }).collect()
 }
 
 fn default_consumer_name() -> String {

@@ -63,7 +63,7 @@ enum Attempt {
 }
 
 impl Target {
-    /// A client of the runtime at `base` (`http://127.0.0.1:7070`, or a Golem
+    /// A client of the runtime at `base` (`http://127.0.0.1:8080`, or a Golem
     /// deployment's address), sending `token` as a bearer token if given.
     pub fn new(
         base: &str,
@@ -250,22 +250,17 @@ fn jsonl(events: &[&str]) -> String {
     body
 }
 
+/// Golem's `EventProcessor.add_events(events: list<string>)` body: each
+/// event as a JSON string (the local runtime takes the same body).
 fn envelope(events: &[&str]) -> String {
-    let mut body = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 12);
-    body.push_str("{\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(e);
-    }
-    body.push_str("]}");
-    body
+    serde_json::json!({ "events": events }).to_string()
 }
 
-/// The `rejected` list of a runtime answer: `[{"index": 3, "error": "..."}]`.
+/// The `rejected` list of a runtime answer: `[{"index": 3, "error": "..."}]`,
+/// at the top or inside Golem's `{"ok": ...}` result.
 fn rejected(body: &Value) -> Vec<(usize, String)> {
     body.get("rejected")
+        .or_else(|| body.get("ok").and_then(|ok| ok.get("rejected")))
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
@@ -306,11 +301,13 @@ mod tests {
     fn bodies() {
         assert_eq!(
             envelope(&["{\"a\":1}", "{\"b\":2}"]),
-            "{\"events\":[{\"a\":1},{\"b\":2}]}"
+            r#"{"events":["{\"a\":1}","{\"b\":2}"]}"#
         );
         assert_eq!(jsonl(&["{}", "{}"]), "{}\n{}\n");
         let answer = serde_json::json!({"accepted": 1, "rejected": [{"index": 2, "line": 3, "error": "no time"}]});
         assert_eq!(rejected(&answer), [(2, "no time".to_string())]);
+        let golem = serde_json::json!({"ok": {"accepted": 0, "rejected": [{"index": 0, "error": "bad"}]}});
+        assert_eq!(rejected(&golem), [(0, "bad".to_string())]);
     }
 
     #[test]

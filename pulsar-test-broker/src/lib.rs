@@ -489,18 +489,30 @@ async fn serve(
 ) {
     let (mut sink, mut source) = Framed::new(stream, Codec).split();
     let writer = tokio::spawn(async move {
+        // Write what is queued, then flush once: one syscall per burst.
         while let Some(message) = outgoing.recv().await {
-            if sink.send(message).await.is_err() {
+            let mut result = sink.feed(message).await;
+            while let (Ok(()), Ok(more)) = (&result, outgoing.try_recv()) {
+                result = sink.feed(more).await;
+            }
+            if result.is_err() || sink.flush().await.is_err() {
                 break;
             }
         }
     });
     while let Some(Ok(frame)) = source.next().await {
+        // Acknowledgements and pings never make messages dispatchable.
+        let quiet = matches!(
+            Type::try_from(frame.command.r#type),
+            Ok(Type::Ack | Type::Ping | Type::Pong)
+        );
         let reply = handle(&shared, connection, frame, &url);
         if let Some(reply) = reply {
             shared.lock().send(connection, reply);
         }
-        shared.wake.notify_one();
+        if !quiet {
+            shared.wake.notify_one();
+        }
     }
     writer.abort();
     shared.lock().disconnect(connection);

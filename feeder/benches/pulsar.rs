@@ -1,0 +1,230 @@
+//! Sustained events/s from Pulsar to durable acknowledgement: CIRR events are
+//! published to the in-memory Pulsar-protocol test broker, then a release
+//! `feeder` delivers them to `timeline serve` (fsync on every commit) and the
+//! time until the broker holds no unacknowledged message is measured.
+//!
+//! `cargo bench -p timeline-feeder --bench pulsar [-- SESSIONS]` (default
+//! 10000 sessions, about 420k events). Runs bulk delivery (the local
+//! runtime's default) on a Failover subscription (one cumulative
+//! acknowledgement per batch) and on a Key_Shared one (one acknowledgement
+//! per message), and per-worker delivery (as on Golem).
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pulsar::{Pulsar, TokioExecutor, producer};
+use pulsar_test_broker::Broker;
+use timeline_local::generate::{CirrOptions, write_cirr};
+
+const TOPIC: &str = "bench-events";
+const CIRR: &str = include_str!("../../examples/cirr.tl");
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Starts `timeline serve` in this process on its own runtime.
+fn start_server(dir: &std::path::Path) -> String {
+    let addr = free_addr();
+    let config = timeline_local::server::ServeConfig {
+        listen: addr,
+        data_dir: dir.to_path_buf(),
+        token: None,
+        key_field: timeline::event::DEFAULT_KEY_FIELD.to_string(),
+        max_body_bytes: 64 << 20,
+        max_batch_events: 100_000,
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(timeline_local::server::serve(config))
+            .unwrap();
+    });
+    let base = format!("http://{addr}");
+    let start = Instant::now();
+    while ureq::get(&format!("{base}/v1/health")).call().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ureq::post(&format!("{base}/v1/jobs?name=cirr"))
+        .send_string(CIRR)
+        .unwrap();
+    base
+}
+
+async fn publish(url: &str, lines: &[&str]) {
+    let pulsar = Pulsar::builder(url, TokioExecutor).build().await.unwrap();
+    let mut producer = pulsar
+        .producer()
+        .with_topic(TOPIC)
+        .with_options(producer::ProducerOptions {
+            block_queue_if_full: true,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut receipts = Vec::new();
+    for line in lines {
+        let key = line.split("\"session_id\":\"").nth(1).and_then(|r| r.split('"').next());
+        let message = producer::Message {
+            payload: line.as_bytes().to_vec(),
+            partition_key: key.map(str::to_string),
+            ..Default::default()
+        };
+        receipts.push(producer.send_non_blocking(message).await.unwrap());
+        if receipts.len() == 1000 {
+            for r in receipts.drain(..) {
+                r.await.unwrap();
+            }
+        }
+    }
+    for r in receipts {
+        r.await.unwrap();
+    }
+}
+
+fn run(broker: &Broker, events: usize, delivery: &str, kind: &str) {
+    let subscription = format!("bench-{delivery}-{kind}");
+    let subscription = subscription.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let metrics = free_addr().to_string();
+    let mut feeder = Command::new(env!("CARGO_BIN_EXE_feeder"))
+        .args([
+            "--service-url",
+            &broker.url(),
+            "--topic",
+            TOPIC,
+            "--subscription",
+            subscription,
+        ])
+        .args(["--target", &base, "--delivery", delivery, "--metrics-addr", &metrics])
+        .args(["--subscription-type", kind])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut first: Option<Instant> = None;
+    loop {
+        let backlog = broker.backlog(TOPIC, subscription);
+        if first.is_none() && backlog < events {
+            first = Some(Instant::now());
+        }
+        if backlog == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "too slow: {backlog} left"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let end = Instant::now();
+    let feeder_rss = rss_kib(feeder.id());
+    let text = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let batches = metric("feeder_batches_total");
+    let requests = metric("feeder_requests_total");
+    let busy = metric("feeder_delivery_seconds_sum");
+    let _ = feeder.kill();
+    let _ = feeder.wait();
+    let sustained = end - first.unwrap();
+    println!(
+        "{delivery:>6} delivery, {kind:>10} subscription: {events} events acknowledged in {:.2} s after the first ({:.2} s from start): \
+         {:.0} events/s; feeder peak RSS {} MiB\n        {batches} batches ({:.0} events each), \
+         {requests} requests, {:.1} ms per batch from first message to acknowledgement",
+        sustained.as_secs_f64(),
+        (end - started).as_secs_f64(),
+        events as f64 / sustained.as_secs_f64(),
+        feeder_rss / 1024,
+        events as f64 / batches,
+        busy / batches * 1000.0,
+    );
+}
+
+/// The feeder's own ceiling: the same events from a file, no broker.
+fn run_file(text: &str, events: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_feeder"))
+        .args([
+            "--from-file",
+            file.to_str().unwrap(),
+            "--target",
+            &base,
+            "--metrics-addr",
+            "off",
+        ])
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "  bulk delivery, from a file (no broker): {events} events acknowledged in {took:.2} s: {:.0} events/s",
+        events as f64 / took
+    );
+}
+
+fn main() {
+    let sessions: u64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let mut data = Vec::new();
+    let events = write_cirr(
+        &CirrOptions {
+            sessions,
+            seed: 1,
+            late: 0.02,
+            duplicates: 0.01,
+        },
+        &mut data,
+    )
+    .unwrap() as usize;
+    let text = String::from_utf8(data).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let broker = runtime.block_on(Broker::start()).unwrap();
+    eprintln!("publishing {events} events of {sessions} sessions to the test broker ...");
+    let t = Instant::now();
+    runtime.block_on(publish(&broker.url(), &lines));
+    eprintln!("published in {:.1} s", t.elapsed().as_secs_f64());
+    run(&broker, events, "bulk", "failover");
+    run(&broker, events, "bulk", "key-shared");
+    run(&broker, events, "worker", "failover");
+    run_file(&text, events);
+}
