@@ -105,6 +105,46 @@ async fn killing_feeders_mid_stream_loses_nothing_and_counts_nothing_twice() {
     assert_results(&server, CIRR, &lines);
 }
 
+/// A failover subscription is acknowledged cumulatively, one acknowledgement
+/// per batch, while several batches are delivered at once: a batch that
+/// finishes early must wait for the ones before it, or a kill would lose them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_feeder_with_batches_in_flight_on_a_cumulative_subscription_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    submit(&server, "cirr", CIRR);
+    let broker = Broker::start().await.unwrap();
+    let lines = without_ids_with_ties(&cirr(40, 5));
+    produce(&broker.url(), TOPIC, &lines).await;
+    broker.set_dispatch_delay(Duration::from_micros(100));
+    let args = [
+        "--batch-size",
+        "15",
+        "--in-flight",
+        "8",
+        "--subscription-type",
+        "failover",
+        "--delivery",
+        "worker",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let mut kills = 0;
+    let mut f = feeder(&broker, &server, &args);
+    while broker.backlog(TOPIC, SUB) > 0 && kills < 8 {
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..350)));
+        if broker.backlog(TOPIC, SUB) == 0 {
+            break;
+        }
+        f.kill();
+        kills += 1;
+        f = feeder(&broker, &server, &args);
+    }
+    broker.set_dispatch_delay(Duration::ZERO);
+    wait_acknowledged(&broker, &[&f], 60);
+    assert!(kills >= 2, "the loop killed the feeder only {kills} times");
+    assert_results(&server, CIRR, &lines);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_the_runtime_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

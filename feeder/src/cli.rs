@@ -91,6 +91,7 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
             batch_size: options.batch_size as usize,
             linger: options.linger,
             concurrency: options.concurrency,
+            in_flight: options.in_flight as usize,
             bulk,
         },
         metrics: metrics.clone(),

@@ -67,6 +67,9 @@ pub struct Options {
     /// Requests to the runtime in flight at once (per-worker delivery).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Batches delivered at once; they are still acknowledged in order.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub in_flight: u32,
     /// How often the job plans are read again (new or removed jobs).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub refresh: Duration,

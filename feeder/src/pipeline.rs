@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use timeline::EventParser;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub linger: Duration,
     /// Requests in flight at once (per-worker delivery).
     pub concurrency: usize,
+    /// Batches being delivered at once.
+    pub in_flight: usize,
     /// One request per batch to `/v1/events` instead of one per worker.
     pub bulk: bool,
 }
@@ -51,6 +54,7 @@ pub struct Summary {
 type WorkerOutcome = (Outcome, Vec<usize>, usize);
 
 /// Delivers batches of messages to the runtime.
+#[derive(Clone)]
 pub struct Pipeline {
     /// Validates events as the runtime does.
     pub parser: EventParser,
@@ -66,54 +70,92 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
 }
 
+/// What the runtime took of a batch: events held, and dead letters.
+type Delivered = Result<(u64, Vec<DeadLetter>), Fatal>;
+
+/// A batch of messages with the tokens that acknowledge them.
+struct Batch<T> {
+    messages: Vec<Incoming>,
+    tokens: Vec<T>,
+    started: Instant,
+}
+
 impl Pipeline {
     /// Runs until `messages` is closed and drained.
-    pub async fn run<T: Send, S: Settle<T>>(
-        mut self,
-        mut messages: mpsc::Receiver<(Incoming, T)>,
+    ///
+    /// Up to `in_flight` batches are delivered at once (the runtime commits
+    /// concurrent batches together), but they are settled strictly in the order
+    /// they were read, so that a cumulative acknowledgement never covers a
+    /// message whose delivery has not finished.
+    pub async fn run<T: Send + 'static, S: Settle<T>>(
+        self,
+        messages: mpsc::Receiver<(Incoming, T)>,
         mut settle: S,
     ) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
-        let mut batch: Vec<Incoming> = Vec::with_capacity(self.settings.batch_size);
-        let mut tokens: Vec<T> = Vec::with_capacity(self.settings.batch_size);
-        loop {
-            let Some((first, token)) = messages.recv().await else {
-                break;
-            };
-            let started = Instant::now();
-            batch.push(first);
-            tokens.push(token);
-            let deadline = tokio::time::Instant::now() + self.settings.linger;
-            while batch.len() < self.settings.batch_size {
-                match tokio::time::timeout_at(deadline, messages.recv()).await {
-                    Ok(Some((m, t))) => {
-                        batch.push(m);
-                        tokens.push(t);
-                    }
-                    _ => break,
+        let max_in_flight = self.settings.in_flight.max(1);
+        let (batch_tx, mut batches) = mpsc::channel(1);
+        let batcher = tokio::spawn(collect_batches(
+            messages,
+            batch_tx,
+            self.settings.batch_size,
+            self.settings.linger,
+        ));
+        let mut in_flight = FuturesOrdered::new();
+        let mut reading = true;
+        while reading || !in_flight.is_empty() {
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    let (batch, result): (Batch<T>, Delivered) = done;
+                    self.settle(batch, result?, &mut settle, &mut summary).await?;
                 }
+                batch = batches.recv(), if reading && in_flight.len() < max_in_flight => match batch {
+                    Some(batch) => {
+                        let batch: Batch<T> = batch;
+                        self.metrics.consumed.inc_by(batch.messages.len() as u64);
+                        summary.consumed += batch.messages.len() as u64;
+                        let mut worker = self.clone();
+                        in_flight.push_back(async move {
+                            let result = worker.deliver(&batch.messages).await;
+                            (batch, result)
+                        });
+                    }
+                    None => reading = false,
+                },
             }
-            self.metrics.consumed.inc_by(batch.len() as u64);
-            summary.consumed += batch.len() as u64;
-            let (delivered, dead) = self.deliver(&batch).await?;
-            for d in &dead {
-                settle.dead_letter(&batch[d.index], &d.reason).await?;
-            }
-            summary.delivered += delivered;
-            summary.dead_lettered += dead.len() as u64;
-            let n = tokens.len() as u64;
-            settle.ack(std::mem::take(&mut tokens)).await?;
-            self.metrics.acknowledged.inc_by(n);
-            self.metrics.batches.inc();
-            self.metrics.delivery_seconds.observe(started.elapsed().as_secs_f64());
-            batch.clear();
         }
+        batcher.await?;
         Ok(summary)
+    }
+
+    /// Dead-letters what the runtime or the feeder refused, then acknowledges
+    /// the whole batch.
+    async fn settle<T, S: Settle<T>>(
+        &self,
+        batch: Batch<T>,
+        (delivered, dead): (u64, Vec<DeadLetter>),
+        settle: &mut S,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        for d in &dead {
+            settle.dead_letter(&batch.messages[d.index], &d.reason).await?;
+        }
+        summary.delivered += delivered;
+        summary.dead_lettered += dead.len() as u64;
+        let n = batch.tokens.len() as u64;
+        settle.ack(batch.tokens).await?;
+        self.metrics.acknowledged.inc_by(n);
+        self.metrics.batches.inc();
+        self.metrics
+            .delivery_seconds
+            .observe(batch.started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Delivers one batch; returns the number of events the runtime holds
     /// and the dead letters (refused by the feeder or by the runtime).
-    async fn deliver(&mut self, batch: &[Incoming]) -> Result<(u64, Vec<DeadLetter>), Fatal> {
+    async fn deliver(&mut self, batch: &[Incoming]) -> Delivered {
         let prepared = prepare(&self.parser, batch);
         let mut dead = prepared.dead;
         for _ in &dead {
@@ -241,6 +283,38 @@ impl Pipeline {
     }
 }
 
+/// Groups messages into batches of at most `size`, each waiting at most
+/// `linger` after its first message for more.
+async fn collect_batches<T>(
+    mut messages: mpsc::Receiver<(Incoming, T)>,
+    batches: mpsc::Sender<Batch<T>>,
+    size: usize,
+    linger: Duration,
+) {
+    while let Some((first, token)) = messages.recv().await {
+        let mut batch = Batch {
+            messages: Vec::with_capacity(size),
+            tokens: Vec::with_capacity(size),
+            started: Instant::now(),
+        };
+        batch.messages.push(first);
+        batch.tokens.push(token);
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.messages.len() < size {
+            match tokio::time::timeout_at(deadline, messages.recv()).await {
+                Ok(Some((m, t))) => {
+                    batch.messages.push(m);
+                    batch.tokens.push(t);
+                }
+                _ => break,
+            }
+        }
+        if batches.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Keeps `routes` up to date with the runtime's jobs: every `every`, and at
 /// once when `now` is notified.
 pub async fn refresh_routes(
@@ -278,5 +352,100 @@ pub async fn refresh_routes(
             }
         }
         let _ = tokio::time::timeout(every, now.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::post;
+
+    /// A runtime that takes every batch, but answers one whose events mention
+    /// `slow` only after a later batch has arrived (or after 2 s); `overlap`
+    /// tells whether one did.
+    async fn runtime(overlap: Arc<std::sync::atomic::AtomicBool>) -> String {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fast_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let app = Router::new().route(
+            "/v1/events",
+            post(move |body: String| async move {
+                if body.contains("slow") {
+                    for _ in 0..200 {
+                        if fast_seen.load(SeqCst) {
+                            overlap.store(true, SeqCst);
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    fast_seen.store(true, SeqCst);
+                }
+                r#"{"accepted": 1, "rejected": []}"#
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    struct Record(Arc<std::sync::Mutex<Vec<u64>>>);
+
+    impl Settle<u64> for Record {
+        async fn dead_letter(&mut self, _: &Incoming, reason: &str) -> anyhow::Result<()> {
+            anyhow::bail!("unexpected dead letter: {reason}")
+        }
+        async fn ack(&mut self, tokens: Vec<u64>) -> anyhow::Result<()> {
+            self.0.lock().unwrap().extend(tokens);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_in_flight_are_acknowledged_in_the_order_they_were_read() {
+        let metrics = Metrics::new();
+        let overlap = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let base = runtime(overlap.clone()).await;
+        let target = Target::new(&base, None, Duration::from_secs(1), metrics.clone()).unwrap();
+        let (_, routes) = watch::channel(Routes::default());
+        let pipeline = Pipeline {
+            parser: EventParser::default(),
+            target,
+            routes,
+            refresh: Arc::new(Notify::new()),
+            settings: Settings {
+                batch_size: 1,
+                linger: Duration::from_millis(1),
+                concurrency: 4,
+                in_flight: 4,
+                bulk: true,
+            },
+            metrics,
+        };
+        let (tx, rx) = mpsc::channel(16);
+        for (i, state) in ["slow", "fast", "fast"].iter().enumerate() {
+            let payload = format!(r#"{{"session_id":"k","time":{i},"state":"{state}"}}"#);
+            let incoming = Incoming {
+                payload: payload.into_bytes(),
+                source_id: None,
+                key: None,
+                origin: format!("line {}", i + 1),
+            };
+            tx.send((incoming, i as u64 + 1)).await.unwrap();
+        }
+        drop(tx);
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let summary = pipeline.run(rx, Record(acked.clone())).await.unwrap();
+        assert_eq!(summary.delivered, 3);
+        assert!(
+            overlap.load(std::sync::atomic::Ordering::SeqCst),
+            "a later batch was not delivered while the first was in flight"
+        );
+        assert_eq!(
+            *acked.lock().unwrap(),
+            [1, 2, 3],
+            "the slow first batch is acknowledged first"
+        );
     }
 }
