@@ -49,6 +49,7 @@ impl Cluster {
                 let inputs: Vec<Output> = worker.children().iter().map(|c| self.output(key, c)).collect();
                 serde_json::to_string(&worker.evaluate(&inputs).unwrap()).unwrap()
             }
+            WorkerKind::Aggregator | WorkerKind::Metric => panic!("{node} is not a per-key worker"),
         };
         serde_json::from_str(&json).unwrap()
     }
@@ -95,7 +96,7 @@ fn agents_compute_cirr_like_timeline_eval() {
     }
 
     // Results read from the result worker equal the batch evaluation.
-    let mut batch = timeline_local::batch::Batch::new(&timeline::dsl::parse(CIRR).unwrap(), "session_id").unwrap();
+    let mut batch = timeline_local::batch::Batch::new(CIRR, "session_id").unwrap();
     batch.read(text.as_bytes(), |bad| panic!("{bad:?}"), |_| {}).unwrap();
     let expected = batch.results();
     assert_eq!(expected.len(), by_key.len());

@@ -73,14 +73,14 @@ impl JobRegistry {
     /// Checks and plans a job. Without a name, the job is named after its
     /// result node. Submitting the same name and query again is a no-op.
     pub fn submit(&mut self, name: Option<&str>, query: &str) -> Result<Submitted, SubmitError> {
-        let op = timeline::dsl::parse(query).map_err(SubmitError::Query)?;
-        let mut plan = ExecutionPlan::new(&op).expect("the DSL type-checks what it parses");
+        let parsed = timeline::dsl::parse_query(query).map_err(SubmitError::Query)?;
+        let mut plan = ExecutionPlan::from_outputs(&parsed.outputs).expect("the DSL type-checks what it parses");
         let name = name.map(str::to_string).unwrap_or_else(|| plan.result.to_string());
         if !valid_job_name(&name) {
             return Err(SubmitError::Name(name));
         }
         if let Some(existing) = self.jobs.get(&name) {
-            return if existing.plan.result == plan.result {
+            return if existing.plan.query == plan.query {
                 Ok(Submitted::Existing(existing.clone()))
             } else {
                 Err(SubmitError::Conflict(name))

@@ -10,7 +10,7 @@ use timeline_golem_api::views::JobError;
 
 /// Checks a job's DSL before it is sent to `Core`.
 pub fn check(query: &str) -> Result<(), JobError> {
-    timeline::dsl::parse(query)
+    timeline::dsl::parse_query(query)
         .map(|_| ())
         .map_err(|e| JobError::new(query, "bad_query", format!("invalid query: {e}"), Some(&e)))
 }
@@ -25,5 +25,6 @@ mod tests {
         let e = super::check("duration_where(has_existd(a == 1))").unwrap_err();
         assert_eq!((e.line, e.column), (Some(1), Some(16)));
         assert!(super::check("duration_where(has_existed(a == 1))").is_ok());
+        assert!(super::check("n = has_existed(a == 1) | aggregate(count_true)").is_ok());
     }
 }

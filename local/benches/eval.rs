@@ -25,7 +25,7 @@ fn data(sessions: u64) -> (Vec<u8>, u64) {
 }
 
 fn bench(c: &mut Criterion) {
-    let query = timeline::dsl::parse(CIRR).unwrap();
+    let query = CIRR;
     let (bytes, events) = data(5_000);
     let mut group = c.benchmark_group("cirr");
     group.throughput(Throughput::Elements(events));
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("ingest", |b| {
         b.iter_batched(
-            || Batch::new(&query, "session_id").unwrap(),
+            || Batch::new(query, "session_id").unwrap(),
             |mut batch| {
                 batch.read(&bytes[..], |bad| panic!("{bad:?}"), |_| {}).unwrap();
                 batch
@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("ingest_and_evaluate", |b| {
         b.iter(|| {
-            let mut batch = Batch::new(&query, "session_id").unwrap();
+            let mut batch = Batch::new(query, "session_id").unwrap();
             batch.read(&bytes[..], |bad| panic!("{bad:?}"), |_| {}).unwrap();
             batch.results().len()
         })

@@ -3,9 +3,11 @@
 use std::io::BufRead;
 
 use smol_str::SmolStr;
-use timeline::{Event, EventError, EventParser, NodeId, Output, TimeLineOp};
+use timeline::plan::PlanOutput;
+use timeline::{Event, EventError, EventParser, NodeId, Output, Time, WorkerKind};
+use timeline_core::SubmitError;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, GroupValues, ReadError};
 
 /// A rejected input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,7 @@ pub struct BadLine {
 /// A batch run: the local runtime's engine with one job, fed from a file.
 pub struct Batch {
     engine: Engine,
+    outputs: Vec<PlanOutput>,
     result: NodeId,
     parser: EventParser,
     lines: u64,
@@ -26,16 +29,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A run of `query` over events keyed by `key_field`.
-    pub fn new(query: &TimeLineOp, key_field: &str) -> Result<Self, timeline::op::TypeError> {
-        query.check()?;
+    /// A run of the DSL `query` over events keyed by `key_field`.
+    pub fn new(query: &str, key_field: &str) -> Result<Self, SubmitError> {
         let mut engine = Engine::new();
-        let (submitted, _) = engine
-            .submit(Some("eval"), query.canonical())
-            .expect("canonical DSL is valid");
-        let result = submitted.job().plan.result.clone();
+        let (submitted, _) = engine.submit(Some("eval"), query)?;
+        let plan = &submitted.job().plan;
+        let outputs = plan.outputs.clone();
+        let result = plan.result.clone();
         Ok(Batch {
             engine,
+            outputs,
             result,
             parser: EventParser::new(key_field),
             lines: 0,
@@ -129,14 +132,44 @@ impl Batch {
 
     /// Each key's result output, sorted by key.
     pub fn results(&self) -> Vec<(SmolStr, Output)> {
+        self.results_of(&self.result)
+    }
+
+    /// Each key's output of per-key node `node`, sorted by key.
+    pub fn results_of(&self, node: &NodeId) -> Vec<(SmolStr, Output)> {
         self.engine
             .keys(None, usize::MAX)
             .into_iter()
             .map(|k| {
-                let out = self.engine.output(&self.result, &k).expect("listed keys have outputs");
+                let out = self.engine.output(node, &k).expect("listed keys have outputs");
                 (k, out)
             })
             .collect()
+    }
+
+    /// The job's named outputs.
+    pub fn outputs(&self) -> &[PlanOutput] {
+        &self.outputs
+    }
+
+    /// Whether every output is a timeline per key (the classic query).
+    pub fn per_key_only(&self) -> bool {
+        self.outputs.iter().all(|o| o.worker == WorkerKind::TimelineProcessor)
+    }
+
+    /// An aggregate or metric output at `t` (default: the latest event time).
+    /// The aggregators take in every key first.
+    pub fn read_output(&mut self, output: &PlanOutput, t: Option<Time>) -> Result<GroupValues, ReadError> {
+        self.engine.refresh_aggregates();
+        match output.worker {
+            WorkerKind::Metric => self.engine.metric(&output.node, t, None),
+            _ => self.engine.aggregate(&output.node, t, &output.functions, None),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Approximate bytes held by all worker state.

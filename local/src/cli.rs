@@ -190,8 +190,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { query } => {
-            let (op, _) = load_query(&query)?;
-            let plan = timeline::ExecutionPlan::new(&op)?;
+            let (parsed, _) = load_query(&query)?;
+            let plan = timeline::ExecutionPlan::from_outputs(&parsed.outputs)?;
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -200,7 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Reads `--query`: inline DSL or `@file`; returns the checked query and its
 /// text. A DSL error is printed with a caret and becomes an error.
-pub fn load_query(arg: &str) -> Result<(timeline::TimeLineOp, String)> {
+pub fn load_query(arg: &str) -> Result<(timeline::dsl::Query, String)> {
     let (name, text) = match arg.strip_prefix('@') {
         Some(path) => (
             path.to_string(),
@@ -208,8 +208,8 @@ pub fn load_query(arg: &str) -> Result<(timeline::TimeLineOp, String)> {
         ),
         None => ("query".to_string(), arg.to_string()),
     };
-    match timeline::dsl::parse(&text) {
-        Ok(op) => Ok((op, text)),
+    match timeline::dsl::parse_query(&text) {
+        Ok(query) => Ok((query, text)),
         Err(e) => {
             eprint!("{}", e.render(&text, &name));
             anyhow::bail!("invalid query ({name}:{}:{}): {}", e.line, e.column, e.message)
@@ -230,9 +230,17 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
-    let (op, _) = load_query(&args.query)?;
+    let (_, text) = load_query(&args.query)?;
     let at = parse_at(&args.at)?;
-    let mut batch = Batch::new(&op, &args.key)?;
+    let mut batch = Batch::new(&text, &args.key)?;
+    anyhow::ensure!(
+        !args.timeline
+            || batch
+                .outputs()
+                .iter()
+                .any(|o| o.worker == timeline::WorkerKind::TimelineProcessor),
+        "--timeline prints timelines per key, but every output of this query is an aggregate"
+    );
 
     let (input, size): (Box<dyn Read>, Option<u64>) = if args.events == "-" {
         (Box::new(io::stdin().lock()), None)
@@ -260,28 +268,47 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     progress.finish_and_clear();
     let read_time = started.elapsed();
 
-    let results = batch.results();
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-    if args.timeline {
-        let rows: Vec<(&str, Vec<timeline::SpanView>)> = results
-            .iter()
-            .map(|(k, o)| (k.as_str(), o.timeline.clip(None, None)))
-            .collect();
-        output::write_timelines(&mut out, args.format, &rows)?;
-    } else {
-        let rows: Vec<(&str, Option<timeline::Value>)> = results
-            .iter()
-            .map(|(k, o)| {
-                (
-                    k.as_str(),
-                    match at {
-                        Some(t) => o.value_at(t),
-                        None => o.value_at_end(),
-                    },
-                )
-            })
-            .collect();
-        output::write_values(&mut out, args.format, &rows)?;
+    let several = !batch.per_key_only() || batch.outputs().len() > 1;
+    for output in batch.outputs().to_vec() {
+        let name = several.then_some(output.name.as_str());
+        if output.worker != timeline::WorkerKind::TimelineProcessor {
+            let read = batch.read_output(&output, at)?;
+            let lines: Vec<output::GroupLine<'_>> = read
+                .groups
+                .iter()
+                .map(|row| output::GroupLine {
+                    output: &output.name,
+                    group: &row.group,
+                    keys: row.keys,
+                    values: &row.values,
+                })
+                .collect();
+            output::write_groups(&mut out, args.format, &lines)?;
+            continue;
+        }
+        let results = batch.results_of(&output.node);
+        if args.timeline {
+            let rows: Vec<(&str, Vec<timeline::SpanView>)> = results
+                .iter()
+                .map(|(k, o)| (k.as_str(), o.timeline.clip(None, None)))
+                .collect();
+            output::write_timelines(&mut out, args.format, &rows)?;
+        } else {
+            let rows: Vec<(&str, Option<timeline::Value>)> = results
+                .iter()
+                .map(|(k, o)| {
+                    (
+                        k.as_str(),
+                        match at {
+                            Some(t) => o.value_at(t),
+                            None => o.value_at_end(),
+                        },
+                    )
+                })
+                .collect();
+            output::write_values(&mut out, args.format, name, &rows)?;
+        }
     }
     out.flush()?;
 

@@ -2,11 +2,12 @@
 //! key, driven by the same `timeline` and `timeline-core` logic the Golem
 //! components run. No I/O: the server makes it durable.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
+use timeline::aggregate::contributions;
 use timeline::{
-    DerivedOp, Event, LeafData, LeafOp, NodeId, Operator, Output, Time, TimelineProcessor, ValueTable,
-    WorkerDescription,
+    AggFn, AggregateSpec, Aggregator, DerivedOp, Event, Group, LeafData, LeafOp, MetricExpr, NodeId, Operator, Output,
+    Partial, Time, TimelineProcessor, Value, ValueTable, WorkerDescription, WorkerKind,
 };
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
@@ -38,16 +39,136 @@ struct KeyState {
     leaves: Vec<(u32, LeafData)>,
 }
 
-/// Every job, every leaf state of every key.
+/// Every job, every leaf state of every key, every aggregator.
 #[derive(Debug, Default)]
 pub struct Engine {
     registry: JobRegistry,
     slots: Vec<Option<LeafSlot>>,
     slot_of: FxHashMap<NodeId, u32>,
-    /// For every live node, how to compute it from leaf states.
+    /// For every live per-key node, how to compute it from leaf states.
     eval: FxHashMap<NodeId, EvalPlan>,
     keys: FxHashMap<SmolStr, KeyState>,
     events: u64,
+    /// The latest event time of any key: "the end" for aggregates.
+    latest: Option<Time>,
+    aggregates: FxHashMap<NodeId, AggregateSlot>,
+    /// Keys whose leaves changed since the aggregates last took them in.
+    dirty: FxHashSet<SmolStr>,
+}
+
+/// A live aggregate node: its aggregators, one per group and shard, and which
+/// groups each key contributes to.
+#[derive(Debug)]
+struct AggregateSlot {
+    source: NodeId,
+    group: Option<NodeId>,
+    spec: AggregateSpec,
+    group_index: FxHashMap<Group, u32>,
+    /// Per group: the group and its aggregators, one per shard.
+    groups: Vec<(Group, Vec<Aggregator>)>,
+    /// The groups each key contributes to, to retract it when it leaves one.
+    memberships: FxHashMap<SmolStr, Box<[u32]>>,
+    /// Every key must be taken in (a new node, or after recovery).
+    stale: bool,
+}
+
+impl AggregateSlot {
+    fn group_id(&mut self, group: Group) -> u32 {
+        if let Some(&id) = self.group_index.get(&group) {
+            return id;
+        }
+        let id = self.groups.len() as u32;
+        let shards = (0..self.spec.shards).map(|_| Aggregator::new()).collect();
+        self.groups.push((group.clone(), shards));
+        self.group_index.insert(group, id);
+        id
+    }
+
+    /// Sets `key`'s contributions, retracting those of groups it left.
+    fn take_in(&mut self, key: &SmolStr, parts: Vec<(Group, timeline::Timeline)>) {
+        let shard = self.spec.shard_of(key) as usize;
+        let mut now: Vec<u32> = Vec::with_capacity(parts.len());
+        for (group, contribution) in parts {
+            let id = self.group_id(group);
+            self.groups[id as usize].1[shard].replace(key, Some(contribution));
+            now.push(id);
+        }
+        if let Some(before) = self.memberships.get(key) {
+            for id in before.iter().filter(|id| !now.contains(id)) {
+                self.groups[*id as usize].1[shard].replace(key, None);
+            }
+        }
+        if now.is_empty() {
+            self.memberships.remove(key);
+        } else {
+            self.memberships.insert(key.clone(), now.into_boxed_slice());
+        }
+    }
+
+    /// Each group's fold at `t`, for `functions`, sorted by group.
+    fn fold(&self, t: Time, functions: &[AggFn]) -> Vec<(Group, Partial)> {
+        let mut out: Vec<(Group, Partial)> = self
+            .groups
+            .iter()
+            .filter_map(|(group, shards)| {
+                let mut partial = Partial::for_functions(functions);
+                for shard in shards {
+                    shard.fold_at(t, &mut partial);
+                }
+                (partial.keys > 0).then(|| (group.clone(), partial))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn aggregators(&self) -> usize {
+        self.groups.iter().map(|(_, shards)| shards.len()).sum()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let memberships = self.memberships.capacity() * (std::mem::size_of::<(SmolStr, Box<[u32]>)>() + 1)
+            + self.memberships.values().map(|g| g.len() * 4).sum::<usize>();
+        let aggregators: usize = self
+            .groups
+            .iter()
+            .flat_map(|(_, shards)| shards.iter().map(Aggregator::memory_bytes))
+            .sum();
+        memberships + aggregators
+    }
+}
+
+/// An aggregate (or metric) read at one instant: the groups and their values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupValues {
+    /// The instant read.
+    pub t: Option<Time>,
+    /// Per group, sorted: the keys counted and each function's value.
+    pub groups: Vec<GroupRow>,
+}
+
+/// One group of an aggregate read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    /// The group.
+    pub group: Group,
+    /// Keys of the group with a known value at the instant.
+    pub keys: u64,
+    /// Each requested function's value (`None`: Unknown).
+    pub values: Vec<(String, Option<Value>)>,
+}
+
+/// How many workers of each kind the engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerCounts {
+    /// Leaf workers with state (one per leaf node and key).
+    pub event_processors: u64,
+    /// Derived workers (one per derived node and key).
+    pub timeline_processors: u64,
+    /// Aggregators (one per aggregate node, group and shard).
+    pub aggregators: u64,
+    /// Metric workers (one per metric node).
+    pub metrics: u64,
 }
 
 /// A node's subtree in evaluation order, children first, each node once: the
@@ -75,6 +196,9 @@ pub enum ReadError {
     /// The key never sent an event.
     #[error("key `{0}` has no events")]
     UnknownKey(String),
+    /// The node is not of the kind the read needs.
+    #[error("`{0}` is {1}; {2}")]
+    WrongKind(String, &'static str, &'static str),
 }
 
 impl Engine {
@@ -103,9 +227,25 @@ impl Engine {
                 }
             }
             for node in &job.plan.nodes {
-                if !self.eval.contains_key(&node.id) {
-                    let plan = self.eval_plan(&node.id);
-                    self.eval.insert(node.id.clone(), plan);
+                match &node.operator {
+                    Operator::Leaf(_) | Operator::Derived(_) => {
+                        if !self.eval.contains_key(&node.id) {
+                            let plan = self.eval_plan(&node.id);
+                            self.eval.insert(node.id.clone(), plan);
+                        }
+                    }
+                    Operator::Aggregate(spec) => {
+                        self.aggregates.entry(node.id.clone()).or_insert_with(|| AggregateSlot {
+                            source: node.children[0].clone(),
+                            group: node.children.get(1).cloned(),
+                            spec: spec.clone(),
+                            group_index: FxHashMap::default(),
+                            groups: Vec::new(),
+                            memberships: FxHashMap::default(),
+                            stale: true,
+                        });
+                    }
+                    Operator::Metric(_) => {}
                 }
             }
         }
@@ -129,6 +269,7 @@ impl Engine {
                         children,
                     }
                 }
+                Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("per-key plans hold per-key nodes"),
             };
             steps.push(step);
             seen.insert(id.clone(), steps.len() - 1);
@@ -145,6 +286,7 @@ impl Engine {
         let mut dead = Vec::new();
         for id in freed {
             self.eval.remove(&id);
+            self.aggregates.remove(&id);
             if let Some(slot) = self.slot_of.remove(&id) {
                 self.slots[slot as usize] = None;
                 dead.push(slot);
@@ -182,6 +324,10 @@ impl Engine {
                 key.latest = Some(key.latest.map_or(event.time, |l| l.max(event.time)));
                 key.events += 1;
                 self.events += 1;
+                self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
+            }
+            if !self.aggregates.is_empty() && !self.dirty.contains(&event.key) {
+                self.dirty.insert(event.key.clone());
             }
             match &chosen {
                 Some(slots) => {
@@ -276,6 +422,156 @@ impl Engine {
         Ok(outputs.pop().expect("a plan has its node as last step"))
     }
 
+    /// Brings every aggregator up to date with the keys changed since the last
+    /// call (and every key, for aggregates that are new): each such key's
+    /// contributions replace its old ones. Call after applying events and
+    /// before reading aggregates.
+    pub fn refresh_aggregates(&mut self) {
+        if self.aggregates.is_empty() {
+            self.dirty.clear();
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut ids: Vec<NodeId> = self.aggregates.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            let (source, group, stale) = {
+                let slot = &self.aggregates[&id];
+                (slot.source.clone(), slot.group.clone(), slot.stale)
+            };
+            let all: Vec<SmolStr>;
+            let keys: Box<dyn Iterator<Item = &SmolStr>> = if stale {
+                all = self.keys.keys().cloned().collect();
+                Box::new(all.iter())
+            } else {
+                Box::new(dirty.iter())
+            };
+            let mut updates = Vec::new();
+            for key in keys {
+                let Ok(out) = self.output(&source, key) else {
+                    continue;
+                };
+                let group_timeline = match &group {
+                    Some(g) => self.output(g, key).ok().map(|o| o.timeline),
+                    None => None,
+                };
+                let parts = contributions(&out.timeline, group.as_ref().and(group_timeline.as_ref()));
+                updates.push((key.clone(), parts));
+            }
+            let slot = self.aggregates.get_mut(&id).expect("listed above");
+            for (key, parts) in updates {
+                slot.take_in(&key, parts);
+            }
+            slot.stale = false;
+        }
+    }
+
+    /// Marks every aggregate as needing all keys (after a recovery that
+    /// replayed events into the leaves only).
+    pub fn invalidate_aggregates(&mut self) {
+        for slot in self.aggregates.values_mut() {
+            slot.stale = true;
+        }
+    }
+
+    /// The latest event time of any key.
+    pub fn latest(&self) -> Option<Time> {
+        self.latest
+    }
+
+    /// Aggregate `id` at `t` (default: the latest event time of any key):
+    /// for each group (or the one named `group`), `functions` of its keys'
+    /// values at `t`.
+    pub fn aggregate(
+        &self,
+        id: &NodeId,
+        t: Option<Time>,
+        functions: &[AggFn],
+        group: Option<&str>,
+    ) -> Result<GroupValues, ReadError> {
+        let slot = self.aggregate_slot(id)?;
+        let Some(at) = t.or(self.latest) else {
+            return Ok(GroupValues { t, groups: Vec::new() });
+        };
+        let groups = slot
+            .fold(at, functions)
+            .into_iter()
+            .filter(|(g, _)| group.is_none_or(|name| g.is_named(name)))
+            .map(|(group, partial)| GroupRow {
+                keys: partial.keys,
+                values: functions.iter().map(|f| (f.to_string(), partial.finish(*f))).collect(),
+                group,
+            })
+            .collect();
+        Ok(GroupValues { t: Some(at), groups })
+    }
+
+    fn aggregate_slot(&self, id: &NodeId) -> Result<&AggregateSlot, ReadError> {
+        match self.aggregates.get(id) {
+            Some(slot) => Ok(slot),
+            None if self.registry.node(id).is_some() => Err(ReadError::WrongKind(
+                id.to_string(),
+                "not an aggregate",
+                "aggregates are read at /v1/aggregators/{node}",
+            )),
+            None => Err(ReadError::UnknownNode(id.to_string())),
+        }
+    }
+
+    /// Metric `id` at `t` (default: the latest event time): its value for
+    /// each group of its grouped inputs (or the one named `group`).
+    pub fn metric(&self, id: &NodeId, t: Option<Time>, group: Option<&str>) -> Result<GroupValues, ReadError> {
+        let node = self
+            .registry
+            .node(id)
+            .ok_or_else(|| ReadError::UnknownNode(id.to_string()))?;
+        let Operator::Metric(expr) = &node.operator else {
+            return Err(ReadError::WrongKind(
+                id.to_string(),
+                "not a metric",
+                "metrics are read at /v1/metrics/{node}",
+            ));
+        };
+        let Some(at) = t.or(self.latest) else {
+            return Ok(GroupValues { t, groups: Vec::new() });
+        };
+        let rows = metric_groups(expr, &node.children, |input, functions| {
+            let slot = self.aggregate_slot(input)?;
+            Ok((slot.spec.group_by.is_some(), slot.fold(at, functions)))
+        })?;
+        let groups = rows
+            .into_iter()
+            .filter(|(g, _, _)| group.is_none_or(|name| g.is_named(name)))
+            .map(|(group, keys, value)| GroupRow {
+                group,
+                keys,
+                values: vec![("value".to_string(), value)],
+            })
+            .collect();
+        Ok(GroupValues { t: Some(at), groups })
+    }
+
+    /// How many workers of each kind run.
+    pub fn worker_counts(&self) -> WorkerCounts {
+        let derived = self
+            .registry
+            .nodes()
+            .filter(|n| n.worker == WorkerKind::TimelineProcessor)
+            .count() as u64;
+        WorkerCounts {
+            event_processors: self.keys.values().map(|k| k.leaves.len() as u64).sum(),
+            timeline_processors: derived * self.keys.len() as u64,
+            aggregators: self.aggregates.values().map(|a| a.aggregators() as u64).sum(),
+            metrics: self.registry.nodes().filter(|n| n.worker == WorkerKind::Metric).count() as u64,
+        }
+    }
+
+    /// Approximate bytes held by the aggregators (their members'
+    /// contributions and the key-to-group index).
+    pub fn aggregator_bytes(&self) -> usize {
+        self.aggregates.values().map(AggregateSlot::memory_bytes).sum()
+    }
+
     /// What worker (`id`, `key`) computes and holds.
     pub fn describe(&self, id: &NodeId, key: &str) -> Result<WorkerDescription, ReadError> {
         let out = self.output(id, key)?;
@@ -294,7 +590,7 @@ impl Engine {
         })
     }
 
-    /// Approximate bytes of worker state held for all keys.
+    /// Approximate bytes of worker state held for all keys, aggregators included.
     pub fn state_bytes(&self) -> usize {
         self.keys
             .iter()
@@ -304,8 +600,49 @@ impl Engine {
                     + s.leaves.capacity() * std::mem::size_of::<(u32, LeafData)>()
                     + s.leaves.iter().map(|(_, d)| d.heap_bytes()).sum::<usize>()
             })
-            .sum()
+            .sum::<usize>()
+            + self.aggregator_bytes()
     }
+}
+
+/// A metric's value per group: `fold(input, functions)` gives each input's
+/// groups (and whether it is grouped at all); an ungrouped input's one group
+/// is seen by every group. Returns (group, keys of the first input, value).
+pub fn metric_groups<E>(
+    expr: &MetricExpr,
+    inputs: &[NodeId],
+    mut fold: impl FnMut(&NodeId, &[AggFn]) -> Result<(bool, Vec<(Group, Partial)>), E>,
+) -> Result<Vec<(Group, u64, Option<Value>)>, E> {
+    let mut folds = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        folds.push(fold(input, &expr.functions_of(i))?);
+    }
+    let mut groups: Vec<Group> = folds
+        .iter()
+        .filter(|(grouped, _)| *grouped)
+        .flat_map(|(_, rows)| rows.iter().map(|(g, _)| g.clone()))
+        .collect();
+    if folds.iter().all(|(grouped, _)| !grouped) {
+        groups.push(Group::NULL);
+    }
+    groups.sort();
+    groups.dedup();
+    let empty = Partial::default();
+    Ok(groups
+        .into_iter()
+        .map(|group| {
+            let partials: Vec<&Partial> = folds
+                .iter()
+                .map(|(grouped, rows)| {
+                    let want = if *grouped { &group } else { &Group::NULL };
+                    rows.iter().find(|(g, _)| g == want).map_or(&empty, |(_, p)| p)
+                })
+                .collect();
+            let keys = partials.first().map_or(0, |p| p.keys);
+            let value = expr.evaluate(&partials);
+            (group, keys, value)
+        })
+        .collect())
 }
 
 /// Applies an event to one leaf of a key, creating the leaf's state if needed.

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use clap::ValueEnum;
-use timeline::{SpanView, Value};
+use timeline::{Group, SpanView, Value};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,21 +36,30 @@ fn plain(value: &Option<Value>) -> String {
     }
 }
 
-/// Writes one value per key.
-pub fn write_values(out: &mut impl Write, format: Format, rows: &[(&str, Option<Value>)]) -> io::Result<()> {
+/// Writes one value per key; `output` names the job's output when it has several.
+pub fn write_values(
+    out: &mut impl Write,
+    format: Format,
+    output: Option<&str>,
+    rows: &[(&str, Option<Value>)],
+) -> io::Result<()> {
     match format {
         Format::Jsonl => {
+            let prefix = output.map_or(String::new(), |o| format!("\"output\":{},", serde_json::Value::from(o)));
             for (key, value) in rows {
                 writeln!(
                     out,
-                    "{{\"key\":{},\"value\":{}}}",
+                    "{{{prefix}\"key\":{},\"value\":{}}}",
                     serde_json::Value::from(*key),
                     json(value)
                 )?;
             }
         }
         Format::Csv => {
-            writeln!(out, "key,value")?;
+            match output {
+                Some(o) => writeln!(out, "# {o}\nkey,value")?,
+                None => writeln!(out, "key,value")?,
+            }
             for (key, value) in rows {
                 writeln!(out, "{},{}", csv_field(key), csv_field(&plain(value)))?;
             }
@@ -66,6 +75,9 @@ pub fn write_values(out: &mut impl Write, format: Format, rows: &[(&str, Option<
                 })
                 .collect();
             let width = cells.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).max(3);
+            if let Some(o) = output {
+                writeln!(out, "{o}:")?;
+            }
             writeln!(out, "{:width$}  value", "key")?;
             for (key, value) in cells {
                 writeln!(out, "{key:width$}  {value}")?;
@@ -110,6 +122,77 @@ pub fn write_timelines(out: &mut impl Write, format: Format, rows: &[(&str, Vec<
             for (key, spans) in rows {
                 let text: Vec<String> = spans.iter().map(|s| s.to_string()).collect();
                 writeln!(out, "{key:width$}  {}", text.join(" "))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One group of an aggregate or metric output, for printing.
+pub struct GroupLine<'a> {
+    /// The output's name.
+    pub output: &'a str,
+    /// The group.
+    pub group: &'a Group,
+    /// Keys counted.
+    pub keys: u64,
+    /// Function (or `value`) and its value.
+    pub values: &'a [(String, Option<Value>)],
+}
+
+/// Writes aggregate and metric outputs, a line per group.
+pub fn write_groups(out: &mut impl Write, format: Format, rows: &[GroupLine<'_>]) -> io::Result<()> {
+    match format {
+        Format::Jsonl => {
+            for row in rows {
+                let mut object = serde_json::Map::new();
+                object.insert("output".into(), row.output.into());
+                object.insert("group".into(), serde_json::to_value(row.group).unwrap_or_default());
+                object.insert("keys".into(), row.keys.into());
+                for (name, value) in row.values {
+                    object.insert(name.clone(), serde_json::to_value(value).unwrap_or_default());
+                }
+                writeln!(out, "{}", serde_json::Value::Object(object))?;
+            }
+        }
+        Format::Csv => {
+            writeln!(out, "output,group,keys,function,value")?;
+            for row in rows {
+                for (name, value) in row.values {
+                    writeln!(
+                        out,
+                        "{},{},{},{name},{}",
+                        csv_field(row.output),
+                        csv_field(&row.group.label()),
+                        row.keys,
+                        csv_field(&plain(value))
+                    )?;
+                }
+            }
+        }
+        Format::Table => {
+            let labels: Vec<String> = rows.iter().map(|r| r.group.label()).collect();
+            let w_out = rows.iter().map(|r| r.output.chars().count()).max().unwrap_or(0).max(6);
+            let w_group = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(5);
+            writeln!(out, "{:w_out$}  {:w_group$}  {:>8}  values", "output", "group", "keys")?;
+            for (row, label) in rows.iter().zip(&labels) {
+                let values: Vec<String> = row
+                    .values
+                    .iter()
+                    .map(|(n, v)| {
+                        format!(
+                            "{n}={}",
+                            v.as_ref().map_or("unknown".to_string(), |v| plain(&Some(v.clone())))
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "{:w_out$}  {label:w_group$}  {:>8}  {}",
+                    row.output,
+                    row.keys,
+                    values.join("  ")
+                )?;
             }
         }
     }

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use timeline::{Event, EventError, EventParser, NodeId, Time, WorkerKind};
+use timeline::{AggFn, Event, EventError, EventParser, NodeId, Time, WorkerKind};
 use timeline_core::{SubmitError, Submitted};
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,6 +125,9 @@ impl From<ReadError> for ApiError {
             ReadError::UnknownJob(_) => "unknown_job",
             ReadError::UnknownNode(_) => "unknown_worker",
             ReadError::UnknownKey(_) => "unknown_key",
+            ReadError::WrongKind(..) => {
+                return ApiError::new(StatusCode::BAD_REQUEST, "wrong_kind", e.to_string());
+            }
         };
         ApiError::new(StatusCode::NOT_FOUND, code, e.to_string())
     }
@@ -160,6 +163,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         replayed += apply_record(&mut engine, record, None)?;
         Ok(())
     })?;
+    engine.refresh_aggregates();
     tracing::info!(
         jobs = engine.registry().jobs().count(),
         keys = engine.key_count(),
@@ -274,6 +278,7 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
             for ingest in &ingests {
                 engine.apply(&ingest.events, &ingest.target, None);
             }
+            engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
             for ingest in ingests {
@@ -320,6 +325,7 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                                 replayed += apply_record(&mut engine, record, Some(&new_leaves))?;
                                 Ok(())
                             });
+                            engine.refresh_aggregates();
                             match backfill {
                                 Ok(()) => {
                                     tracing::info!(
@@ -363,6 +369,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{job}/keys", get(job_keys))
         .route("/v1/jobs/{job}/keys/{key}/result", get(job_result))
         .route("/v1/jobs/{job}/keys/{key}/timeline", get(job_timeline))
+        .route("/v1/jobs/{job}/metrics", get(job_metrics))
+        .route("/v1/jobs/{job}/metrics/{name}", get(job_metric))
+        .route("/v1/aggregators/{node}", get(aggregator_read))
+        .route("/v1/metrics/{node}", get(metric_read))
+        .route("/v1/workers", get(worker_counts))
         .route("/v1/events", post(post_events))
         .route("/v1/keys/{key}/events", post(post_key_events))
         .route("/v1/event-processor/{node}/{key}/events", post(post_worker_events))
@@ -476,9 +487,12 @@ fn job_view(job: &timeline_core::Job, created: bool) -> Json_ {
             "events": "/v1/events",
             "leaf_events": "/v1/event-processor/{node}/{key}/events",
             "result": format!("/v1/jobs/{}/keys/{{key}}/result", job.name),
+            "metrics": format!("/v1/jobs/{}/metrics", job.name),
             "worker": "/v1/{worker}/{node}/{key}",
+            "aggregator": "/v1/aggregators/{node}",
+            "metric": "/v1/metrics/{node}",
         },
-        "result_worker": {"kind": WorkerKind::TimelineProcessor.as_str(), "node": job.plan.result},
+        "result_worker": {"kind": job.plan.result.worker_kind().as_str(), "node": job.plan.result},
     })
 }
 
@@ -507,7 +521,7 @@ async fn submit_job(
         }
     };
     // Check before queueing, so a bad query never waits behind ingestion.
-    if let Err(e) = timeline::dsl::parse(&request.query) {
+    if let Err(e) = timeline::dsl::parse_query(&request.query) {
         return Err(submit_error(&request.query, SubmitError::Query(e)));
     }
     let (reply, response) = oneshot::channel();
@@ -546,6 +560,7 @@ async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<Json_> {
                 "name": j.name,
                 "query": j.query,
                 "result": j.plan.result,
+                "outputs": j.plan.outputs,
                 "leaves": j.plan.leaves,
                 "nodes": j.plan.nodes.len(),
             })
@@ -588,12 +603,25 @@ async fn job_keys(
 #[derive(Debug, Deserialize)]
 struct AtQuery {
     t: Option<String>,
+    /// A per-key output of the job, by name.
+    output: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupQuery {
+    t: Option<String>,
+    group: Option<String>,
+    /// Aggregate functions, comma-separated (direct aggregator reads).
+    #[serde(rename = "fn")]
+    functions: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RangeQuery {
     from: Option<String>,
     to: Option<String>,
+    /// A per-key output of the job, by name.
+    output: Option<String>,
 }
 
 /// Reads a time parameter: milliseconds or RFC 3339.
@@ -642,13 +670,53 @@ fn timeline_json(engine: &Engine, node: &NodeId, key: &str, range: &RangeQuery) 
     }))
 }
 
+/// The node of a job's per-key output: the one named `output`, else the
+/// job's result if it is per key, else its last per-key output.
+fn per_key_node(engine: &Engine, job: &str, output: Option<&str>) -> Result<NodeId, ApiError> {
+    let plan = &engine.job(job)?.plan;
+    let per_key = |o: &&timeline::plan::PlanOutput| o.worker == WorkerKind::TimelineProcessor;
+    if let Some(name) = output {
+        return match plan.output(name) {
+            Some(o) if per_key(&o) => Ok(o.node.clone()),
+            Some(o) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "wrong_kind",
+                format!(
+                    "output `{name}` of job `{job}` is computed by {} workers, not per key; read /v1/jobs/{job}/metrics/{name}",
+                    o.worker.as_str()
+                ),
+            )),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_output",
+                format!("job `{job}` has no output named `{name}`"),
+            )),
+        };
+    }
+    if plan.outputs.is_empty() || plan.outputs.iter().any(|o| o.node == plan.result && per_key(&o)) {
+        return Ok(plan.result.clone());
+    }
+    plan.outputs
+        .iter()
+        .rev()
+        .find(per_key)
+        .map(|o| o.node.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "wrong_kind",
+                format!("job `{job}` computes aggregates, not a result per key; read /v1/jobs/{job}/metrics"),
+            )
+        })
+}
+
 async fn job_result(
     State(state): State<Arc<AppState>>,
     Path((job, key)): Path<(String, String)>,
     Query(q): Query<AtQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    let node = engine.job(&job)?.plan.result.clone();
+    let node = per_key_node(&engine, &job, q.output.as_deref())?;
     let mut body = result_json(&engine, &node, &key, q.t.as_deref())?;
     body["job"] = json!(job);
     Ok(Json(body))
@@ -660,8 +728,166 @@ async fn job_timeline(
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    let node = engine.job(&job)?.plan.result.clone();
+    let node = per_key_node(&engine, &job, q.output.as_deref())?;
     Ok(Json(timeline_json(&engine, &node, &key, &q)?))
+}
+
+fn group_rows(values: &crate::engine::GroupValues, metric: bool) -> Vec<Json_> {
+    values
+        .groups
+        .iter()
+        .map(|row| {
+            if metric {
+                json!({"group": row.group, "keys": row.keys, "value": row.values.first().and_then(|(_, v)| v.clone())})
+            } else {
+                let fields: serde_json::Map<String, Json_> =
+                    row.values.iter().map(|(f, v)| (f.clone(), json!(v))).collect();
+                json!({"group": row.group, "keys": row.keys, "values": fields})
+            }
+        })
+        .collect()
+}
+
+fn at(q: &GroupQuery) -> Result<Option<Time>, ApiError> {
+    match q.t.as_deref() {
+        None | Some("end") => Ok(None),
+        Some(text) => parse_time("t", text).map(Some),
+    }
+}
+
+/// One output of a job at `t`: an aggregate's functions or a metric's value
+/// per group; a per-key output points at its route.
+fn output_json(
+    engine: &Engine,
+    job: &str,
+    output: &timeline::plan::PlanOutput,
+    t: Option<Time>,
+    group: Option<&str>,
+) -> Result<Json_, ApiError> {
+    let mut body = json!({
+        "name": output.name,
+        "node": output.node,
+        "worker": output.worker.as_str(),
+        "group_by": output.group_by,
+    });
+    match output.worker {
+        WorkerKind::Aggregator => {
+            let read = engine.aggregate(&output.node, t, &output.functions, group)?;
+            body["t"] = json!(read.t);
+            body["groups"] = json!(group_rows(&read, false));
+        }
+        WorkerKind::Metric => {
+            let read = engine.metric(&output.node, t, group)?;
+            body["t"] = json!(read.t);
+            body["groups"] = json!(group_rows(&read, true));
+        }
+        _ => {
+            body["per_key"] = json!(format!("/v1/jobs/{job}/keys/{{key}}/result?output={}", output.name));
+        }
+    }
+    Ok(body)
+}
+
+async fn job_metrics(
+    State(state): State<Arc<AppState>>,
+    Path(job): Path<String>,
+    Query(q): Query<GroupQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let t = at(&q)?;
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let plan = &engine.job(&job)?.plan;
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|o| output_json(&engine, &job, o, t, q.group.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(
+        json!({"job": job, "t": t.or(engine.latest()), "outputs": outputs}),
+    ))
+}
+
+async fn job_metric(
+    State(state): State<Arc<AppState>>,
+    Path((job, name)): Path<(String, String)>,
+    Query(q): Query<GroupQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let t = at(&q)?;
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let output = engine.job(&job)?.plan.output(&name).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_output",
+            format!("job `{job}` has no output named `{name}`"),
+        )
+    })?;
+    let mut body = output_json(&engine, &job, &output, t, q.group.as_deref())?;
+    body["job"] = json!(job);
+    Ok(Json(body))
+}
+
+fn aggregate_functions(text: Option<&str>) -> Result<Vec<AggFn>, ApiError> {
+    let Some(text) = text else {
+        return Ok(vec![AggFn::Count, AggFn::Sum, AggFn::Avg, AggFn::Min, AggFn::Max]);
+    };
+    text.split(',')
+        .map(|f| f.trim().parse::<AggFn>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{e}; `fn` takes count, count_true, sum, avg, min, max, p1 ... p99"),
+            )
+        })
+}
+
+async fn aggregator_read(
+    State(state): State<Arc<AppState>>,
+    Path(node): Path<String>,
+    Query(q): Query<GroupQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let t = at(&q)?;
+    let functions = aggregate_functions(q.functions.as_deref())?;
+    let node = node_id(&node)?;
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let read = engine.aggregate(&node, t, &functions, q.group.as_deref())?;
+    let definition = engine.registry().node(&node).map(|n| n.expression.clone());
+    Ok(Json(json!({
+        "node": node,
+        "expression": definition,
+        "t": read.t,
+        "groups": group_rows(&read, false),
+    })))
+}
+
+async fn metric_read(
+    State(state): State<Arc<AppState>>,
+    Path(node): Path<String>,
+    Query(q): Query<GroupQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let t = at(&q)?;
+    let node = node_id(&node)?;
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let read = engine.metric(&node, t, q.group.as_deref())?;
+    let definition = engine.registry().node(&node).map(|n| n.expression.clone());
+    Ok(Json(json!({
+        "node": node,
+        "expression": definition,
+        "t": read.t,
+        "groups": group_rows(&read, true),
+    })))
+}
+
+async fn worker_counts(State(state): State<Arc<AppState>>) -> Json<Json_> {
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let c = engine.worker_counts();
+    Json(json!({
+        "event-processor": c.event_processors,
+        "timeline-processor": c.timeline_processors,
+        "aggregator": c.aggregators,
+        "metric": c.metrics,
+        "total": c.event_processors + c.timeline_processors + c.aggregators + c.metrics,
+    }))
 }
 
 async fn worker_describe(

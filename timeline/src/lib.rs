@@ -33,8 +33,10 @@
 
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod dsl;
 pub mod event;
+pub mod metric;
 pub mod op;
 pub mod ops;
 pub mod plan;
@@ -46,7 +48,9 @@ pub mod worker;
 /// Event time: milliseconds since an epoch of the user's choosing.
 pub type Time = i64;
 
+pub use aggregate::{AggFn, AggregateNode, AggregateSpec, Aggregator, Group, Partial};
 pub use event::{Event, EventError, EventParser};
+pub use metric::{ArithOp, MetricExpr, MetricNode};
 pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
 pub use ops::latest_event_to_state::ValueTable;
 pub use plan::{CompiledPlan, ExecutionPlan, PlanNode};

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smol_str::SmolStr;
 
+use crate::aggregate::AggregateSpec;
+use crate::metric::MetricExpr;
 use crate::ops;
 use crate::predicate::Predicate;
 use crate::timeline::Timeline;
@@ -21,6 +23,8 @@ pub enum TimelineType {
     State,
     /// Whole milliseconds, possibly rising.
     Duration,
+    /// A whole number that counts something (`count_where`).
+    Count,
 }
 
 impl TimelineType {
@@ -30,6 +34,7 @@ impl TimelineType {
             TimelineType::Bool => "a boolean timeline",
             TimelineType::State => "a state timeline (the values of a column)",
             TimelineType::Duration => "a duration timeline (milliseconds)",
+            TimelineType::Count => "a count timeline",
         }
     }
 }
@@ -78,6 +83,8 @@ pub enum DerivedOp {
     DurationWhere,
     /// `duration_in_cur_state(tl)`
     DurationInCurState,
+    /// `count_where(b)`
+    CountWhere,
 }
 
 impl DerivedOp {
@@ -93,6 +100,7 @@ impl DerivedOp {
             DerivedOp::Not => ops::not::not(child(0)),
             DerivedOp::DurationWhere => ops::duration_where::duration_where(child(0)),
             DerivedOp::DurationInCurState => ops::duration_in_cur_state::duration_in_cur_state(child(0)),
+            DerivedOp::CountWhere => ops::count_where::count_where(child(0)),
         }
     }
 
@@ -105,7 +113,8 @@ impl DerivedOp {
     }
 }
 
-/// A node's operator: leaf or derived.
+/// A node's operator: per key (leaf or derived), or across keys (aggregate
+/// or metric).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
@@ -113,6 +122,11 @@ pub enum Operator {
     Leaf(LeafOp),
     /// Run by a timeline processor.
     Derived(DerivedOp),
+    /// Run by aggregators, one per group (and shard): children are the
+    /// per-key source and, with `group_by`, the group column's leaf.
+    Aggregate(AggregateSpec),
+    /// Computed from its children, aggregate nodes, when read.
+    Metric(MetricExpr),
 }
 
 impl Operator {
@@ -128,6 +142,9 @@ impl Operator {
             Operator::Derived(DerivedOp::Not) => "not",
             Operator::Derived(DerivedOp::DurationWhere) => "duration_where",
             Operator::Derived(DerivedOp::DurationInCurState) => "duration_in_cur_state",
+            Operator::Derived(DerivedOp::CountWhere) => "count_where",
+            Operator::Aggregate(_) => "aggregate",
+            Operator::Metric(_) => "metric",
         }
     }
 
@@ -136,11 +153,15 @@ impl Operator {
         match self {
             Operator::Leaf(_) => WorkerKind::EventProcessor,
             Operator::Derived(_) => WorkerKind::TimelineProcessor,
+            Operator::Aggregate(_) => WorkerKind::Aggregator,
+            Operator::Metric(_) => WorkerKind::Metric,
         }
     }
 }
 
-/// Event processors run leaves; timeline processors run derived nodes.
+/// Event processors run leaves; timeline processors run derived nodes;
+/// aggregators fold a node's per-key results by group; metric workers
+/// compute arithmetic over aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkerKind {
@@ -148,6 +169,10 @@ pub enum WorkerKind {
     EventProcessor,
     /// Runs a derived node from its children's timelines.
     TimelineProcessor,
+    /// Holds one group's (one shard's) per-key contributions to an aggregate.
+    Aggregator,
+    /// Computes a derived metric from aggregates.
+    Metric,
 }
 
 impl WorkerKind {
@@ -156,6 +181,8 @@ impl WorkerKind {
         match self {
             WorkerKind::EventProcessor => "event-processor",
             WorkerKind::TimelineProcessor => "timeline-processor",
+            WorkerKind::Aggregator => "aggregator",
+            WorkerKind::Metric => "metric",
         }
     }
 }
@@ -168,7 +195,7 @@ impl WorkerKind {
 pub struct NodeId(SmolStr);
 
 impl NodeId {
-    fn derive(operator: &str, canonical: &str) -> NodeId {
+    pub(crate) fn derive(operator: &str, canonical: &str) -> NodeId {
         let digest = Sha256::digest(canonical.as_bytes());
         let mut id = String::with_capacity(operator.len() + 17);
         id.push_str(operator);
@@ -198,6 +225,8 @@ impl NodeId {
     pub fn worker_kind(&self) -> WorkerKind {
         match self.0.rsplit_once('-').map(|(op, _)| op) {
             Some("latest_event_to_state" | "has_existed" | "has_existed_within") => WorkerKind::EventProcessor,
+            Some("aggregate") => WorkerKind::Aggregator,
+            Some("metric") => WorkerKind::Metric,
             _ => WorkerKind::TimelineProcessor,
         }
     }
@@ -317,6 +346,11 @@ impl TimeLineOp {
         Self::node(Operator::Derived(DerivedOp::DurationInCurState), vec![self])
     }
 
+    /// `count_where(self)`
+    pub fn count_where(self) -> TimeLineOp {
+        Self::node(Operator::Derived(DerivedOp::CountWhere), vec![self])
+    }
+
     fn node(operator: Operator, children: Vec<TimeLineOp>) -> TimeLineOp {
         let canonical = render(&operator, &children);
         let worker = WorkerDetail {
@@ -368,7 +402,8 @@ impl TimeLineOp {
             Operator::Leaf(LeafOp::LatestEventToState { .. }) => TimelineType::State,
             Operator::Leaf(_) => TimelineType::Bool,
             Operator::Derived(DerivedOp::DurationWhere | DerivedOp::DurationInCurState) => TimelineType::Duration,
-            Operator::Derived(_) => TimelineType::Bool,
+            Operator::Derived(DerivedOp::CountWhere) => TimelineType::Count,
+            Operator::Derived(_) | Operator::Aggregate(_) | Operator::Metric(_) => TimelineType::Bool,
         }
     }
 
@@ -379,7 +414,9 @@ impl TimeLineOp {
         }
         let needs_bool = matches!(
             self.operator,
-            Operator::Derived(DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere)
+            Operator::Derived(
+                DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere | DerivedOp::CountWhere
+            )
         );
         if needs_bool {
             for child in &self.children {
@@ -438,6 +475,8 @@ fn render(operator: &Operator, children: &[TimeLineOp]) -> String {
         Operator::Derived(DerivedOp::Not) => format!("!{}", child(0)),
         Operator::Derived(DerivedOp::DurationWhere) => format!("duration_where({})", child(0)),
         Operator::Derived(DerivedOp::DurationInCurState) => format!("duration_in_cur_state({})", child(0)),
+        Operator::Derived(DerivedOp::CountWhere) => format!("count_where({})", child(0)),
+        Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("TimeLineOp nodes are per key"),
     }
 }
 

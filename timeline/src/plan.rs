@@ -1,9 +1,65 @@
 //! Execution plans: a job's operator tree flattened into named workers.
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
+use crate::aggregate::{AggFn, AggregateNode};
+use crate::metric::MetricNode;
 use crate::op::{NodeId, Operator, TimeLineOp, TypeError, WorkerKind};
 use crate::worker::{LeafState, Output, TimelineProcessor};
+
+/// What a job computes under one name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutput {
+    /// A timeline per key.
+    Timeline(TimeLineOp),
+    /// An aggregate across keys, read with `functions`.
+    Aggregate {
+        /// The aggregate node.
+        node: AggregateNode,
+        /// The functions the output shows (the aggregator answers any).
+        functions: Vec<AggFn>,
+    },
+    /// Arithmetic over aggregates.
+    Metric(MetricNode),
+}
+
+impl JobOutput {
+    /// The node that holds the output.
+    pub fn id(&self) -> &NodeId {
+        match self {
+            JobOutput::Timeline(op) => op.id(),
+            JobOutput::Aggregate { node, .. } => node.id(),
+            JobOutput::Metric(m) => m.id(),
+        }
+    }
+
+    /// The output in canonical DSL.
+    pub fn canonical(&self) -> String {
+        match self {
+            JobOutput::Timeline(op) => op.canonical().to_string(),
+            JobOutput::Aggregate { node, functions } => node.dsl(functions, true),
+            JobOutput::Metric(m) => m.canonical().to_string(),
+        }
+    }
+}
+
+/// A named output of a job, and where to read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    /// The name given in the query (`result` for a bare expression).
+    pub name: String,
+    /// The node that holds it.
+    pub node: NodeId,
+    /// Which kind of worker holds it.
+    pub worker: WorkerKind,
+    /// For aggregates: the functions shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<AggFn>,
+    /// For aggregates and metrics: the group column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<SmolStr>,
+}
 
 /// One node of a plan: what it computes and which worker computes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,37 +90,134 @@ pub struct ExecutionPlan {
     pub nodes: Vec<PlanNode>,
     /// The leaves: where events go.
     pub leaves: Vec<NodeId>,
-    /// The root: where the result is read.
+    /// The node of the last output: where the result is read.
     pub result: NodeId,
+    /// Every named output, in the order of the query.
+    #[serde(default)]
+    pub outputs: Vec<PlanOutput>,
 }
 
 impl ExecutionPlan {
-    /// Type-checks `root` and flattens it.
+    /// Type-checks `root` and flattens it: a job with one output, `result`.
     pub fn new(root: &TimeLineOp) -> Result<Self, TypeError> {
-        root.check()?;
-        let nodes: Vec<PlanNode> = root
-            .post_order()
-            .into_iter()
-            .map(|n| PlanNode {
-                id: n.id().clone(),
-                worker: n.worker().kind,
-                operator: n.operator().clone(),
-                expression: n.canonical().to_string(),
-                children: n.children().iter().map(|c| c.id().clone()).collect(),
+        Self::from_outputs(&[("result".to_string(), JobOutput::Timeline(root.clone()))])
+    }
+
+    /// Type-checks every output and flattens them into one plan: per-key
+    /// nodes first (children before parents), then aggregates, then metrics;
+    /// each node once.
+    pub fn from_outputs(outputs: &[(String, JobOutput)]) -> Result<Self, TypeError> {
+        let mut per_key: Vec<&TimeLineOp> = Vec::new();
+        let mut aggregates: Vec<&AggregateNode> = Vec::new();
+        let mut metrics: Vec<&MetricNode> = Vec::new();
+        for (_, output) in outputs {
+            match output {
+                JobOutput::Timeline(op) => per_key.push(op),
+                JobOutput::Aggregate { node, .. } => add_aggregate(&mut aggregates, node),
+                JobOutput::Metric(m) => {
+                    for input in m.inputs() {
+                        add_aggregate(&mut aggregates, input);
+                    }
+                    if !metrics.iter().any(|x| x.id() == m.id()) {
+                        metrics.push(m);
+                    }
+                }
+            }
+        }
+        for a in &aggregates {
+            per_key.push(a.source());
+            per_key.extend(a.group());
+        }
+        let mut nodes: Vec<PlanNode> = Vec::new();
+        for root in &per_key {
+            root.check()?;
+            for n in root.post_order() {
+                if nodes.iter().any(|m| &m.id == n.id()) {
+                    continue;
+                }
+                nodes.push(PlanNode {
+                    id: n.id().clone(),
+                    worker: n.worker().kind,
+                    operator: n.operator().clone(),
+                    expression: n.canonical().to_string(),
+                    children: n.children().iter().map(|c| c.id().clone()).collect(),
+                    reused: false,
+                });
+            }
+        }
+        for a in &aggregates {
+            nodes.push(PlanNode {
+                id: a.id().clone(),
+                worker: WorkerKind::Aggregator,
+                operator: Operator::Aggregate(a.spec().clone()),
+                expression: a.canonical().to_string(),
+                children: std::iter::once(a.source())
+                    .chain(a.group())
+                    .map(|c| c.id().clone())
+                    .collect(),
                 reused: false,
-            })
-            .collect();
+            });
+        }
+        for m in &metrics {
+            nodes.push(PlanNode {
+                id: m.id().clone(),
+                worker: WorkerKind::Metric,
+                operator: Operator::Metric(m.expr().clone()),
+                expression: m.canonical().to_string(),
+                children: m.inputs().iter().map(|i| i.id().clone()).collect(),
+                reused: false,
+            });
+        }
         let leaves = nodes
             .iter()
             .filter(|n| n.worker == WorkerKind::EventProcessor)
             .map(|n| n.id.clone())
             .collect();
+        let plan_outputs: Vec<PlanOutput> = outputs
+            .iter()
+            .map(|(name, output)| PlanOutput {
+                name: name.clone(),
+                node: output.id().clone(),
+                worker: match output {
+                    JobOutput::Timeline(_) => WorkerKind::TimelineProcessor,
+                    JobOutput::Aggregate { .. } => WorkerKind::Aggregator,
+                    JobOutput::Metric(_) => WorkerKind::Metric,
+                },
+                functions: match output {
+                    JobOutput::Aggregate { functions, .. } => functions.clone(),
+                    _ => Vec::new(),
+                },
+                group_by: match output {
+                    JobOutput::Timeline(_) => None,
+                    JobOutput::Aggregate { node, .. } => node.spec().group_by.clone(),
+                    JobOutput::Metric(m) => m.group_by().map(SmolStr::new),
+                },
+            })
+            .collect();
+        let query = match outputs {
+            [(name, JobOutput::Timeline(op))] if name == "result" => op.canonical().to_string(),
+            _ => outputs
+                .iter()
+                .map(|(name, output)| format!("{name} = {};", output.canonical()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        let result = outputs
+            .last()
+            .map(|(_, o)| o.id().clone())
+            .expect("a job has at least one output");
         Ok(ExecutionPlan {
-            query: root.canonical().to_string(),
+            query,
             nodes,
             leaves,
-            result: root.id().clone(),
+            result,
+            outputs: plan_outputs,
         })
+    }
+
+    /// The output named `name`.
+    pub fn output(&self, name: &str) -> Option<&PlanOutput> {
+        self.outputs.iter().find(|o| o.name == name)
     }
 
     /// The node with id `id`.
@@ -88,6 +241,12 @@ impl ExecutionPlan {
                     .collect()
             })
             .collect()
+    }
+}
+
+fn add_aggregate<'a>(aggregates: &mut Vec<&'a AggregateNode>, node: &'a AggregateNode) {
+    if !aggregates.iter().any(|a| a.id() == node.id()) {
+        aggregates.push(node);
     }
 }
 
@@ -146,7 +305,7 @@ impl CompiledPlan {
     fn leaf_op(&self, node: usize) -> &crate::LeafOp {
         match &self.plan.nodes[node].operator {
             Operator::Leaf(op) => op,
-            Operator::Derived(_) => unreachable!("leaf_nodes index leaves"),
+            _ => unreachable!("leaf_nodes index leaves"),
         }
     }
 

@@ -52,6 +52,7 @@ fn bool_timeline() -> impl Strategy<Value = TimeLineOp> {
             inner.clone().prop_map(|a| a.negate()),
             (inner.clone(), cmp_op(), 0i64..25).prop_map(|(a, op, k)| a.duration_where().compare(op, k)),
             (inner.clone(), cmp_op(), 0i64..12).prop_map(|(a, op, k)| a.duration_in_cur_state().compare(op, k)),
+            (inner.clone(), cmp_op(), 0i64..4).prop_map(|(a, op, k)| a.count_where().compare(op, k)),
             (column(), cmp_op(), 0i64..12).prop_map(|(c, op, k)| TimeLineOp::latest_event_to_state(c)
                 .duration_in_cur_state()
                 .compare(op, k)),
@@ -65,6 +66,7 @@ fn query() -> impl Strategy<Value = TimeLineOp> {
         4 => bool_timeline(),
         1 => bool_timeline().prop_map(TimeLineOp::duration_where),
         1 => bool_timeline().prop_map(TimeLineOp::duration_in_cur_state),
+        1 => bool_timeline().prop_map(TimeLineOp::count_where),
         1 => column().prop_map(TimeLineOp::latest_event_to_state),
     ]
 }

@@ -8,7 +8,10 @@ use super::Query;
 use super::error::DslError;
 use super::lexer::Span;
 use super::parser::{Expr, ExprKind, Program};
+use crate::aggregate::{AggFn, AggregateNode};
+use crate::metric::{ArithOp, MetricExpr, MetricNode};
 use crate::op::{TimeLineOp, TimelineType};
+use crate::plan::JobOutput;
 use crate::predicate::Predicate;
 use crate::value::{CmpOp, Value};
 
@@ -21,6 +24,10 @@ enum Typed {
     Literal(Value),
     /// A duration literal, in ms (also usable as an integer literal).
     Duration(i64),
+    /// An aggregate across keys, and the functions it shows.
+    Aggregate(AggregateNode, Vec<AggFn>),
+    /// Arithmetic over aggregates; `Input`s number the aggregates.
+    Metric(MetricExpr, Vec<AggregateNode>),
 }
 
 impl Typed {
@@ -31,6 +38,11 @@ impl Typed {
             Typed::Column(c) => format!("the column `{c}`"),
             Typed::Literal(v) => format!("the {} literal {v}", v.type_name()),
             Typed::Duration(ms) => format!("the duration {ms}ms"),
+            Typed::Aggregate(_, functions) => {
+                let names: Vec<String> = functions.iter().map(AggFn::to_string).collect();
+                format!("an aggregate across keys ({})", names.join(", "))
+            }
+            Typed::Metric(..) => "a metric across keys".to_string(),
         }
     }
 }
@@ -43,6 +55,7 @@ enum Function {
     HasExistedWithin,
     DurationWhere,
     DurationInCurState,
+    CountWhere,
     Col,
     Compare(CmpOp),
     And,
@@ -81,6 +94,7 @@ const FUNCTIONS: &[(&str, &str, Function)] = &[
         "duration_in_cur_state",
         Function::DurationInCurState,
     ),
+    ("countwhere", "count_where", Function::CountWhere),
     ("col", "col", Function::Col),
     ("equalto", "equal_to", Function::Compare(CmpOp::Eq)),
     ("notequalto", "not_equal_to", Function::Compare(CmpOp::Ne)),
@@ -138,42 +152,74 @@ pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> 
         bindings: HashMap::new(),
     };
     let mut bindings = Vec::new();
+    let mut outputs: Vec<(String, JobOutput)> = Vec::new();
     let mut last: Option<(Typed, Span)> = None;
-    for (name, name_span, value) in &program.bindings {
+    for statement in &program.statements {
+        let (name, name_span) = (&statement.name, &statement.name_span);
         if lookup(name).is_some() {
             return Err(checker
                 .error(name_span.clone(), format!("`{name}` is the name of a function"))
-                .help("choose another name for the binding"));
+                .help("choose another name"));
         }
-        let typed = checker.check(value)?;
+        if statement.output && outputs.iter().any(|(n, _)| n == name) {
+            return Err(checker
+                .error(
+                    name_span.clone(),
+                    format!("the job already has an output named `{name}`"),
+                )
+                .help("give each output its own name"));
+        }
+        let typed = checker.check(&statement.value)?;
         if let Typed::Timeline(op) = &typed {
             bindings.push((name.clone(), op.clone()));
         }
+        if statement.output {
+            outputs.push((
+                name.clone(),
+                checker.output(typed.clone(), statement.value.span.clone())?,
+            ));
+        }
         checker.bindings.insert(name.clone(), typed.clone());
-        last = Some((typed, value.span.clone()));
+        last = Some((typed, statement.value.span.clone()));
     }
-    let (result, span) = match &program.result {
-        Some(expr) => (checker.check(expr)?, expr.span.clone()),
-        None => last.expect("the parser rejects an empty program"),
+    let result = match &program.result {
+        Some(expr) => Some((checker.check(expr)?, expr.span.clone())),
+        None if outputs.is_empty() => last,
+        None => None,
     };
-    match result {
-        Typed::Timeline(result) => Ok(Query { bindings, result }),
-        Typed::Predicate(_) => Err(checker
-            .error(span, "a query computes a timeline, but this is a predicate on events")
-            .label("a test of one event")
-            .help("make it a timeline, e.g. has_existed(...) or has_existed_within(..., 5s)")),
-        other => Err(checker
-            .error(
-                span,
-                format!("a query computes a timeline, but this is {}", other.describe()),
-            )
-            .help("use latest_event_to_state(column) for the values of a column over time")),
+    if let Some((typed, span)) = result {
+        if outputs.iter().any(|(n, _)| n == "result") {
+            return Err(checker
+                .error(span, "the job already has an output named `result`")
+                .help("name this expression: `name = ...;`"));
+        }
+        outputs.push(("result".to_string(), checker.output(typed, span)?));
     }
+    Ok(Query { bindings, outputs })
 }
 
 impl Checker<'_> {
     fn error(&self, span: Span, message: impl Into<String>) -> DslError {
         DslError::new(self.source, span, message)
+    }
+
+    /// What a job outputs for an expression that is `typed`.
+    fn output(&self, typed: Typed, span: Span) -> Result<JobOutput, DslError> {
+        match typed {
+            Typed::Timeline(op) => Ok(JobOutput::Timeline(op)),
+            Typed::Aggregate(node, functions) => Ok(JobOutput::Aggregate { node, functions }),
+            Typed::Metric(expr, inputs) => Ok(JobOutput::Metric(MetricNode::new(expr, inputs))),
+            Typed::Predicate(_) => Err(self
+                .error(span, "a query computes a timeline, but this is a predicate on events")
+                .label("a test of one event")
+                .help("make it a timeline, e.g. has_existed(...) or has_existed_within(..., 5s)")),
+            other => Err(self
+                .error(
+                    span,
+                    format!("a query computes a timeline, but this is {}", other.describe()),
+                )
+                .help("use latest_event_to_state(column) for the values of a column over time")),
+        }
     }
 
     fn check(&mut self, expr: &Expr) -> Result<Typed, DslError> {
@@ -212,7 +258,301 @@ impl Checker<'_> {
                 self.compare(*op, span, (ta, a.span.clone()), (tb, b.span.clone()))
             }
             ExprKind::Call { name, name_span, args } => self.call(name, name_span.clone(), span, args),
+            ExprKind::Neg(inner) => {
+                let typed = self.check(inner)?;
+                match typed {
+                    Typed::Duration(ms) => Ok(Typed::Duration(-ms)),
+                    Typed::Literal(Value::Int(i)) => Ok(Typed::Literal(Value::Int(-i))),
+                    Typed::Literal(Value::Float(x)) => Ok(Typed::Literal(Value::Float(-x))),
+                    other => {
+                        let (expr, inputs) = self.metric_operand(other, inner.span.clone(), "-")?;
+                        Ok(Typed::Metric(MetricExpr::Neg(Box::new(expr)), inputs))
+                    }
+                }
+            }
+            ExprKind::Arith(op, a, b) => {
+                let (ta, tb) = (self.check(a)?, self.check(b)?);
+                self.arithmetic(*op, span, (ta, a.span.clone()), (tb, b.span.clone()))
+            }
+            ExprKind::Member { base, name, name_span } => {
+                let typed = self.check(base)?;
+                self.member(typed, base.span.clone(), name, name_span.clone())
+            }
+            ExprKind::Pipe { input, bar, stage } => {
+                let typed = self.check(input)?;
+                self.pipe(typed, input.span.clone(), bar.clone(), stage)
+            }
         }
+    }
+
+    /// `input | aggregate(group_by(col), functions..., shards(n))`
+    fn pipe(&mut self, input: Typed, input_span: Span, bar: Span, stage: &Expr) -> Result<Typed, DslError> {
+        let ExprKind::Call { name, name_span, args } = &stage.kind else {
+            return Err(self.not_an_aggregate_stage(&input, bar, stage));
+        };
+        if normalise(name) != "aggregate" {
+            if lookup(name).is_some() || self.bindings.contains_key(name) {
+                return Err(self.not_an_aggregate_stage(&input, bar, stage));
+            }
+            let mut err = self
+                .error(name_span.clone(), format!("unknown function `{name}` after `|`"))
+                .label("not aggregate");
+            if strsim::levenshtein(&normalise(name), "aggregate") <= 3 {
+                err = err.help("did you mean `aggregate`?");
+            } else {
+                err = err.help("`|` sends per-key results to aggregate(...)");
+            }
+            return Err(err);
+        }
+        let source = match input {
+            Typed::Timeline(op) => op,
+            Typed::Predicate(_) => {
+                return Err(self
+                    .error(
+                        input_span,
+                        "`aggregate` takes a timeline per key, found a predicate on events",
+                    )
+                    .help("make it a timeline first, e.g. has_existed(...) | aggregate(count_true)"));
+            }
+            other => {
+                return Err(self
+                    .error(
+                        input_span,
+                        format!("`aggregate` takes a timeline per key, found {}", other.describe()),
+                    )
+                    .help("aggregate a per-key timeline, e.g. duration_where(...) | aggregate(avg)"));
+            }
+        };
+        let mut group_by: Option<(SmolStr, Span)> = None;
+        let mut shards: Option<u32> = None;
+        let mut functions: Vec<AggFn> = Vec::new();
+        for arg in args {
+            match &arg.kind {
+                ExprKind::Call { name, args: inner, .. } if normalise(name) == "groupby" => {
+                    if let Some((_, first)) = &group_by {
+                        let first = self.error(first.clone(), "");
+                        return Err(self
+                            .error(arg.span.clone(), "an aggregate has one `group_by`")
+                            .help(format!("the first is at line {}, column {}", first.line, first.column)));
+                    }
+                    let column = match inner.as_slice() {
+                        [one] => match self.check(one)? {
+                            Typed::Column(c) => Some(c),
+                            Typed::Literal(Value::Str(s)) => Some(s),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let Some(column) = column else {
+                        return Err(self
+                            .error(arg.span.clone(), "`group_by` takes one column")
+                            .help("e.g. group_by(cdnChange)"));
+                    };
+                    group_by = Some((column, arg.span.clone()));
+                }
+                ExprKind::Call { name, args: inner, .. } if normalise(name) == "shards" => {
+                    let n = match inner.as_slice() {
+                        [
+                            Expr {
+                                kind: ExprKind::Int(n @ 1..=1024),
+                                ..
+                            },
+                        ] => *n as u32,
+                        _ => {
+                            return Err(self
+                                .error(arg.span.clone(), "`shards` takes a whole number from 1 to 1024")
+                                .help("e.g. shards(8): each group's keys spread over 8 aggregators"));
+                        }
+                    };
+                    shards = Some(n);
+                }
+                ExprKind::Name(f) if !self.bindings.contains_key(f) => {
+                    let function = self.aggregate_function(f, arg.span.clone(), &source)?;
+                    if !functions.contains(&function) {
+                        functions.push(function);
+                    }
+                }
+                _ => {
+                    return Err(self
+                        .error(
+                            arg.span.clone(),
+                            "`aggregate` takes group_by(column), shards(n) and function names",
+                        )
+                        .help("e.g. aggregate(group_by(cdnChange), count, avg, p90)"));
+                }
+            }
+        }
+        if functions.is_empty() {
+            return Err(self
+                .error(stage.span.clone(), "`aggregate` needs at least one function")
+                .help(format!(
+                    "functions: {}, or any percentile p1 ... p99",
+                    AggFn::NAMED.join(", ")
+                )));
+        }
+        let node = AggregateNode::new(source, group_by.as_ref().map(|(c, _)| c.as_str()), shards.unwrap_or(1));
+        Ok(Typed::Aggregate(node, functions))
+    }
+
+    fn not_an_aggregate_stage(&mut self, input: &Typed, bar: Span, stage: &Expr) -> DslError {
+        let boolean = |t: &Typed| {
+            matches!(t, Typed::Predicate(_))
+                || matches!(t, Typed::Timeline(op) if op.output_type() == TimelineType::Bool)
+        };
+        let stage_is_boolean = self.check(stage).map(|t| boolean(&t)).unwrap_or(false);
+        let err = self
+            .error(bar, "`|` sends per-key results to `aggregate(...)`")
+            .label("a pipe");
+        if boolean(input) && stage_is_boolean {
+            err.help("logical or is `||`")
+        } else {
+            err.help("e.g. duration_where(...) | aggregate(group_by(cdnChange), avg, p90)")
+        }
+    }
+
+    /// An aggregate function named `name`, checked against the type of `source`.
+    fn aggregate_function(&self, name: &str, span: Span, source: &TimeLineOp) -> Result<AggFn, DslError> {
+        let Some(function) = AggFn::parse(name) else {
+            let nearest = AggFn::NAMED
+                .iter()
+                .map(|f| (strsim::levenshtein(name, f), *f))
+                .filter(|(d, _)| *d <= 2)
+                .min_by_key(|(d, _)| *d);
+            let mut err = self
+                .error(span, format!("unknown aggregate function `{name}`"))
+                .label("not an aggregate function");
+            err = match nearest {
+                Some((_, f)) => err.help(format!("did you mean `{f}`?")),
+                None => err.help(format!(
+                    "functions: {}, or any percentile p1 ... p99",
+                    AggFn::NAMED.join(", ")
+                )),
+            };
+            return Err(err);
+        };
+        if function == AggFn::CountTrue && source.output_type() != TimelineType::Bool {
+            return Err(self
+                .error(
+                    span,
+                    format!(
+                        "`count_true` counts keys whose value is true, but this aggregates {}",
+                        source.output_type().describe()
+                    ),
+                )
+                .help("use count, sum, avg, min, max or a percentile"));
+        }
+        Ok(function)
+    }
+
+    /// `aggregate.function`: the aggregate read with that one function.
+    fn member(&self, base: Typed, base_span: Span, name: &str, name_span: Span) -> Result<Typed, DslError> {
+        match base {
+            Typed::Aggregate(node, _) => {
+                let function = self.aggregate_function(name, name_span, node.source())?;
+                Ok(Typed::Aggregate(node, vec![function]))
+            }
+            Typed::Timeline(_) => Err(self
+                .error(
+                    base_span,
+                    format!("`.{name}` reads a function of an aggregate, but this is a timeline per key"),
+                )
+                .help(format!("aggregate it first: ... | aggregate({name})"))),
+            other => Err(self
+                .error(
+                    base_span,
+                    format!("`.{name}` reads a function of an aggregate, found {}", other.describe()),
+                )
+                .help("e.g. attempts.sum, where attempts = ... | aggregate(sum, avg)")),
+        }
+    }
+
+    /// One side of `+ - * /` as a metric expression over its aggregates.
+    fn metric_operand(&self, typed: Typed, span: Span, op: &str) -> Result<(MetricExpr, Vec<AggregateNode>), DslError> {
+        match typed {
+            Typed::Literal(v @ (Value::Int(_) | Value::Float(_))) => Ok((MetricExpr::Const(v), Vec::new())),
+            Typed::Duration(ms) => Ok((MetricExpr::Const(Value::Int(ms)), Vec::new())),
+            Typed::Metric(expr, inputs) => Ok((expr, inputs)),
+            Typed::Aggregate(node, functions) => match functions.as_slice() {
+                [function] => Ok((
+                    MetricExpr::Input {
+                        input: 0,
+                        function: *function,
+                    },
+                    vec![node],
+                )),
+                several => {
+                    let names: Vec<String> = several.iter().map(AggFn::to_string).collect();
+                    Err(self
+                        .error(
+                            span,
+                            format!("this aggregate shows {}: say which one `{op}` uses", names.join(", ")),
+                        )
+                        .help(format!("e.g. name.{}", names[0])))
+                }
+            },
+            Typed::Timeline(_) => Err(self
+                .error(
+                    span,
+                    format!("`{op}` works on aggregates across keys, found a timeline per key"),
+                )
+                .help("aggregate it first: ... | aggregate(sum)")),
+            other => Err(self
+                .error(
+                    span,
+                    format!("`{op}` works on aggregates and numbers, found {}", other.describe()),
+                )
+                .help("e.g. completed / attempts, where both are ... | aggregate(...)")),
+        }
+    }
+
+    /// `a op b` over aggregates and numbers.
+    fn arithmetic(
+        &self,
+        op: ArithOp,
+        span: Span,
+        (a, a_span): (Typed, Span),
+        (b, b_span): (Typed, Span),
+    ) -> Result<Typed, DslError> {
+        let (left, mut inputs) = self.metric_operand(a, a_span, op.symbol())?;
+        let (mut right, right_inputs) = self.metric_operand(b, b_span, op.symbol())?;
+        // Number the right side's aggregates after the left side's, sharing equal ones.
+        let mut renumber = Vec::with_capacity(right_inputs.len());
+        for node in right_inputs {
+            match inputs.iter().position(|n| n.id() == node.id()) {
+                Some(i) => renumber.push(i),
+                None => {
+                    inputs.push(node);
+                    renumber.push(inputs.len() - 1);
+                }
+            }
+        }
+        renumber_inputs(&mut right, &renumber);
+        let mut columns = inputs.iter().filter_map(|n| n.spec().group_by.as_ref());
+        if let Some(first) = columns.next()
+            && let Some(other) = columns.find(|c| *c != first)
+        {
+            return Err(self
+                .error(
+                    span,
+                    format!(
+                        "`{}` combines aggregates grouped by `{first}` and by `{other}`",
+                        op.symbol()
+                    ),
+                )
+                .help("group both by the same column, or leave one without group_by"));
+        }
+        let expr = MetricExpr::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        };
+        if inputs.is_empty() {
+            return match expr.evaluate(&[]) {
+                Some(v) => Ok(Typed::Literal(v)),
+                None => Err(self.error(span, "this arithmetic of numbers has no value (division by zero?)")),
+            };
+        }
+        Ok(Typed::Metric(expr, inputs))
     }
 
     fn logical(&self, op: &'static str, span: Span, a: Typed, b: Option<Typed>) -> Result<Typed, DslError> {
@@ -329,13 +669,18 @@ impl Checker<'_> {
 
     fn call(&mut self, name: &str, name_span: Span, span: Span, args: &[Expr]) -> Result<Typed, DslError> {
         let Some((canonical, function)) = lookup(name) else {
+            if matches!(normalise(name).as_str(), "aggregate" | "groupby" | "shards") {
+                return Err(self
+                    .error(name_span, format!("`{name}` belongs after `|`"))
+                    .help("e.g. duration_where(...) | aggregate(group_by(cdnChange), avg)"));
+            }
             let mut err = self
                 .error(name_span, format!("unknown function `{name}`"))
                 .label("not a function");
             if let Some(nearest) = nearest_function(name) {
                 err = err.help(format!("did you mean `{nearest}`?"));
             } else {
-                err = err.help("functions: latest_event_to_state, has_existed, has_existed_within, duration_where, duration_in_cur_state");
+                err = err.help("functions: latest_event_to_state, has_existed, has_existed_within, duration_where, duration_in_cur_state, count_where");
             }
             return Err(err);
         };
@@ -446,6 +791,15 @@ impl Checker<'_> {
                     Err(err)
                 }
             },
+            Function::CountWhere => match self.check(&args[0])? {
+                Typed::Timeline(tl) if tl.output_type() == TimelineType::Bool => Ok(Typed::Timeline(tl.count_where())),
+                other => Err(self
+                    .error(
+                        args[0].span.clone(),
+                        format!("`count_where` takes a boolean timeline, found {}", other.describe()),
+                    )
+                    .help(usage(function))),
+            },
             Function::DurationInCurState => match self.check(&args[0])? {
                 Typed::Timeline(tl) => Ok(Typed::Timeline(tl.duration_in_cur_state())),
                 Typed::Column(c) => Err(self
@@ -484,9 +838,23 @@ fn usage(function: Function) -> &'static str {
         Function::HasExistedWithin => "usage: has_existed_within(column == value, 5s)",
         Function::DurationWhere => "usage: duration_where(boolean timeline)",
         Function::DurationInCurState => "usage: duration_in_cur_state(timeline)",
+        Function::CountWhere => "usage: count_where(boolean timeline)",
         Function::Col => "usage: col(\"column name\")",
         Function::Compare(_) => "usage: equal_to(timeline or column, value)",
         Function::And | Function::Or => "usage: and(a, b)",
         Function::Not => "usage: not(a)",
+    }
+}
+
+/// Points `Input { input: i }` at `map[i]`.
+fn renumber_inputs(expr: &mut MetricExpr, map: &[usize]) {
+    match expr {
+        MetricExpr::Input { input, .. } => *input = map[*input],
+        MetricExpr::Const(_) => {}
+        MetricExpr::Neg(e) => renumber_inputs(e, map),
+        MetricExpr::Binary { left, right, .. } => {
+            renumber_inputs(left, map);
+            renumber_inputs(right, map);
+        }
     }
 }

@@ -21,10 +21,10 @@ pub(crate) enum Token {
     Let,
     True,
     False,
-    /// An operator: `&&`, `||`, `!`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `=`, and
-    /// the likely typos `&`, `|`.
+    /// An operator: `&&`, `||`, `!`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `=`,
+    /// `|` (to an aggregate), `+`, `-`, `*`, `/`, and the likely typo `&`.
     Op(&'static str),
-    /// `(`, `)`, `,` or `;`
+    /// `(`, `)`, `,`, `;` or `.`
     Ctrl(char),
 }
 
@@ -58,9 +58,8 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
         .repeated()
         .at_least(1)
         .collect::<String>();
-    let number = just('-')
-        .or_not()
-        .then(digits)
+    // A minus sign is an operator: `a-1` is `a - 1`, and `-1` is negated by the parser.
+    let number = digits
         .then(
             just('.')
                 .ignore_then(
@@ -76,11 +75,10 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
                 .repeated()
                 .collect::<String>(),
         )
-        .try_map(|(((neg, int), frac), unit), span: Span| {
-            let sign = if neg.is_some() { "-" } else { "" };
+        .try_map(|((int, frac), unit), span: Span| {
             let text = match &frac {
-                Some(frac) => format!("{sign}{int}.{frac}"),
-                None => format!("{sign}{int}"),
+                Some(frac) => format!("{int}.{frac}"),
+                None => int.clone(),
             };
             if unit.is_empty() {
                 return match frac {
@@ -97,7 +95,7 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
                     format!("unknown duration unit `{unit}` (units: ms, s, m, h, d)"),
                 ));
             };
-            if frac.is_some() || neg.is_some() {
+            if frac.is_some() {
                 return Err(Simple::custom(
                     span,
                     format!("a duration is a positive whole number of units, found `{text}{unit}`"),
@@ -143,10 +141,14 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
         just("=").to("="),
         just("&").to("&"),
         just("|").to("|"),
+        just("+").to("+"),
+        just("-").to("-"),
+        just("*").to("*"),
+        just("/").to("/"),
     ))
     .map(Token::Op);
 
-    let ctrl = one_of("(),;").map(Token::Ctrl);
+    let ctrl = one_of("(),;.").map(Token::Ctrl);
 
     let word = text::ident().map(|s: String| match s.as_str() {
         "let" => Token::Let,

@@ -32,22 +32,43 @@ pub use builder::*;
 pub use error::DslError;
 
 use crate::op::TimeLineOp;
+use crate::plan::JobOutput;
 
-/// A parsed query: its `let` bindings and the timeline it computes.
+/// A parsed query: its bindings and its named outputs.
 #[derive(Debug, Clone)]
 pub struct Query {
-    /// `let` bindings that are timelines, in order.
+    /// `let` bindings and outputs that are timelines, in order.
     pub bindings: Vec<(String, TimeLineOp)>,
-    /// The result.
-    pub result: TimeLineOp,
+    /// What the job computes, by name, in order: `name = expr;` statements,
+    /// then the final expression as `result`.
+    pub outputs: Vec<(String, JobOutput)>,
 }
 
-/// Parses and type-checks a query.
+impl Query {
+    /// The timeline of a query whose one output is a timeline per key.
+    pub fn timeline(&self) -> Option<&TimeLineOp> {
+        match self.outputs.as_slice() {
+            [(_, JobOutput::Timeline(op))] => Some(op),
+            _ => None,
+        }
+    }
+}
+
+/// Parses and type-checks a query that computes one timeline per key.
 pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
-    parse_query(source).map(|q| q.result)
+    let query = parse_query(source)?;
+    query.timeline().cloned().ok_or_else(|| {
+        let end = source.chars().count();
+        DslError::new(
+            source,
+            0..end,
+            "this query computes aggregates or several outputs, not one timeline per key",
+        )
+        .help("submit it as a job; its outputs are read by name")
+    })
 }
 
-/// Parses and type-checks a query, keeping its bindings.
+/// Parses and type-checks a query: its bindings and every output.
 pub fn parse_query(source: &str) -> Result<Query, DslError> {
     let tokens = lexer::lex(source)?;
     let program = parser::parse(source, tokens)?;

@@ -8,6 +8,7 @@ use chumsky::prelude::*;
 
 use super::error::DslError;
 use super::lexer::{Span, Token};
+use crate::metric::ArithOp;
 use crate::value::CmpOp;
 
 /// An untyped expression with its character span.
@@ -31,16 +32,49 @@ pub(crate) enum ExprKind {
         args: Vec<Expr>,
     },
     Not(Box<Expr>),
+    Neg(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Compare(CmpOp, Box<Expr>, Box<Expr>),
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    /// `base.name`, e.g. `attempts.sum`.
+    Member {
+        base: Box<Expr>,
+        name: String,
+        name_span: Span,
+    },
+    /// `input | stage`: per-key results into `aggregate(...)`.
+    Pipe {
+        input: Box<Expr>,
+        bar: Span,
+        stage: Box<Expr>,
+    },
 }
 
-/// `let` bindings, then an optional final expression.
+/// A named statement: `let name = expr;` (a binding) or `name = expr;` (an
+/// output of the job).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Statement {
+    pub name: String,
+    pub name_span: Span,
+    pub value: Expr,
+    pub output: bool,
+}
+
+/// Statements, then an optional final expression.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Program {
-    pub bindings: Vec<(String, Span, Expr)>,
+    pub statements: Vec<Statement>,
     pub result: Option<Expr>,
+}
+
+/// `lhs` and `rhs` joined into one expression that spans both.
+fn join(lhs: Expr, rhs: Expr, kind: impl FnOnce(Box<Expr>, Box<Expr>) -> ExprKind) -> Expr {
+    let span = lhs.span.start..rhs.span.end;
+    Expr {
+        kind: kind(Box::new(lhs), Box::new(rhs)),
+        span,
+    }
 }
 
 fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
@@ -82,17 +116,64 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
 
         let atom = choice((literal, call_or_name, parenthesised)).labelled("an expression");
 
-        let unary = just(Token::Op("!"))
-            .map_with_span(|_, span: Span| span)
-            .repeated()
-            .then(atom)
-            .foldr(|bang, operand| {
-                let span = bang.start..operand.span.end;
+        let postfix = atom
+            .then(
+                just(Token::Ctrl('.'))
+                    .ignore_then(select! { Token::Ident(s) => s }.labelled("a function name"))
+                    .map_with_span(|name, span: Span| (name, span))
+                    .repeated(),
+            )
+            .foldl(|base, (name, name_span)| {
+                let span = base.span.start..name_span.end;
                 Expr {
-                    kind: ExprKind::Not(Box::new(operand)),
+                    kind: ExprKind::Member {
+                        base: Box::new(base),
+                        name,
+                        name_span,
+                    },
                     span,
                 }
             });
+
+        let prefix = select! { Token::Op("!") => '!', Token::Op("-") => '-' };
+        let unary = prefix
+            .map_with_span(|op, span: Span| (op, span))
+            .repeated()
+            .then(postfix)
+            .foldr(|(op, op_span), operand| {
+                let span = op_span.start..operand.span.end;
+                let kind = match (op, operand.kind) {
+                    ('-', ExprKind::Int(i)) => ExprKind::Int(-i),
+                    ('-', ExprKind::Float(x)) => ExprKind::Float(-x),
+                    ('-', kind) => ExprKind::Neg(Box::new(Expr {
+                        kind,
+                        span: operand.span,
+                    })),
+                    (_, kind) => ExprKind::Not(Box::new(Expr {
+                        kind,
+                        span: operand.span,
+                    })),
+                };
+                Expr { kind, span }
+            });
+
+        let product = unary
+            .clone()
+            .then(
+                select! { Token::Op("*") => ArithOp::Mul, Token::Op("/") => ArithOp::Div }
+                    .then(unary)
+                    .repeated(),
+            )
+            .foldl(|lhs, (op, rhs)| join(lhs, rhs, |a, b| ExprKind::Arith(op, a, b)));
+
+        let sum = product
+            .clone()
+            .then(
+                select! { Token::Op("+") => ArithOp::Add, Token::Op("-") => ArithOp::Sub }
+                    .then(product)
+                    .repeated(),
+            )
+            .foldl(|lhs, (op, rhs)| join(lhs, rhs, |a, b| ExprKind::Arith(op, a, b)));
 
         let cmp_op = select! {
             Token::Op("==") => CmpOp::Eq,
@@ -102,38 +183,39 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
             Token::Op(">") => CmpOp::Gt,
             Token::Op(">=") => CmpOp::Ge,
         };
-        let comparison = unary
-            .clone()
-            .then(cmp_op.then(unary).or_not())
-            .map(|(lhs, rhs)| match rhs {
-                None => lhs,
-                Some((op, rhs)) => {
-                    let span = lhs.span.start..rhs.span.end;
-                    Expr {
-                        kind: ExprKind::Compare(op, Box::new(lhs), Box::new(rhs)),
-                        span,
-                    }
-                }
-            });
+        let comparison = sum.clone().then(cmp_op.then(sum).or_not()).map(|(lhs, rhs)| match rhs {
+            None => lhs,
+            Some((op, rhs)) => join(lhs, rhs, |a, b| ExprKind::Compare(op, a, b)),
+        });
 
         let conjunction = comparison
             .clone()
             .then(just(Token::Op("&&")).ignore_then(comparison).repeated())
-            .foldl(|lhs, rhs| {
-                let span = lhs.span.start..rhs.span.end;
-                Expr {
-                    kind: ExprKind::And(Box::new(lhs), Box::new(rhs)),
-                    span,
-                }
-            });
+            .foldl(|lhs, rhs| join(lhs, rhs, ExprKind::And));
 
-        conjunction
+        let disjunction = conjunction
             .clone()
             .then(just(Token::Op("||")).ignore_then(conjunction).repeated())
-            .foldl(|lhs, rhs| {
-                let span = lhs.span.start..rhs.span.end;
+            .foldl(|lhs, rhs| join(lhs, rhs, ExprKind::Or));
+
+        // What follows `|` should be `aggregate(...)`; any operand parses, so
+        // that the checker can say what was meant (often `||`).
+        disjunction
+            .clone()
+            .then(
+                just(Token::Op("|"))
+                    .map_with_span(|_, span: Span| span)
+                    .then(disjunction)
+                    .repeated(),
+            )
+            .foldl(|input, (bar, stage)| {
+                let span = input.span.start..stage.span.end;
                 Expr {
-                    kind: ExprKind::Or(Box::new(lhs), Box::new(rhs)),
+                    kind: ExprKind::Pipe {
+                        input: Box::new(input),
+                        bar,
+                        stage: Box::new(stage),
+                    },
                     span,
                 }
             })
@@ -141,8 +223,9 @@ fn expr() -> impl Parser<Token, Expr, Error = Simple<Token>> + Clone {
 }
 
 fn program() -> impl Parser<Token, Program, Error = Simple<Token>> {
-    let binding = just(Token::Let)
-        .ignore_then(
+    let statement = just(Token::Let)
+        .or_not()
+        .then(
             select! { Token::Ident(s) => s }
                 .labelled("a name")
                 .map_with_span(|n, span| (n, span)),
@@ -150,12 +233,17 @@ fn program() -> impl Parser<Token, Program, Error = Simple<Token>> {
         .then_ignore(just(Token::Op("=")))
         .then(expr())
         .then_ignore(just(Token::Ctrl(';')).or_not())
-        .map(|((name, span), value)| (name, span, value));
-    binding
+        .map(|((binding, (name, name_span)), value)| Statement {
+            name,
+            name_span,
+            value,
+            output: binding.is_none(),
+        });
+    statement
         .repeated()
         .then(expr().then_ignore(just(Token::Ctrl(';')).or_not()).or_not())
         .then_ignore(end())
-        .map(|(bindings, result)| Program { bindings, result })
+        .map(|(statements, result)| Program { statements, result })
 }
 
 /// Parses tokens into a program, or reports the first syntax error.

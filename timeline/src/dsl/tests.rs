@@ -43,7 +43,10 @@ fn text_builder_and_article_spellings_agree() {
     assert_eq!(article.id(), text.id(), "{article}\n{text}");
     let q = parse_query("let a = has_existed(x == 1); let b = !a; a || b").unwrap();
     assert_eq!(q.bindings.len(), 2);
-    assert_eq!(q.result.canonical(), "(!has_existed(x == 1) || has_existed(x == 1))");
+    assert_eq!(
+        q.timeline().unwrap().canonical(),
+        "(!has_existed(x == 1) || has_existed(x == 1))"
+    );
 }
 
 #[test]
@@ -186,4 +189,138 @@ fn syntax_errors_point_at_the_spot() {
     assert_eq!(e.column, 21, "{e}");
     let e = err("has_existed(a == 1) @");
     assert!(e.message.contains("unexpected character `@`"), "{e}");
+}
+
+const COMPLETION_RATE: &str = r#"
+// The article's completion rate, per CDN.
+let play = has_existed(playerStateChange == "play");
+attempts = count_where(play) | aggregate(group_by(cdnChange), sum);
+completed = has_existed(playerStateChange == "complete") | aggregate(group_by(cdnChange), count_true);
+completion_rate = completed / attempts;
+"#;
+
+fn query_err(src: &str) -> DslError {
+    match parse_query(src) {
+        Ok(q) => panic!("expected an error for {src:?}, got {} outputs", q.outputs.len()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn named_metrics_aggregate_and_divide() {
+    use crate::plan::JobOutput;
+    let q = parse_query(COMPLETION_RATE).unwrap();
+    let names: Vec<&str> = q.outputs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["attempts", "completed", "completion_rate"]);
+    let JobOutput::Aggregate { node, functions } = &q.outputs[0].1 else {
+        panic!("attempts is an aggregate")
+    };
+    assert_eq!(functions, &[crate::AggFn::Sum]);
+    assert_eq!(node.spec().group_by.as_deref(), Some("cdnChange"));
+    assert!(node.id().as_str().starts_with("aggregate-"));
+    let JobOutput::Metric(rate) = &q.outputs[2].1 else {
+        panic!("completion_rate is a metric")
+    };
+    assert_eq!(rate.inputs().len(), 2);
+    assert_eq!(rate.inputs()[1].id(), node.id(), "the metric reads the same aggregate");
+    assert_eq!(rate.group_by(), Some("cdnChange"));
+    // The canonical form is DSL that names the same metric.
+    let again = parse_query(&format!("r = {};", rate.canonical())).unwrap();
+    assert_eq!(again.outputs[0].1.id(), rate.id(), "{}", rate.canonical());
+    // Functions are read, not stored: a different choice is the same aggregate.
+    let p90 = parse_query(
+        r#"count_where(has_existed(playerStateChange == "play")) | aggregate(group_by(cdnChange), p90, avg)"#,
+    )
+    .unwrap();
+    assert_eq!(p90.outputs[0].0, "result");
+    assert_eq!(p90.outputs[0].1.id(), node.id());
+    assert!(parse(COMPLETION_RATE).is_err(), "parse() is for one timeline per key");
+}
+
+#[test]
+fn members_arithmetic_and_constants() {
+    use crate::plan::JobOutput;
+    let q = parse_query(
+        "d = duration_where(has_existed(a == 1)) | aggregate(avg, max, shards(4));
+         spread = (d.max - d.avg) / 1000;
+         neg = -d.max;",
+    )
+    .unwrap();
+    let JobOutput::Metric(spread) = &q.outputs[1].1 else {
+        panic!("a metric")
+    };
+    assert_eq!(spread.inputs().len(), 1, "d is one input read twice");
+    let JobOutput::Aggregate { node, .. } = &q.outputs[0].1 else {
+        panic!("an aggregate")
+    };
+    assert_eq!(node.spec().shards, 4);
+    assert!(parse_query("x = has_existed(a == 1) | aggregate(count); y = -x;").is_ok());
+    // Minus is an operator everywhere now; literals still negate.
+    assert_eq!(
+        parse("latest_event_to_state(a) > -5").unwrap().canonical(),
+        "(latest_event_to_state(a) > -5)"
+    );
+    assert_eq!(
+        parse("latest_event_to_state(a) > 10-5").unwrap().canonical(),
+        "(latest_event_to_state(a) > 5)"
+    );
+}
+
+#[test]
+fn aggregate_errors_say_what_and_where() {
+    let e = query_err("x = duration_where(has_existed(a == 1)) | aggregate(avrg)");
+    assert_eq!((e.line, e.column), (1, 53));
+    assert!(e.message.contains("unknown aggregate function `avrg`"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("did you mean `avg`?"));
+
+    let e = query_err("x = duration_where(has_existed(a == 1)) | aggregate(count_true)");
+    assert!(
+        e.message.contains("`count_true` counts keys whose value is true"),
+        "{e}"
+    );
+
+    let e = query_err("x = has_existed(a == 1) | aggregate(group_by(cdn))");
+    assert!(e.message.contains("needs at least one function"), "{e}");
+
+    let e = query_err("x = has_existed(a == 1) | agregate(count)");
+    assert_eq!(e.help.as_deref(), Some("did you mean `aggregate`?"));
+
+    let e = query_err("x = aggregate(count)");
+    assert!(e.message.contains("belongs after `|`"), "{e}");
+
+    let e = query_err(
+        "a = has_existed(a == 1) | aggregate(group_by(cdn), count);
+         b = has_existed(b == 1) | aggregate(group_by(os), count);
+         r = a / b;",
+    );
+    assert_eq!((e.line, e.column), (3, 14));
+    assert!(e.message.contains("grouped by `cdn` and by `os`"), "{e}");
+
+    let e = query_err("a = has_existed(a == 1) | aggregate(count, count_true);\nr = a / 2;");
+    assert_eq!((e.line, e.column), (2, 5));
+    assert!(e.message.contains("shows count, count_true: say which"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("e.g. name.count"));
+
+    let e = query_err("r = duration_where(has_existed(a == 1)) / 2;");
+    assert!(e.message.contains("found a timeline per key"), "{e}");
+
+    let e = query_err("a = has_existed(a == 1) | aggregate(count);\na = has_existed(b == 1) | aggregate(count);");
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("already has an output named `a`"), "{e}");
+
+    let e = query_err("x = (a == 1) | aggregate(count)");
+    assert!(e.message.contains("found a predicate on events"), "{e}");
+
+    let e = query_err("x = duration_where(has_existed(a == 1)).sum");
+    assert!(e.message.contains("`.sum` reads a function of an aggregate"), "{e}");
+
+    let e = query_err("x = has_existed(a == 1) | aggregate(group_by(a), group_by(b), count)");
+    assert!(e.message.contains("one `group_by`"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("the first is at line 1, column 37"));
+
+    let e = query_err("x = has_existed(a == 1) | aggregate(count, shards(0))");
+    assert!(e.message.contains("from 1 to 1024"), "{e}");
+
+    let e = query_err("x = count_where(latest_event_to_state(a))");
+    assert!(e.message.contains("`count_where` takes a boolean timeline"), "{e}");
 }

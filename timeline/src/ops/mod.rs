@@ -7,11 +7,12 @@
 //! gives the same state, which is how late and repeated events are exact.
 //!
 //! Derived operators ([`compare`], [`and`], [`or`], [`not`], [`duration_where`],
-//! [`duration_in_cur_state`]) are pure functions from their children's timelines
+//! [`duration_in_cur_state`], [`count_where`]) are pure functions from their children's timelines
 //! to a timeline, linear in the number of spans.
 
 pub mod and;
 pub mod compare;
+pub mod count_where;
 pub mod duration_in_cur_state;
 pub mod duration_where;
 pub mod has_existed;

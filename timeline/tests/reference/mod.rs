@@ -91,6 +91,16 @@ impl Reference {
                 }
                 Some(Value::Int(t - start))
             }
+            Operator::Derived(DerivedOp::CountWhere) => {
+                // Instants from the origin to t where the input turns true.
+                let turns = (origin..=t)
+                    .filter(|&s| {
+                        as_bool(child(0, s)) == Some(true) && (s == origin || as_bool(child(0, s - 1)) != Some(true))
+                    })
+                    .count();
+                Some(Value::Int(turns as i64))
+            }
+            Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("per-key trees only"),
         }
     }
 }
