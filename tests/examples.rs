@@ -52,6 +52,11 @@ fn iphone_user_stopped_advancing_after_long_ad() {
 }
 
 #[test]
+fn completion_rate_per_cdn() {
+    check("completion-rate", "session_id");
+}
+
+#[test]
 fn every_example_is_tested() {
     let mut names: Vec<String> = std::fs::read_dir(examples_dir())
         .unwrap()
@@ -65,5 +70,8 @@ fn every_example_is_tested() {
         })
         .collect();
     names.sort();
-    assert_eq!(names, ["card-swipes", "cirr", "game-ad", "machine-risk"]);
+    assert_eq!(
+        names,
+        ["card-swipes", "cirr", "completion-rate", "game-ad", "machine-risk"]
+    );
 }

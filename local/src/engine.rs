@@ -622,7 +622,7 @@ pub fn metric_groups<E>(
         .filter(|(grouped, _)| *grouped)
         .flat_map(|(_, rows)| rows.iter().map(|(g, _)| g.clone()))
         .collect();
-    if folds.iter().all(|(grouped, _)| !grouped) {
+    if folds.iter().all(|(grouped, _)| !grouped) && folds.iter().any(|(_, rows)| !rows.is_empty()) {
         groups.push(Group::NULL);
     }
     groups.sort();

@@ -145,14 +145,18 @@ pub fn write_groups(out: &mut impl Write, format: Format, rows: &[GroupLine<'_>]
     match format {
         Format::Jsonl => {
             for row in rows {
-                let mut object = serde_json::Map::new();
-                object.insert("output".into(), row.output.into());
-                object.insert("group".into(), serde_json::to_value(row.group).unwrap_or_default());
-                object.insert("keys".into(), row.keys.into());
+                // Fields in a fixed order: output, group, keys, then the functions.
+                write!(
+                    out,
+                    "{{\"output\":{},\"group\":{},\"keys\":{}",
+                    serde_json::Value::from(row.output),
+                    serde_json::to_string(row.group).unwrap_or_else(|_| "null".into()),
+                    row.keys
+                )?;
                 for (name, value) in row.values {
-                    object.insert(name.clone(), serde_json::to_value(value).unwrap_or_default());
+                    write!(out, ",{}:{}", serde_json::Value::from(name.as_str()), json(value))?;
                 }
-                writeln!(out, "{}", serde_json::Value::Object(object))?;
+                writeln!(out, "}}")?;
             }
         }
         Format::Csv => {
