@@ -67,7 +67,7 @@ struct AggregateSlot {
     /// Per group: the group and its aggregators, one per shard.
     groups: Vec<(Group, Vec<Aggregator>)>,
     /// The groups each key contributes to, to retract it when it leaves one.
-    memberships: FxHashMap<SmolStr, Box<[u32]>>,
+    memberships: FxHashMap<SmolStr, Groups>,
     /// Every key must be taken in (a new node, or after recovery).
     stale: bool,
 }
@@ -94,14 +94,20 @@ impl AggregateSlot {
             now.push(id);
         }
         if let Some(before) = self.memberships.get(key) {
-            for id in before.iter().filter(|id| !now.contains(id)) {
+            for id in before.as_slice().iter().filter(|id| !now.contains(id)) {
                 self.groups[*id as usize].1[shard].replace(key, None);
             }
         }
-        if now.is_empty() {
-            self.memberships.remove(key);
-        } else {
-            self.memberships.insert(key.clone(), now.into_boxed_slice());
+        match now.as_slice() {
+            [] => {
+                self.memberships.remove(key);
+            }
+            [one] => {
+                self.memberships.insert(key.clone(), Groups::One(*one));
+            }
+            _ => {
+                self.memberships.insert(key.clone(), Groups::Many(now.into_boxed_slice()));
+            }
         }
     }
 
@@ -127,14 +133,37 @@ impl AggregateSlot {
     }
 
     fn memory_bytes(&self) -> usize {
-        let memberships = self.memberships.capacity() * (std::mem::size_of::<(SmolStr, Box<[u32]>)>() + 1)
-            + self.memberships.values().map(|g| g.len() * 4).sum::<usize>();
+        let memberships = self.memberships.capacity() * (std::mem::size_of::<(SmolStr, Groups)>() + 1)
+            + self.memberships.values().map(|g| g.heap_bytes()).sum::<usize>();
         let aggregators: usize = self
             .groups
             .iter()
             .flat_map(|(_, shards)| shards.iter().map(Aggregator::memory_bytes))
             .sum();
         memberships + aggregators
+    }
+}
+
+/// The groups a key contributes to: almost always one, stored inline.
+#[derive(Debug)]
+enum Groups {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl Groups {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Groups::One(g) => std::slice::from_ref(g),
+            Groups::Many(gs) => gs,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Groups::One(_) => 0,
+            Groups::Many(gs) => gs.len() * 4,
+        }
     }
 }
 
@@ -434,31 +463,51 @@ impl Engine {
         let dirty = std::mem::take(&mut self.dirty);
         let mut ids: Vec<NodeId> = self.aggregates.keys().cloned().collect();
         ids.sort();
-        for id in ids {
-            let (source, group, stale) = {
-                let slot = &self.aggregates[&id];
-                (slot.source.clone(), slot.group.clone(), slot.stale)
-            };
-            let all: Vec<SmolStr>;
-            let keys: Box<dyn Iterator<Item = &SmolStr>> = if stale {
-                all = self.keys.keys().cloned().collect();
-                Box::new(all.iter())
-            } else {
-                Box::new(dirty.iter())
-            };
-            let mut updates = Vec::new();
-            for key in keys {
-                let Ok(out) = self.output(&source, key) else {
+        let (stale, fresh): (Vec<NodeId>, Vec<NodeId>) = ids.into_iter().partition(|id| self.aggregates[id].stale);
+        if !stale.is_empty() {
+            let all: Vec<SmolStr> = self.keys.keys().cloned().collect();
+            self.take_in(&stale, all.iter());
+        }
+        if !fresh.is_empty() {
+            self.take_in(&fresh, dirty.iter());
+        }
+    }
+
+    /// Gives aggregates `ids` the current contributions of `keys`.
+    fn take_in<'k>(&mut self, ids: &[NodeId], keys: impl Iterator<Item = &'k SmolStr>) {
+        // Sources and group columns, each evaluated once per key.
+        let inputs: Vec<(NodeId, Option<NodeId>)> = ids
+            .iter()
+            .map(|id| (self.aggregates[id].source.clone(), self.aggregates[id].group.clone()))
+            .collect();
+        let mut updates: Vec<Vec<(SmolStr, Vec<(Group, timeline::Timeline)>)>> = vec![Vec::new(); ids.len()];
+        // The group columns of this key evaluated so far.
+        let mut groups: Vec<(&NodeId, Option<timeline::Timeline>)> = Vec::new();
+        for key in keys {
+            groups.clear();
+            for ((source, group), out) in inputs.iter().zip(updates.iter_mut()) {
+                let Ok(source) = self.output(source, key) else {
                     continue;
                 };
-                let group_timeline = match &group {
-                    Some(g) => self.output(g, key).ok().map(|o| o.timeline),
-                    None => None,
+                let parts = match group {
+                    None => contributions(&source.timeline, None),
+                    Some(g) => {
+                        let i = match groups.iter().position(|(id, _)| *id == g) {
+                            Some(i) => i,
+                            None => {
+                                groups.push((g, self.output(g, key).ok().map(|o| o.timeline)));
+                                groups.len() - 1
+                            }
+                        };
+                        let unknown = timeline::Timeline::unknown();
+                        contributions(&source.timeline, Some(groups[i].1.as_ref().unwrap_or(&unknown)))
+                    }
                 };
-                let parts = contributions(&out.timeline, group.as_ref().and(group_timeline.as_ref()));
-                updates.push((key.clone(), parts));
+                out.push((key.clone(), parts));
             }
-            let slot = self.aggregates.get_mut(&id).expect("listed above");
+        }
+        for (id, updates) in ids.iter().zip(updates) {
+            let slot = self.aggregates.get_mut(id).expect("listed by the caller");
             for (key, parts) in updates {
                 slot.take_in(&key, parts);
             }

@@ -73,6 +73,9 @@ async fn read_child(key: &str, child: &NodeId) -> Result<Output, String> {
                 .output()
                 .await?
         }
+        WorkerKind::Aggregator | WorkerKind::Metric => {
+            return Err(format!("{child} is not a per-key node"));
+        }
     };
     serde_json::from_str(&json).map_err(|e| format!("bad output of {child}: {e}"))
 }

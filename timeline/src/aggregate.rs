@@ -26,6 +26,7 @@
 //!   functions are finished.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
@@ -36,7 +37,7 @@ use smol_str::SmolStr;
 
 use crate::Time;
 use crate::op::{NodeId, TimeLineOp};
-use crate::timeline::{SpanValue, Timeline};
+use crate::timeline::{Span, SpanValue, Timeline};
 use crate::value::Value;
 
 /// An aggregate function: what a group's values at an instant fold into.
@@ -379,6 +380,11 @@ impl Number {
     }
 
     fn total_cmp(&self, other: &Number) -> Ordering {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => return a.cmp(b),
+            (Number::Float(a), Number::Float(b)) => return a.total_cmp(b),
+            _ => {}
+        }
         self.as_value()
             .partial_order(&other.as_value())
             .unwrap_or_else(|| self.as_f64().total_cmp(&other.as_f64()))
@@ -533,9 +539,43 @@ impl Partial {
 
 /// One aggregator: the contributions of the keys of one group (one shard of
 /// it), each replaced whenever its key changes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Contributions live in one arena, in member order, so that a read scans
+/// memory front to back: span starts in one array (the binary search touches
+/// one cache line per member) and compact values in another (strings
+/// interned). A replaced contribution that grew moves to the end; the arena
+/// is compacted when half of it is dead.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "BTreeMap<SmolStr, Timeline>", into = "BTreeMap<SmolStr, Timeline>")]
 pub struct Aggregator {
-    members: FxHashMap<SmolStr, Timeline>,
+    /// Key to its position in `members`.
+    index: FxHashMap<SmolStr, u32>,
+    /// Each member's spans in the arena; a free slot has `len == 0`.
+    members: Vec<Member>,
+    free: Vec<u32>,
+    starts: Vec<Time>,
+    cells: Vec<Cell>,
+    strings: Vec<SmolStr>,
+    string_ids: FxHashMap<SmolStr, u32>,
+    dead_spans: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Member {
+    start: u32,
+    len: u32,
+}
+
+/// A span value in 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    Unknown,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// An interned string.
+    Str(u32),
+    Rising(i64),
 }
 
 impl Aggregator {
@@ -544,29 +584,130 @@ impl Aggregator {
         Self::default()
     }
 
+    fn range(m: Member) -> std::ops::Range<usize> {
+        m.start as usize..(m.start + m.len) as usize
+    }
+
+    fn cell(&mut self, value: &SpanValue) -> Cell {
+        match value {
+            SpanValue::Unknown => Cell::Unknown,
+            SpanValue::Rising { from } => Cell::Rising(*from),
+            SpanValue::Known(Value::Bool(b)) => Cell::Bool(*b),
+            SpanValue::Known(Value::Int(i)) => Cell::Int(*i),
+            SpanValue::Known(Value::Float(x)) => Cell::Float(*x),
+            SpanValue::Known(Value::Str(s)) => {
+                let next = self.strings.len() as u32;
+                let id = *self.string_ids.entry(s.clone()).or_insert(next);
+                if id == next {
+                    self.strings.push(s.clone());
+                }
+                Cell::Str(id)
+            }
+        }
+    }
+
+    fn value(&self, cell: Cell, offset: i64) -> Option<Value> {
+        Some(match cell {
+            Cell::Unknown => return None,
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Int(i) => Value::Int(i),
+            Cell::Float(x) => Value::Float(x),
+            Cell::Str(id) => Value::Str(self.strings[id as usize].clone()),
+            Cell::Rising(from) => Value::Int(from.saturating_add(offset)),
+        })
+    }
+
     /// Sets `key`'s contribution (none: the key left the group), retracting
     /// the one it replaces. Returns whether anything changed.
     pub fn replace(&mut self, key: &str, contribution: Option<Timeline>) -> bool {
-        match contribution {
-            Some(timeline) => match self.members.get_mut(key) {
-                Some(current) if *current == timeline => false,
-                Some(current) => {
-                    *current = timeline;
-                    true
+        let Some(timeline) = contribution.filter(|t| !t.is_empty()) else {
+            let Some(slot) = self.index.remove(key) else {
+                return false;
+            };
+            let member = std::mem::take(&mut self.members[slot as usize]);
+            self.dead_spans += member.len as usize;
+            self.free.push(slot);
+            self.maybe_compact();
+            return true;
+        };
+        let starts: Vec<Time> = timeline.spans().iter().map(|s| s.start).collect();
+        let cells: Vec<Cell> = timeline.spans().iter().map(|s| self.cell(&s.value)).collect();
+        match self.index.get(key) {
+            Some(&slot) => {
+                let member = self.members[slot as usize];
+                let range = Self::range(member);
+                if self.starts[range.clone()] == starts[..] && self.cells[range] == cells[..] {
+                    return false;
                 }
-                None => {
-                    self.members.insert(SmolStr::new(key), timeline);
-                    true
+                if starts.len() <= member.len as usize {
+                    let at = member.start as usize;
+                    self.starts[at..at + starts.len()].copy_from_slice(&starts);
+                    self.cells[at..at + cells.len()].copy_from_slice(&cells);
+                    self.dead_spans += member.len as usize - starts.len();
+                    self.members[slot as usize].len = starts.len() as u32;
+                } else {
+                    self.dead_spans += member.len as usize;
+                    self.members[slot as usize] = self.append(&starts, &cells);
                 }
-            },
-            None => self.members.remove(key).is_some(),
+            }
+            None => {
+                let member = self.append(&starts, &cells);
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.members[slot as usize] = member;
+                        slot
+                    }
+                    None => {
+                        self.members.push(member);
+                        (self.members.len() - 1) as u32
+                    }
+                };
+                self.index.insert(SmolStr::new(key), slot);
+            }
         }
+        self.maybe_compact();
+        true
+    }
+
+    fn append(&mut self, starts: &[Time], cells: &[Cell]) -> Member {
+        let member = Member {
+            start: self.starts.len() as u32,
+            len: starts.len() as u32,
+        };
+        self.starts.extend_from_slice(starts);
+        self.cells.extend_from_slice(cells);
+        member
+    }
+
+    /// Rewrites the arena in member order once half of it is dead.
+    fn maybe_compact(&mut self) {
+        if self.dead_spans < 1024 || self.dead_spans * 2 < self.starts.len() {
+            return;
+        }
+        let live = self.starts.len() - self.dead_spans;
+        let mut starts = Vec::with_capacity(live);
+        let mut cells = Vec::with_capacity(live);
+        for member in &mut self.members {
+            let range = Self::range(*member);
+            member.start = starts.len() as u32;
+            starts.extend_from_slice(&self.starts[range.clone()]);
+            cells.extend_from_slice(&self.cells[range]);
+        }
+        self.starts = starts;
+        self.cells = cells;
+        self.dead_spans = 0;
     }
 
     /// Folds every member's value at `t` into `partial`.
     pub fn fold_at(&self, t: Time, partial: &mut Partial) {
-        for timeline in self.members.values() {
-            if let Some(value) = timeline.value_at(t) {
+        for member in &self.members {
+            let range = Self::range(*member);
+            let i = self.starts[range.clone()].partition_point(|&s| s <= t);
+            if i == 0 {
+                continue;
+            }
+            let at = range.start + i - 1;
+            if let Some(value) = self.value(self.cells[at], t - self.starts[at]) {
                 partial.add(&value);
             }
         }
@@ -574,35 +715,64 @@ impl Aggregator {
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.index.len()
     }
 
     /// Whether no key is a member.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.index.is_empty()
     }
 
     /// The contribution of `key`, if it is a member.
-    pub fn member(&self, key: &str) -> Option<&Timeline> {
-        self.members.get(key)
+    pub fn member(&self, key: &str) -> Option<Timeline> {
+        let range = Self::range(self.members[*self.index.get(key)? as usize]);
+        let spans = range.map(|i| Span {
+            start: self.starts[i],
+            value: match self.cells[i] {
+                Cell::Rising(from) => SpanValue::Rising { from },
+                cell => self.value(cell, 0).map_or(SpanValue::Unknown, SpanValue::Known),
+            },
+        });
+        Timeline::from_spans(spans).ok()
     }
 
-    /// Approximate bytes held, the table included.
+    /// Approximate bytes held, the tables included.
     pub fn memory_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(SmolStr, Timeline)>() + 1;
-        self.members.capacity() * entry
-            + self
-                .members
-                .iter()
-                .map(|(k, t)| t.heap_bytes() + if k.is_heap_allocated() { k.len() } else { 0 })
-                .sum::<usize>()
+        let heap = |k: &SmolStr| if k.is_heap_allocated() { k.len() } else { 0 };
+        self.index.capacity() * (std::mem::size_of::<(SmolStr, u32)>() + 1)
+            + self.index.keys().map(heap).sum::<usize>()
+            + self.members.capacity() * std::mem::size_of::<Member>()
+            + self.free.capacity() * 4
+            + self.starts.capacity() * std::mem::size_of::<Time>()
+            + self.cells.capacity() * std::mem::size_of::<Cell>()
+            + self.strings.capacity() * std::mem::size_of::<SmolStr>()
+            + self.string_ids.capacity() * (std::mem::size_of::<(SmolStr, u32)>() + 1)
+    }
+}
+
+impl From<BTreeMap<SmolStr, Timeline>> for Aggregator {
+    fn from(members: BTreeMap<SmolStr, Timeline>) -> Self {
+        let mut aggregator = Aggregator::new();
+        for (key, timeline) in members {
+            aggregator.replace(&key, Some(timeline));
+        }
+        aggregator
+    }
+}
+
+impl From<Aggregator> for BTreeMap<SmolStr, Timeline> {
+    fn from(aggregator: Aggregator) -> Self {
+        aggregator
+            .index
+            .keys()
+            .filter_map(|k| Some((k.clone(), aggregator.member(k)?)))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::Span;
 
     fn tl(spans: &[(i64, SpanValue)]) -> Timeline {
         Timeline::from_spans(spans.iter().map(|(start, value)| Span {
@@ -718,6 +888,65 @@ mod tests {
         assert!(agg.replace("k", None));
         assert_eq!(agg.len(), 1);
         assert_eq!(at(&agg, -1), None);
+    }
+
+    #[test]
+    fn the_arena_survives_churn_and_snapshots() {
+        // Members grow, shrink, leave and come back; compaction runs many
+        // times. A plain map of the same contributions is the model.
+        let mut agg = Aggregator::new();
+        let mut model: BTreeMap<String, Timeline> = BTreeMap::new();
+        let mut seed: u64 = 42;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..20_000 {
+            let key = format!("k{}", next(300));
+            if next(5) == 0 {
+                assert_eq!(agg.replace(&key, None), model.remove(&key).is_some());
+                continue;
+            }
+            let spans: Vec<(i64, SpanValue)> = (0..1 + next(6))
+                .map(|i| {
+                    let value = match next(3) {
+                        0 => known(next(10) as i64),
+                        1 => SpanValue::Rising { from: next(10) as i64 },
+                        _ => SpanValue::Unknown,
+                    };
+                    (i as i64 * 10 + next(5) as i64, value)
+                })
+                .collect();
+            let timeline = tl(&spans);
+            let changed = model.get(&key) != Some(&timeline);
+            assert_eq!(agg.replace(&key, Some(timeline.clone())), changed, "round {round}");
+            model.insert(key, timeline);
+            if round % 997 == 0 {
+                for t in [-1, 0, 7, 25, 60] {
+                    let mut got = Partial::new(true);
+                    agg.fold_at(t, &mut got);
+                    let mut want = Partial::new(true);
+                    for timeline in model.values() {
+                        if let Some(v) = timeline.value_at(t) {
+                            want.add(&v);
+                        }
+                    }
+                    for f in [AggFn::Count, AggFn::Sum, AggFn::Min, AggFn::Max, AggFn::Percentile(50)] {
+                        assert_eq!(got.finish(f), want.finish(f), "round {round} t {t} {f}");
+                    }
+                }
+            }
+        }
+        assert_eq!(agg.len(), model.len());
+        for (key, timeline) in &model {
+            assert_eq!(agg.member(key).as_ref(), Some(timeline));
+        }
+        let json = serde_json::to_string(&agg).unwrap();
+        let back: Aggregator = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.len(), model.len());
+        for (key, timeline) in &model {
+            assert_eq!(back.member(key).as_ref(), Some(timeline));
+        }
     }
 
     #[test]
