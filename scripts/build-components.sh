@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the four Golem components (one cargo call, `component` profile: release with opt-level s and LTO),
+# Builds the five Golem components (one cargo call, `component` profile: release with opt-level s and LTO),
 # validates them with wasm-tools and prints their sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +11,8 @@ if ! command -v wasm-tools >/dev/null; then
 fi
 export PATH
 cargo build --profile component --locked --target wasm32-wasip2 \
-  -p timeline-event-processor -p timeline-processor -p timeline-core -p timeline-driver
+  -p timeline-event-processor -p timeline-processor -p timeline-core -p timeline-driver -p timeline-aggregator
 cargo test --locked -p timeline-tests --test golem_components -- --ignored components_are_valid
-for f in target/wasm32-wasip2/component/timeline_{event_processor,processor,core,driver}.wasm; do
+for f in target/wasm32-wasip2/component/timeline_{event_processor,processor,core,driver,aggregator}.wasm; do
   printf '%-58s %s bytes\n' "$f" "$(stat -c %s "$f")"
 done

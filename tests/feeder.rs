@@ -58,6 +58,68 @@ async fn cirr_from_pulsar_equals_timeline_eval_with_per_worker_delivery() {
     cirr_through_pulsar(&["--delivery", "worker", "--batch-size", "300"]).await;
 }
 
+/// An aggregate job fed per worker, as on Golem: after each key's events
+/// reach its leaves, the feeder tells the key's contributor of every
+/// aggregate; the aggregates equal `timeline eval`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_worker_delivery_refreshes_the_contributors_of_aggregates() {
+    const RATE: &str = include_str!("../examples/completion-rate.tl");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    submit(&server, "rate", RATE);
+    let broker = Broker::start().await.unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let f = feeder(
+        &broker,
+        &server,
+        &[
+            "--delivery",
+            "worker",
+            "--batch-size",
+            "200",
+            "--metrics-addr",
+            &metrics.to_string(),
+        ],
+    );
+    let lines = cirr(30, 19);
+    produce(&broker.url(), TOPIC, &lines).await;
+    wait_acknowledged(&broker, &[&f], 60);
+    let text = agent()
+        .get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let refreshes: f64 = text
+        .lines()
+        .find(|l| l.starts_with("feeder_aggregate_refreshes_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no refresh counter in\n{text}"));
+    assert!(refreshes >= 60.0, "{refreshes} refreshes for 30 keys and 2 aggregates");
+    let mut batch = timeline_local::batch::Batch::new(RATE, "session_id").unwrap();
+    batch
+        .read(lines.join("\n").as_bytes(), |bad| panic!("{bad:?}"), |_| {})
+        .unwrap();
+    for output in batch.outputs().to_vec() {
+        let expected = batch.read_output(&output, None).unwrap();
+        let (status, got) = call(
+            agent()
+                .get(&server.url(&format!("/v1/jobs/rate/metrics/{}", output.name)))
+                .call(),
+        );
+        assert_eq!(status, 200, "{got}");
+        let groups = got["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), expected.groups.len(), "{got}");
+        for (g, e) in groups.iter().zip(&expected.groups) {
+            assert_eq!(g["group"], serde_json::to_value(&e.group).unwrap());
+            assert_eq!(g["keys"], e.keys);
+        }
+    }
+}
+
 /// Two feeders share a subscription (so one key's events, and their ties at
 /// one time, go through both), and are killed at random: the killed one's
 /// unacknowledged messages are redelivered to the other, after events of the

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use event_processor::LeafWorker;
-use timeline::{NodeId, Output, WorkerKind};
+use timeline::metric::InputFold;
+use timeline::{AggFn, NodeId, Operator, Output, Partial, WorkerKind};
 use timeline_core::{JobRegistry, service};
 use timeline_processor::DerivedWorker;
 
@@ -18,9 +19,16 @@ const CIRR: &str = include_str!("../examples/cirr.tl");
 
 /// The agents of one deployment, with calls between them made in memory
 /// exactly as the agent shells make them over RPC.
+#[derive(Default)]
 struct Cluster {
     core: JobRegistry,
     leaves: HashMap<(String, NodeId), LeafWorker>,
+    /// `Contributor(node, key)`
+    contributors: HashMap<(String, String), timeline_aggregator::Contributor>,
+    /// `Aggregator(node, group label, shard)`
+    aggregators: HashMap<(String, String, u32), timeline_aggregator::GroupAggregator>,
+    /// `Aggregate(node)`
+    directories: HashMap<String, timeline_aggregator::GroupDirectory>,
 }
 
 impl Cluster {
@@ -53,14 +61,63 @@ impl Cluster {
         };
         serde_json::from_str(&json).unwrap()
     }
+
+    /// `Contributor(node, key).refresh()`, as the feeder calls it after a
+    /// key's batch: reads the source and group column, pushes what changed
+    /// to the aggregators (contributions cross as JSON) and registers new
+    /// groups with `Aggregate(node)`.
+    fn refresh(&mut self, node: &str, key: &str) {
+        let definition = service::node_definition(&self.core, node).unwrap();
+        let definition = timeline_aggregator::AggregateDefinition::from_definition(&definition).unwrap();
+        let source = self.output(key, &definition.source);
+        let group = definition.group.as_ref().map(|g| self.output(key, g).timeline);
+        let contributor = self
+            .contributors
+            .entry((node.to_string(), key.to_string()))
+            .or_default();
+        let before = contributor.groups();
+        for push in contributor.pushes(&definition.spec, key, &source.timeline, group.as_ref()) {
+            if push.contribution.is_some() && !before.contains(&push.group) {
+                let json = serde_json::to_string(&push.group).unwrap();
+                self.directories
+                    .entry(node.to_string())
+                    .or_default()
+                    .register(serde_json::from_str(&json).unwrap());
+            }
+            let contribution = push
+                .contribution
+                .map(|c| serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap());
+            self.aggregators
+                .entry((node.to_string(), push.group.label(), push.shard))
+                .or_default()
+                .replace(key, contribution, source.latest);
+        }
+    }
+
+    /// `Aggregate(node).fold(t, functions)`: every group's merged shards.
+    fn fold(&self, node: &str, t: i64, functions: &[AggFn]) -> InputFold {
+        let definition = service::node_definition(&self.core, node).unwrap();
+        let definition = timeline_aggregator::AggregateDefinition::from_definition(&definition).unwrap();
+        let mut groups = Vec::new();
+        for group in self.directories[node].groups(None) {
+            let shards: Vec<Partial> = (0..definition.spec.shards)
+                .filter_map(|s| self.aggregators.get(&(node.to_string(), group.label(), s)))
+                .map(|a| a.partial(t, functions))
+                .collect();
+            if let Some(merged) = timeline_aggregator::merge_shards(&shards, functions) {
+                groups.push((group, merged));
+            }
+        }
+        InputFold {
+            grouped: definition.spec.group_by.is_some(),
+            groups,
+        }
+    }
 }
 
 #[test]
 fn agents_compute_cirr_like_timeline_eval() {
-    let mut cluster = Cluster {
-        core: JobRegistry::new(),
-        leaves: HashMap::new(),
-    };
+    let mut cluster = Cluster::default();
     // Driver("cirr").run(CIRR): the driver's check, then Core.submit.
     timeline_driver::check(CIRR).unwrap();
     let plan = service::submit(&mut cluster.core, Some("cirr"), CIRR).unwrap();
@@ -107,6 +164,107 @@ fn agents_compute_cirr_like_timeline_eval() {
     }
 }
 
+/// The article's completion rate on the aggregator agents' logic, fed as
+/// the feeder feeds Golem (per leaf worker, then a refresh of every
+/// contributor of the key), equals the local runtime's aggregates.
+#[test]
+fn aggregator_agents_compute_completion_rate_like_the_local_runtime() {
+    const RATE: &str = include_str!("../examples/completion-rate.tl");
+    let mut cluster = Cluster::default();
+    timeline_driver::check(RATE).unwrap();
+    let plan = service::submit(&mut cluster.core, Some("rate"), RATE).unwrap();
+    assert_eq!(plan.aggregates.len(), 2);
+    let mut data = Vec::new();
+    timeline_local::generate::write_cirr(
+        &timeline_local::generate::CirrOptions {
+            sessions: 80,
+            seed: 3,
+            late: 0.1,
+            duplicates: 0.05,
+        },
+        &mut data,
+    )
+    .unwrap();
+    let text = String::from_utf8(data).unwrap();
+    let parser = timeline::EventParser::default();
+    // In arrival order, in batches of 40 events: each key's events to its
+    // leaves, then its contributors refreshed. Late events retract.
+    let lines: Vec<&str> = text.lines().collect();
+    for batch in lines.chunks(40) {
+        let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in batch {
+            by_key
+                .entry(parser.parse(line).unwrap().key.to_string())
+                .or_default()
+                .push(line.to_string());
+        }
+        for (key, events) in &by_key {
+            for leaf in &plan.leaves {
+                cluster.add_events(key, &NodeId::parse(leaf).unwrap(), events);
+            }
+            for aggregate in &plan.aggregates {
+                cluster.refresh(aggregate, key);
+            }
+        }
+    }
+
+    let mut batch = timeline_local::batch::Batch::new(RATE, "session_id").unwrap();
+    batch.read(text.as_bytes(), |bad| panic!("{bad:?}"), |_| {}).unwrap();
+    let end = batch.engine().latest().unwrap();
+    let start = text.lines().map(|l| parser.parse(l).unwrap().time).min().unwrap();
+    for t in [end, (start + end) / 2, start + 1000] {
+        for output in batch.outputs().to_vec() {
+            let local = batch.read_output(&output, Some(t)).unwrap();
+            let golem: Vec<(String, u64, Vec<Option<timeline::Value>>)> = match output.worker {
+                WorkerKind::Aggregator => {
+                    let fold = cluster.fold(output.node.as_str(), t, &output.functions);
+                    fold.groups
+                        .iter()
+                        .map(|(g, p)| {
+                            (
+                                g.label(),
+                                p.keys,
+                                output.functions.iter().map(|f| p.finish(*f)).collect(),
+                            )
+                        })
+                        .collect()
+                }
+                _ => {
+                    // `Metric(node).read(t)`: each input's fold, then the expression.
+                    let definition = service::node_definition(&cluster.core, output.node.as_str()).unwrap();
+                    let node: timeline::PlanNode = serde_json::from_str(&definition).unwrap();
+                    let Operator::Metric(expr) = &node.operator else {
+                        panic!("a metric")
+                    };
+                    let folds: Vec<InputFold> = node
+                        .children
+                        .iter()
+                        .enumerate()
+                        .map(|(i, input)| cluster.fold(input.as_str(), t, &expr.functions_of(i)))
+                        .collect();
+                    expr.evaluate_groups(&folds)
+                        .into_iter()
+                        .map(|(g, keys, v)| (g.label(), keys, vec![v]))
+                        .collect()
+                }
+            };
+            let local: Vec<(String, u64, Vec<Option<timeline::Value>>)> = local
+                .groups
+                .iter()
+                .map(|r| {
+                    (
+                        r.group.label(),
+                        r.keys,
+                        r.values.iter().map(|(_, v)| v.clone()).collect(),
+                    )
+                })
+                .collect();
+            assert!(!local.is_empty(), "{} at {t}", output.name);
+            assert_eq!(golem, local, "{} at {t}", output.name);
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Manifest {
     #[serde(rename = "manifestVersion")]
@@ -150,6 +308,7 @@ fn golem_manifest_names_every_component_and_agent() {
         serde_norway::from_str(&std::fs::read_to_string(root().join("golem.yaml")).unwrap()).unwrap();
     assert_eq!(manifest.manifest_version, "1.6.0");
     let expected = [
+        "timeline:aggregator",
         "timeline:core",
         "timeline:driver",
         "timeline:event-processor",
@@ -200,6 +359,7 @@ fn components_are_valid_golem_1_6_agents() {
         "timeline_processor",
         "timeline_core",
         "timeline_driver",
+        "timeline_aggregator",
     ] {
         let wasm = dir.join(format!("{name}.wasm"));
         assert!(

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batches: Counter,
     /// From a batch's first message to its acknowledgement, in seconds.
     pub delivery_seconds: Histogram,
+    /// Contributors told of a key's new events (per-worker delivery).
+    pub refreshes: Counter,
     /// Leaf workers routed to per key.
     pub leaves: Gauge,
     /// Jobs known.
@@ -56,6 +58,7 @@ impl Metrics {
             acknowledged: Counter::default(),
             batches: Counter::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            refreshes: Counter::default(),
             leaves: Gauge::default(),
             jobs: Gauge::default(),
             registry: Registry::default(),
@@ -67,6 +70,11 @@ impl Metrics {
             m.delivered.clone(),
         );
         registry.register("requests", "Successful requests to the runtime", m.requests.clone());
+        registry.register(
+            "aggregate_refreshes",
+            "Contributors told of a key's new events",
+            m.refreshes.clone(),
+        );
         registry.register(
             "retries",
             "Failed requests to the runtime, tried again",

@@ -221,6 +221,7 @@ impl Pipeline {
             if !gone.is_empty() {
                 self.redeliver_to_vanished_workers(&gone, ready).await?;
             }
+            self.refresh_contributors(&routes, ready).await?;
         }
         for index in &refused {
             self.metrics.dead_letter("rejected");
@@ -233,6 +234,35 @@ impl Pipeline {
         let delivered = (ready.len() - refused.len()) as u64;
         self.metrics.delivered.inc_by(delivered);
         Ok((delivered, dead))
+    }
+
+    /// Tells each aggregate's contributor of every key of the batch that the
+    /// key's leaves changed, once they hold the events durably: on Golem, the
+    /// contributor then pushes the key's new contributions to its aggregators.
+    async fn refresh_contributors(&self, routes: &Routes, ready: &[crate::prepare::Ready]) -> Result<(), Fatal> {
+        if routes.aggregates.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<&str> = ready.iter().map(|r| r.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut urls = Vec::with_capacity(routes.aggregates.len() * keys.len());
+        for aggregate in &routes.aggregates {
+            for key in &keys {
+                urls.push(self.target.url(["v1", "aggregate-feed", aggregate, key, "refresh"]));
+            }
+        }
+        let target = &self.target;
+        let results: Vec<Result<(), Fatal>> = futures::stream::iter(urls)
+            .map(|url| async move { target.trigger(&url).await })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for result in results {
+            result?;
+            self.metrics.refreshes.inc();
+        }
+        Ok(())
     }
 
     /// A worker answered 404: its job may have gone. Refresh the routes; if the

@@ -1,4 +1,5 @@
-//! Which leaf workers run: the union of the leaves of every job's plan.
+//! Which workers a key's events concern: the union of the leaves of every
+//! job's plan, and the aggregate nodes whose contributors must hear of them.
 
 use std::collections::BTreeSet;
 
@@ -9,13 +10,16 @@ use serde_json::Value;
 pub struct Routes {
     /// Leaf node ids, sorted, without repeats.
     pub leaves: Vec<String>,
+    /// Aggregate node ids, sorted, without repeats.
+    pub aggregates: Vec<String>,
     /// Job names, sorted.
     pub jobs: Vec<String>,
 }
 
 impl Routes {
     /// Reads the answer of `GET /v1/jobs`: `{"jobs": [...]}` (local runtime)
-    /// or `[...]` (Golem's Core agent); each job has `name` and `leaves`.
+    /// or `[...]` (Golem's Core agent); each job has `name` and `leaves`, and
+    /// `aggregates` when it has any.
     pub fn from_jobs(body: &Value) -> Result<Routes, String> {
         let jobs = match body {
             Value::Array(jobs) => jobs,
@@ -26,6 +30,7 @@ impl Routes {
             _ => return Err("the job list is neither an array nor an object".into()),
         };
         let mut leaves = BTreeSet::new();
+        let mut aggregates = BTreeSet::new();
         let mut names = BTreeSet::new();
         for job in jobs {
             let name = job.get("name").and_then(Value::as_str).ok_or("a job has no `name`")?;
@@ -39,10 +44,17 @@ impl Routes {
                     .ok_or_else(|| format!("job `{name}` has a leaf that is not a string"))?;
                 leaves.insert(leaf.to_string());
             }
+            for aggregate in job.get("aggregates").and_then(Value::as_array).into_iter().flatten() {
+                let aggregate = aggregate
+                    .as_str()
+                    .ok_or_else(|| format!("job `{name}` has an aggregate that is not a string"))?;
+                aggregates.insert(aggregate.to_string());
+            }
             names.insert(name.to_string());
         }
         Ok(Routes {
             leaves: leaves.into_iter().collect(),
+            aggregates: aggregates.into_iter().collect(),
             jobs: names.into_iter().collect(),
         })
     }
@@ -70,8 +82,13 @@ mod tests {
             ["has_existed-1", "has_existed_within-3", "latest_event_to_state-2"]
         );
         assert_eq!(routes.jobs, ["a", "b"]);
-        let golem = json!([{"name": "a", "leaves": ["x"]}]);
-        assert_eq!(Routes::from_jobs(&golem).unwrap().leaves, ["x"]);
+        assert!(routes.aggregates.is_empty());
+        let golem = json!([{"name": "a", "leaves": ["x"], "aggregates": ["aggregate-1"]}]);
+        let routes = Routes::from_jobs(&golem).unwrap();
+        assert_eq!(
+            (routes.leaves, routes.aggregates),
+            (vec!["x".to_string()], vec!["aggregate-1".to_string()])
+        );
     }
 
     #[test]

@@ -187,6 +187,52 @@ impl Target {
         }
     }
 
+    /// Posts `{}` to `url` (a contributor's `refresh`) until the runtime
+    /// answers for good, retrying as [`Target::deliver`] does. A 404 (the job
+    /// is gone) is not an error.
+    pub async fn trigger(&self, url: &Url) -> Result<(), Fatal> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let sent = self
+                .request(reqwest::Method::POST, url.clone())
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await;
+            let reason = match sent {
+                Err(e) => describe(&e),
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    match status {
+                        s if s.is_success() || s == StatusCode::NOT_FOUND => {
+                            self.metrics.requests.inc();
+                            return Ok(());
+                        }
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            return Err(Fatal(format!(
+                                "the runtime refused the feeder ({status}): check --target-token ({})",
+                                message(&body, &text)
+                            )));
+                        }
+                        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                            format!("{status}: {}", message(&body, &text))
+                        }
+                        _ => {
+                            tracing::warn!(%url, %status, "the runtime refused a refresh: {}", message(&body, &text));
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            self.metrics.retried.inc();
+            tracing::warn!(%url, retry_in_ms = backoff.as_millis() as u64, %reason, "refresh failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+    }
+
     async fn attempt(&self, url: &Url, events: &[&str], bulk: bool) -> Attempt {
         let body = if bulk { jsonl(events) } else { envelope(events) };
         let content_type = if bulk {

@@ -23,6 +23,15 @@ pub trait EventProcessorApi {
     fn output(&self) -> Result<String, String>;
 }
 
+/// A derived worker (`TimelineProcessor` in the `timeline-processor` component).
+#[agent_client(type_name = "TimelineProcessor")]
+pub trait TimelineProcessorApi {
+    /// The worker of node `node` for key `key`.
+    fn new(key: String, node: String) -> Self;
+    /// JSON of its `timeline::Output`.
+    fn output(&self) -> Result<String, String>;
+}
+
 /// The definition of node `id` (JSON of `timeline::PlanNode`), asked of `Core`.
 pub async fn node_definition(id: &str) -> Result<String, String> {
     let core = CoreApiClient::get().map_err(|e| e.to_string())?;

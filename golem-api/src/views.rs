@@ -208,7 +208,7 @@ pub fn parse_events(parser: &EventParser, events: &[String], key: &str) -> (Vec<
 pub struct NodeView {
     /// Node id: with a key, the worker's name.
     pub id: String,
-    /// `event-processor` or `timeline-processor`.
+    /// `event-processor`, `timeline-processor`, `aggregator` or `metric`.
     pub worker: String,
     /// Operator name.
     pub operator: String,
@@ -250,6 +250,10 @@ pub struct JobView {
     pub result: String,
     /// Leaf nodes (send events to their event processors).
     pub leaves: Vec<String>,
+    /// Aggregate nodes (the feeder refreshes their contributors).
+    pub aggregates: Vec<String>,
+    /// Named outputs: `name=node`, in order.
+    pub outputs: Vec<String>,
     /// Every node, children before parents.
     pub nodes: Vec<NodeView>,
 }
@@ -263,6 +267,13 @@ impl JobView {
             created,
             result: plan.result.to_string(),
             leaves: plan.leaves.iter().map(|l| l.to_string()).collect(),
+            aggregates: plan
+                .nodes
+                .iter()
+                .filter(|n| n.worker == timeline::WorkerKind::Aggregator)
+                .map(|n| n.id.to_string())
+                .collect(),
+            outputs: plan.outputs.iter().map(|o| format!("{}={}", o.name, o.node)).collect(),
             nodes: plan.nodes.iter().map(NodeView::from).collect(),
         }
     }
@@ -296,6 +307,87 @@ impl JobError {
             diagnostic: dsl.map(|d| d.render(query, "query")),
         }
     }
+}
+
+/// A function's value in an aggregate read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct NamedValue {
+    /// The function (`sum`, `p90`, ...) or `value` for a metric.
+    pub name: String,
+    /// Its value; none is Unknown.
+    pub value: Option<ScalarValue>,
+}
+
+/// One group of an aggregate or metric read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct GroupView {
+    /// The group's value of the group column; none is `null` (no value, or no `group_by`).
+    pub group: Option<ScalarValue>,
+    /// Keys of the group with a known value at the instant.
+    pub keys: u64,
+    /// The functions' values.
+    pub values: Vec<NamedValue>,
+}
+
+impl GroupView {
+    /// The view of `group` with `keys` keys and `values`.
+    pub fn new(group: &timeline::Group, keys: u64, values: Vec<(String, Option<Value>)>) -> Self {
+        GroupView {
+            group: group.0.as_ref().map(ScalarValue::from),
+            keys,
+            values: values
+                .into_iter()
+                .map(|(name, value)| NamedValue {
+                    name,
+                    value: value.as_ref().map(ScalarValue::from),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An aggregate or a metric at one instant, every group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct GroupsView {
+    /// The node.
+    pub node: String,
+    /// The instant read (the latest event time of any key, for `end`).
+    pub t: Option<i64>,
+    /// The groups, sorted.
+    pub groups: Vec<GroupView>,
+}
+
+/// What a contributor did for its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct RefreshView {
+    /// The aggregate node.
+    pub node: String,
+    /// The key.
+    pub key: String,
+    /// Contributions sent (retractions included).
+    pub sent: u32,
+    /// The groups the key is in now.
+    pub groups: Vec<Option<ScalarValue>>,
+}
+
+/// What one aggregator holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct AggregatorView {
+    /// The aggregate node.
+    pub node: String,
+    /// The group, as its label.
+    pub group: String,
+    /// The shard.
+    pub shard: u32,
+    /// Member keys.
+    pub members: u64,
+    /// The latest event time of any member.
+    pub latest: Option<i64>,
 }
 
 #[cfg(test)]

@@ -77,7 +77,12 @@ fn sessions(keys: usize) -> Vec<Event> {
         }
         if rng.random_bool(0.2) {
             t += rng.random_range(1_000..30_000);
-            push(&mut events, t, "cdnChange", CDNS[(CDNS.iter().position(|c| *c == cdn).unwrap() + 1) % 3]);
+            push(
+                &mut events,
+                t,
+                "cdnChange",
+                CDNS[(CDNS.iter().position(|c| *c == cdn).unwrap() + 1) % 3],
+            );
         }
         t += rng.random_range(1_000..30_000);
         push(

@@ -5,9 +5,10 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use timeline::aggregate::contributions;
+use timeline::metric::InputFold;
 use timeline::{
-    AggFn, AggregateSpec, Aggregator, DerivedOp, Event, Group, LeafData, LeafOp, MetricExpr, NodeId, Operator, Output,
-    Partial, Time, TimelineProcessor, Value, ValueTable, WorkerDescription, WorkerKind,
+    AggFn, AggregateSpec, Aggregator, DerivedOp, Event, Group, LeafData, LeafOp, NodeId, Operator, Output, Partial,
+    Time, TimelineProcessor, Value, ValueTable, WorkerDescription, WorkerKind,
 };
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
@@ -85,7 +86,7 @@ impl AggregateSlot {
     }
 
     /// Sets `key`'s contributions, retracting those of groups it left.
-    fn take_in(&mut self, key: &SmolStr, parts: Vec<(Group, timeline::Timeline)>) {
+    fn take_in(&mut self, key: &SmolStr, parts: Contributions) {
         let shard = self.spec.shard_of(key) as usize;
         let mut now: Vec<u32> = Vec::with_capacity(parts.len());
         for (group, contribution) in parts {
@@ -106,7 +107,8 @@ impl AggregateSlot {
                 self.memberships.insert(key.clone(), Groups::One(*one));
             }
             _ => {
-                self.memberships.insert(key.clone(), Groups::Many(now.into_boxed_slice()));
+                self.memberships
+                    .insert(key.clone(), Groups::Many(now.into_boxed_slice()));
             }
         }
     }
@@ -143,6 +145,9 @@ impl AggregateSlot {
         memberships + aggregators
     }
 }
+
+/// A key's contribution to each group it is in.
+type Contributions = Vec<(Group, timeline::Timeline)>;
 
 /// The groups a key contributes to: almost always one, stored inline.
 #[derive(Debug)]
@@ -480,7 +485,7 @@ impl Engine {
             .iter()
             .map(|id| (self.aggregates[id].source.clone(), self.aggregates[id].group.clone()))
             .collect();
-        let mut updates: Vec<Vec<(SmolStr, Vec<(Group, timeline::Timeline)>)>> = vec![Vec::new(); ids.len()];
+        let mut updates: Vec<Vec<(SmolStr, Contributions)>> = vec![Vec::new(); ids.len()];
         // The group columns of this key evaluated so far.
         let mut groups: Vec<(&NodeId, Option<timeline::Timeline>)> = Vec::new();
         for key in keys {
@@ -584,10 +589,15 @@ impl Engine {
         let Some(at) = t.or(self.latest) else {
             return Ok(GroupValues { t, groups: Vec::new() });
         };
-        let rows = metric_groups(expr, &node.children, |input, functions| {
+        let mut folds = Vec::with_capacity(node.children.len());
+        for (i, input) in node.children.iter().enumerate() {
             let slot = self.aggregate_slot(input)?;
-            Ok((slot.spec.group_by.is_some(), slot.fold(at, functions)))
-        })?;
+            folds.push(InputFold {
+                grouped: slot.spec.group_by.is_some(),
+                groups: slot.fold(at, &expr.functions_of(i)),
+            });
+        }
+        let rows = expr.evaluate_groups(&folds);
         let groups = rows
             .into_iter()
             .filter(|(g, _, _)| group.is_none_or(|name| g.is_named(name)))
@@ -598,6 +608,20 @@ impl Engine {
             })
             .collect();
         Ok(GroupValues { t: Some(at), groups })
+    }
+
+    /// The groups `key` contributes to in aggregate `id`.
+    pub fn key_groups(&self, id: &NodeId, key: &str) -> Result<Vec<Group>, ReadError> {
+        let slot = self.aggregate_slot(id)?;
+        if !self.keys.contains_key(key) {
+            return Err(ReadError::UnknownKey(key.to_string()));
+        }
+        Ok(slot.memberships.get(key).map_or_else(Vec::new, |g| {
+            g.as_slice()
+                .iter()
+                .map(|&i| slot.groups[i as usize].0.clone())
+                .collect()
+        }))
     }
 
     /// How many workers of each kind run.
@@ -652,46 +676,6 @@ impl Engine {
             .sum::<usize>()
             + self.aggregator_bytes()
     }
-}
-
-/// A metric's value per group: `fold(input, functions)` gives each input's
-/// groups (and whether it is grouped at all); an ungrouped input's one group
-/// is seen by every group. Returns (group, keys of the first input, value).
-pub fn metric_groups<E>(
-    expr: &MetricExpr,
-    inputs: &[NodeId],
-    mut fold: impl FnMut(&NodeId, &[AggFn]) -> Result<(bool, Vec<(Group, Partial)>), E>,
-) -> Result<Vec<(Group, u64, Option<Value>)>, E> {
-    let mut folds = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.iter().enumerate() {
-        folds.push(fold(input, &expr.functions_of(i))?);
-    }
-    let mut groups: Vec<Group> = folds
-        .iter()
-        .filter(|(grouped, _)| *grouped)
-        .flat_map(|(_, rows)| rows.iter().map(|(g, _)| g.clone()))
-        .collect();
-    if folds.iter().all(|(grouped, _)| !grouped) && folds.iter().any(|(_, rows)| !rows.is_empty()) {
-        groups.push(Group::NULL);
-    }
-    groups.sort();
-    groups.dedup();
-    let empty = Partial::default();
-    Ok(groups
-        .into_iter()
-        .map(|group| {
-            let partials: Vec<&Partial> = folds
-                .iter()
-                .map(|(grouped, rows)| {
-                    let want = if *grouped { &group } else { &Group::NULL };
-                    rows.iter().find(|(g, _)| g == want).map_or(&empty, |(_, p)| p)
-                })
-                .collect();
-            let keys = partials.first().map_or(0, |p| p.keys);
-            let value = expr.evaluate(&partials);
-            (group, keys, value)
-        })
-        .collect())
 }
 
 /// Applies an event to one leaf of a key, creating the leaf's state if needed.

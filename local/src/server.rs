@@ -374,6 +374,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/aggregators/{node}", get(aggregator_read))
         .route("/v1/metrics/{node}", get(metric_read))
         .route("/v1/workers", get(worker_counts))
+        .route("/v1/aggregate-feed/{node}/{key}/refresh", post(refresh_contributor))
         .route("/v1/events", post(post_events))
         .route("/v1/keys/{key}/events", post(post_key_events))
         .route("/v1/event-processor/{node}/{key}/events", post(post_worker_events))
@@ -562,6 +563,7 @@ async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<Json_> {
                 "result": j.plan.result,
                 "outputs": j.plan.outputs,
                 "leaves": j.plan.leaves,
+                "aggregates": j.plan.nodes.iter().filter(|n| n.worker == WorkerKind::Aggregator).map(|n| &n.id).collect::<Vec<_>>(),
                 "nodes": j.plan.nodes.len(),
             })
         })
@@ -878,6 +880,19 @@ async fn metric_read(
     })))
 }
 
+/// Golem's contributors push a key's contributions when the feeder calls
+/// this; the local runtime keeps its aggregators current on every commit, so
+/// it only answers which groups the key is in.
+async fn refresh_contributor(
+    State(state): State<Arc<AppState>>,
+    Path((node, key)): Path<(String, String)>,
+) -> Result<Json<Json_>, ApiError> {
+    let node = node_id(&node)?;
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let groups = engine.key_groups(&node, &key)?;
+    Ok(Json(json!({"node": node, "key": key, "sent": 0, "groups": groups})))
+}
+
 async fn worker_counts(State(state): State<Arc<AppState>>) -> Json<Json_> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     let c = engine.worker_counts();
@@ -1110,4 +1125,29 @@ async fn post_worker_events(
         }
     }
     ingest(state, body, Some(key), Some(node)).await
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route the router serves is in the OpenAPI document.
+    #[test]
+    fn every_route_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let source = include_str!("server.rs");
+        let mut routes: Vec<String> = source
+            .split(".route(\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().to_string())
+            .filter(|r| r.starts_with('/'))
+            .collect();
+        for kind in ["event-processor", "timeline-processor", "workers"] {
+            for suffix in ["", "/result", "/timeline"] {
+                routes.push(format!("/v1/{kind}/{{node}}/{{key}}{suffix}"));
+            }
+        }
+        assert!(routes.len() > 20, "{routes:?}");
+        for route in routes {
+            assert!(doc["paths"][&route].is_object(), "{route} is not in openapi.json");
+        }
+    }
 }

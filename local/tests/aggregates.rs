@@ -31,7 +31,10 @@ const FUNCTIONS: [AggFn; 8] = [
     AggFn::Percentile(90),
 ];
 
-fn event(raw: &(usize, i64, Option<u32>, Option<usize>, Option<usize>, Option<i64>), i: usize) -> Event {
+/// A generated event: key, time, id, CDN, state, number (indices into small sets).
+type RawEvent = (usize, i64, Option<u32>, Option<usize>, Option<usize>, Option<i64>);
+
+fn event(raw: &RawEvent, i: usize) -> Event {
     let (key, time, id, cdn, s, n) = raw;
     let mut columns = Vec::new();
     if let Some(c) = cdn {

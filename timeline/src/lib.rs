@@ -8,7 +8,9 @@
 //! into timelines; derived nodes turn timelines into timelines ([`ops`], one
 //! operator per file). A query ([`dsl`]) is a tree of such nodes,
 //! [`TimeLineOp`] ([`op`]), flattened into an [`ExecutionPlan`] ([`plan`]) of
-//! workers, one per node and key ([`worker`]).
+//! workers, one per node and key ([`worker`]). Across keys, an aggregate
+//! ([`aggregate`]) folds a node's per-key timelines by group, and a metric
+//! ([`metric`]) combines aggregates.
 //!
 //! # Key decisions
 //!
@@ -25,6 +27,9 @@
 //!   split them at the exact crossing instant.
 //! - **Node ids are content hashes** of a canonical form (commutative operands
 //!   sorted), so equal sub-expressions of any two jobs name the same worker.
+//! - **Aggregates hold timelines.** Each key contributes its whole per-key
+//!   timeline (masked to its time in the group), replaced when a late event
+//!   changes it, so an aggregate is exact at any instant.
 //! - **No I/O here.** Parsing, operators and plans are pure; runtimes add
 //!   transport and durability around [`worker`] and nothing else.
 //!

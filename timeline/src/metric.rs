@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{AggFn, AggregateNode, Partial};
+use crate::aggregate::{AggFn, AggregateNode, Group, Partial};
 use crate::op::NodeId;
 use crate::value::Value;
 
@@ -70,6 +70,16 @@ impl ArithOp {
     }
 }
 
+/// One input of a metric folded at an instant: its groups' partials, and
+/// whether it is grouped at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputFold {
+    /// Whether the input aggregate has `group_by`.
+    pub grouped: bool,
+    /// Each group's fold, as the aggregate's readers give them.
+    pub groups: Vec<(Group, Partial)>,
+}
+
 /// An arithmetic expression over aggregate functions and numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +115,39 @@ impl MetricExpr {
             MetricExpr::Neg(e) => ArithOp::Sub.apply(&Value::Int(0), &e.evaluate(inputs)?),
             MetricExpr::Binary { op, left, right } => op.apply(&left.evaluate(inputs)?, &right.evaluate(inputs)?),
         }
+    }
+
+    /// The metric for every group, from each input's folds in input order:
+    /// the groups are those of the grouped inputs, and an ungrouped input's
+    /// one group is seen by every group. Returns each group, sorted, with the
+    /// keys counted by the first input and the value.
+    pub fn evaluate_groups(&self, inputs: &[InputFold]) -> Vec<(Group, u64, Option<Value>)> {
+        let mut groups: Vec<Group> = inputs
+            .iter()
+            .filter(|fold| fold.grouped)
+            .flat_map(|fold| fold.groups.iter().map(|(g, _)| g.clone()))
+            .collect();
+        if inputs.iter().all(|fold| !fold.grouped) && inputs.iter().any(|fold| !fold.groups.is_empty()) {
+            groups.push(Group::NULL);
+        }
+        groups.sort();
+        groups.dedup();
+        let empty = Partial::default();
+        groups
+            .into_iter()
+            .map(|group| {
+                let partials: Vec<&Partial> = inputs
+                    .iter()
+                    .map(|fold| {
+                        let want = if fold.grouped { &group } else { &Group::NULL };
+                        fold.groups.iter().find(|(g, _)| g == want).map_or(&empty, |(_, p)| p)
+                    })
+                    .collect();
+                let keys = partials.first().map_or(0, |p| p.keys);
+                let value = self.evaluate(&partials);
+                (group, keys, value)
+            })
+            .collect()
     }
 
     /// The functions read from input `input`.

@@ -11,6 +11,10 @@
 //!
 //! A query is an expression, optionally after `let name = expr;` bindings (the
 //! article's style); without a final expression the last binding is the result.
+//! A job with several outputs names each: `name = expr;`. An output may fold a
+//! per-key timeline across keys, `expr | aggregate(group_by(col), sum, p90)`,
+//! or combine aggregates with `+ - * /` (`completion_rate = completed /
+//! attempts;`, `spread = d.max - d.min;`).
 //! Names are matched without regard to case or underscores, so the article's
 //! spellings (`TLHasExisted`, `TLEventToState`, `EqualTo`, `And`, `col("x")`)
 //! work as well. Parsing is [chumsky]; errors carry line and column and render
@@ -18,7 +22,8 @@
 //!
 //! Bare identifiers are columns. A comparison of a column with a literal is a
 //! *predicate* on one event (the argument of `has_existed`); a comparison of a
-//! timeline with a literal is a *timeline*. Mixing the two is a type error.
+//! timeline with a literal is a *timeline*. Mixing the two is a type error, as
+//! is arithmetic on a per-key timeline or a comparison of an aggregate.
 
 mod builder;
 mod check;
