@@ -23,5 +23,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "test"
 cargo test --workspace --locked
 
+step "dashboard in headless Chromium"
+scripts/test-dashboard.sh
+
 step "Golem components (wasm32-wasip2)"
 scripts/build-components.sh

@@ -220,6 +220,50 @@ fn a_token_guards_everything_but_health() {
             .call(),
     );
     assert_eq!(status, 200);
+    // The dashboard's page and assets need no token; its API calls do.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ] {
+        let response = agent().get(&server.url(path)).call().unwrap();
+        assert!(response.content_type().starts_with(kind), "{path}");
+        assert!(!response.into_string().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_keys_events_come_back_once_each_by_time_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(submit(&server, "cirr", CIRR).0, 201);
+    // The example holds one event twice; per-leaf deliveries store it once per leaf.
+    assert_eq!(post(&server, "/v1/events", &example_lines().join("\n")).0, 200);
+    let (_, job) = get(&server, "/v1/jobs/cirr");
+    let leaf = job["plan"]["leaves"][0].as_str().unwrap().to_string();
+    let late = r#"{"session_id":"afsal-mando-1","time":1,"event_id":"late","userAction":"scroll"}"#;
+    let (status, body) = post(&server, &format!("/v1/event-processor/{leaf}/afsal-mando-1/events"), late);
+    assert_eq!(status, 200, "{body}");
+
+    let read = |server: &Server| get(server, "/v1/keys/afsal-mando-1/events").1;
+    let events = read(&server);
+    let list = events["events"].as_array().unwrap();
+    assert_eq!(list.len(), 11, "{events}");
+    let times: Vec<i64> = list.iter().map(|e| e["time"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(list[2]["event_id"], "late");
+    assert!(list.iter().all(|e| e["session_id"] == "afsal-mando-1"));
+    let (_, clipped) = get(&server, "/v1/keys/afsal-mando-1/events?from=10000&to=21000");
+    let clipped: Vec<i64> = clipped["events"].as_array().unwrap().iter().map(|e| e["time"].as_i64().unwrap()).collect();
+    assert_eq!(clipped, [10000, 14000, 20000]);
+    let (_, limited) = get(&server, "/v1/keys/afsal-mando-1/events?limit=2");
+    assert_eq!((limited["events"].as_array().unwrap().len(), &limited["truncated"]), (2, &json!(true)));
+    assert_eq!(get(&server, "/v1/keys/nobody/events").0, 404);
+    assert_eq!(get(&server, "/v1/keys/afsal-mando-1/events?from=soon").0, 400);
+
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read(&server), events);
 }
 
 /// Results of every key at its end, from the server.

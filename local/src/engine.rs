@@ -38,6 +38,9 @@ struct KeyState {
     events: u64,
     /// (slot, state), sorted by slot.
     leaves: Vec<(u32, LeafData)>,
+    /// The log records holding the key's events, in order (for reading a
+    /// key's raw events back).
+    records: Vec<u64>,
 }
 
 /// Every job, every leaf state of every key, every aggregator.
@@ -378,6 +381,25 @@ impl Engine {
         }
     }
 
+    /// Notes that log record `seq` holds `events` (of any keys).
+    pub fn note_record(&mut self, seq: u64, events: &[Event]) {
+        for event in events {
+            if let Some(key) = self.keys.get_mut(&event.key)
+                && key.records.last() != Some(&seq)
+            {
+                key.records.push(seq);
+            }
+        }
+    }
+
+    /// The log records that hold `key`'s events, in order.
+    pub fn key_records(&self, key: &str) -> Result<&[u64], ReadError> {
+        self.keys
+            .get(key)
+            .map(|k| k.records.as_slice())
+            .ok_or_else(|| ReadError::UnknownKey(key.to_string()))
+    }
+
     /// Applies one event to every leaf.
     pub fn apply_one(&mut self, event: &Event) {
         self.apply(std::slice::from_ref(event), &Target::AllLeaves, None);
@@ -671,6 +693,7 @@ impl Engine {
                 std::mem::size_of_val(k)
                     + std::mem::size_of::<KeyState>()
                     + s.leaves.capacity() * std::mem::size_of::<(u32, LeafData)>()
+                    + s.records.capacity() * std::mem::size_of::<u64>()
                     + s.leaves.iter().map(|(_, d)| d.heap_bytes()).sum::<usize>()
             })
             .sum::<usize>()

@@ -7,6 +7,7 @@
 //! - [`engine`]: the in-memory engine: every job's workers for every key.
 //! - [`store`]: durability: jobs and the event log in redb.
 //! - [`server`]: `timeline serve`, the HTTP API over the engine and store.
+//! - [`dashboard`]: the web page `timeline serve` shows at `/`.
 //! - [`metrics`]: the server's Prometheus metrics.
 //! - [`output`]: result formats of `timeline eval`.
 //! - [`cli`]: the command line.
@@ -15,6 +16,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod dashboard;
 pub mod engine;
 pub mod generate;
 pub mod metrics;

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, ReadError, Target};
 use crate::metrics::Metrics;
-use crate::store::{LogHeader, Store, StoredJob, decode_record, encode_record};
+use crate::store::{LogHeader, LogReader, Store, StoredJob, decode_record, encode_record};
 
 /// Settings of `timeline serve`.
 #[derive(Debug, Clone)]
@@ -51,6 +51,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 struct AppState {
     engine: Arc<RwLock<Engine>>,
+    log: LogReader,
     writer: mpsc::Sender<Command>,
     config: ServeConfig,
     metrics: Arc<Metrics>,
@@ -159,8 +160,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         }
     }
     let mut replayed = 0u64;
-    store.replay(|record| {
-        replayed += apply_record(&mut engine, record, None)?;
+    store.replay(|seq, record| {
+        replayed += apply_record(&mut engine, seq, record, None)?;
         Ok(())
     })?;
     engine.refresh_aggregates();
@@ -174,6 +175,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     );
 
     let metrics = Arc::new(Metrics::new());
+    let log = store.reader();
     let engine = Arc::new(RwLock::new(engine));
     let (writer, commands) = mpsc::channel(1024);
     let writer_thread = {
@@ -185,6 +187,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     };
     let state = Arc::new(AppState {
         engine,
+        log,
         writer,
         config: config.clone(),
         metrics,
@@ -217,15 +220,25 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Applies one log record to the engine; returns the number of events.
-fn apply_record(engine: &mut Engine, record: &[u8], only: Option<&[NodeId]>) -> Result<u64> {
+/// The events of a log record.
+fn record_events(record: &[u8]) -> Result<(LogHeader, Vec<Event>)> {
     let (header, body) = decode_record(record)?;
     let mut parser = EventParser::new(&header.key_field);
     if let Some(key) = &header.key {
         parser = parser.with_default_key(key);
     }
     let (events, _) = parse_body(&parser, body, header.key.as_deref());
+    Ok((header, events))
+}
+
+/// Applies log record `seq` to the engine (to the `only` leaves of a new job
+/// if given); returns the number of events.
+fn apply_record(engine: &mut Engine, seq: u64, record: &[u8], only: Option<&[NodeId]>) -> Result<u64> {
+    let (header, events) = record_events(record)?;
     engine.apply(&events, &header.target()?, only);
+    if only.is_none() {
+        engine.note_record(seq, &events);
+    }
     Ok(events.len() as u64)
 }
 
@@ -273,10 +286,11 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.commits.inc();
     match result {
-        Ok(()) => {
+        Ok(first) => {
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-            for ingest in &ingests {
+            for (seq, ingest) in (first..).zip(&ingests) {
                 engine.apply(&ingest.events, &ingest.target, None);
+                engine.note_record(seq, &ingest.events);
             }
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
@@ -321,8 +335,8 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                         Ok(()) => {
                             // Feed the new leaves every event seen so far.
                             let mut replayed = 0;
-                            let backfill = store.replay(|record| {
-                                replayed += apply_record(&mut engine, record, Some(&new_leaves))?;
+                            let backfill = store.replay(|seq, record| {
+                                replayed += apply_record(&mut engine, seq, record, Some(&new_leaves))?;
                                 Ok(())
                             });
                             engine.refresh_aggregates();
@@ -376,7 +390,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workers", get(worker_counts))
         .route("/v1/aggregate-feed/{node}/{key}/refresh", post(refresh_contributor))
         .route("/v1/events", post(post_events))
-        .route("/v1/keys/{key}/events", post(post_key_events))
+        .route("/v1/keys/{key}/events", post(post_key_events).get(key_events))
         .route("/v1/event-processor/{node}/{key}/events", post(post_worker_events))
         .route("/metrics", get(metrics_text));
     for kind in ["event-processor", "timeline-processor", "workers"] {
@@ -388,6 +402,7 @@ fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/v1/health", get(health))
+        .merge(crate::dashboard::routes())
         .route(
             "/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -430,6 +445,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Json_> {
         "key_field": state.config.key_field,
         "jobs": engine.registry().jobs().count(),
         "keys": engine.key_count(),
+        "events": engine.event_count(),
         "leaf_workers_per_key": engine.leaf_count(),
     }))
 }
@@ -878,6 +894,63 @@ async fn metric_read(
         "t": read.t,
         "groups": group_rows(&read, true),
     })))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A key's events as stored, in `[from, to)`, by time (a repeated event, or
+/// one delivered to several leaves, once), at most `limit` (default 10000).
+async fn key_events(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?;
+    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let records = {
+        let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+        engine.key_records(&key)?.to_vec()
+    };
+    let log = state.log.clone();
+    let key_field = state.config.key_field.clone();
+    let wanted = key.clone();
+    let (events, truncated) = tokio::task::spawn_blocking(move || -> Result<(Vec<Json_>, bool)> {
+        let mut events: Vec<Event> = Vec::new();
+        for seq in records {
+            let Some(record) = log.get(seq)? else { continue };
+            let (_, batch) = record_events(&record)?;
+            for event in batch {
+                let in_range = from.is_none_or(|f| event.time >= f) && to.is_none_or(|t| event.time < t);
+                if event.key == wanted && in_range {
+                    events.push(event);
+                }
+            }
+        }
+        // By time, repeats side by side, then once each.
+        let mut events: Vec<(Event, String)> = events
+            .into_iter()
+            .map(|e| {
+                let text = e.to_json(&key_field).to_string();
+                (e, text)
+            })
+            .collect();
+        events.sort_by(|a, b| (a.0.time, &a.1).cmp(&(b.0.time, &b.1)));
+        events.dedup_by(|a, b| a.1 == b.1);
+        let mut events: Vec<Event> = events.into_iter().map(|(e, _)| e).collect();
+        let truncated = events.len() > limit;
+        events.truncate(limit);
+        Ok((events.iter().map(|e| e.to_json(&key_field)).collect(), truncated))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(Json(json!({"key": key, "events": events, "truncated": truncated})))
 }
 
 /// Golem's contributors push a key's contributions when the feeder calls

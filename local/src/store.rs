@@ -7,6 +7,7 @@
 //! depend on how often or in which order events are applied).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -70,8 +71,24 @@ impl LogHeader {
 
 /// The redb database of a data directory.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
     next_seq: u64,
+}
+
+/// Reads log records while the writer appends (redb readers see the last
+/// committed state).
+#[derive(Clone)]
+pub struct LogReader {
+    db: Arc<Database>,
+}
+
+impl LogReader {
+    /// The record with sequence number `seq`.
+    pub fn get(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        let read = self.db.begin_read()?;
+        let log = read.open_table(LOG)?;
+        Ok(log.get(seq)?.map(|v| v.value().to_vec()))
+    }
 }
 
 impl Store {
@@ -94,7 +111,15 @@ impl Store {
             let log = read.open_table(LOG)?;
             log.last()?.map_or(0, |(k, _)| k.value() + 1)
         };
-        Ok(Store { db, next_seq })
+        Ok(Store {
+            db: Arc::new(db),
+            next_seq,
+        })
+    }
+
+    /// A reader of the log for other threads.
+    pub fn reader(&self) -> LogReader {
+        LogReader { db: self.db.clone() }
     }
 
     /// Every stored job.
@@ -126,8 +151,9 @@ impl Store {
         Ok(())
     }
 
-    /// Appends records in one transaction and fsyncs before returning.
-    pub fn append(&mut self, records: &[&[u8]]) -> Result<()> {
+    /// Appends records in one transaction and fsyncs before returning;
+    /// returns the sequence number of the first.
+    pub fn append(&mut self, records: &[&[u8]]) -> Result<u64> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -137,8 +163,9 @@ impl Store {
             }
         }
         txn.commit()?;
+        let first = self.next_seq;
         self.next_seq += records.len() as u64;
-        Ok(())
+        Ok(first)
     }
 
     /// Number of records in the log.
@@ -146,13 +173,13 @@ impl Store {
         self.next_seq
     }
 
-    /// Calls `f` with every record, in order.
-    pub fn replay(&self, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    /// Calls `f` with every record and its sequence number, in order.
+    pub fn replay(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         let read = self.db.begin_read()?;
         let log = read.open_table(LOG)?;
         for entry in log.iter()? {
-            let (_, value) = entry?;
-            f(value.value())?;
+            let (seq, value) = entry?;
+            f(seq.value(), value.value())?;
         }
         Ok(())
     }

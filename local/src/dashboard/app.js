@@ -1,0 +1,579 @@
+// Golem Timeline dashboard: jobs, plans, every worker's timeline for a key,
+// aggregates. Plain JS and SVG, served by `timeline serve`; no dependencies.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const SVG = "http://www.w3.org/2000/svg";
+const main = $("#main");
+let view = null; // the current view: { refresh() } re-reads its data
+
+// ---------------------------------------------------------------- the API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const error = body && body.error ? body.error : {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.error = error;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  const token = localStorage.getItem("timelineToken");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }
+  if (response.status === 401) askForToken();
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+function askForToken() {
+  const button = $("#token-button");
+  button.hidden = false;
+  if (!$("#token-form")) {
+    const form = el("div", { id: "token-form", class: "panel" }, [
+      el("b", {}, "This server needs a token. "),
+      el("input", { id: "token-input", type: "password", placeholder: "bearer token" }),
+      el("button", { onclick: () => { localStorage.setItem("timelineToken", $("#token-input").value); location.reload(); } }, "Use"),
+    ]);
+    main.prepend(form);
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const child of [].concat(children)) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}, children = []) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) node.setAttribute(k, v);
+  for (const child of [].concat(children)) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const enc = encodeURIComponent;
+const operatorOf = (id) => id.slice(0, id.lastIndexOf("-"));
+const NUMERIC = new Set(["duration_where", "duration_in_cur_state", "count_where"]);
+const rowKind = (id) => NUMERIC.has(operatorOf(id)) ? "numeric" : operatorOf(id) === "latest_event_to_state" ? "state" : "bool";
+const fmtValue = (v) => v === null || v === undefined ? "unknown" : typeof v === "string" ? JSON.stringify(v) : String(v);
+
+function fmtTime(t) {
+  if (Math.abs(t) > 1e11) {
+    const d = new Date(t);
+    return d.toISOString().slice(11, 23);
+  }
+  return Math.abs(t) >= 10000 ? `${(t / 1000).toFixed(t % 1000 ? 1 : 0)}s` : `${t}ms`;
+}
+
+function colorOf(value) {
+  const text = String(value);
+  let h = 0;
+  for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) >>> 0;
+  return `hsl(${h % 360}, 52%, 46%)`;
+}
+
+function errorBox(e) {
+  return el("div", { class: "error-box" }, e.message || String(e));
+}
+
+/** The value of a timeline (its spans) at `t`; null is Unknown. */
+function valueAt(spans, t) {
+  for (const s of spans) {
+    if (s.start <= t && (s.end === null || t < s.end)) {
+      if (s.value === null) return null;
+      return s.rising ? s.value + (t - s.start) : s.value;
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- routing
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] === "jobs" && parts[1]) {
+    const job = parts[1];
+    if (parts[2] === "plan") return show(planView(job), job, "plan");
+    if (parts[2] === "keys") return show(keyView(job, parts[3] || ""), job, "keys");
+    if (parts[2] === "aggregates") return show(aggregatesView(job), job, "aggregates");
+  }
+  show(jobsView(), null, "jobs");
+}
+
+function show(next, job, tab) {
+  view = next;
+  const nav = $("#nav");
+  nav.replaceChildren(el("a", { href: "#/", class: tab === "jobs" ? "active" : "" }, "Jobs"));
+  if (job) {
+    for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"], ["aggregates", "Aggregates"]]) {
+      nav.append(el("a", { href: `#/jobs/${enc(job)}/${name}`, class: tab === name ? "active" : "", "data-tab": name }, `${label} · ${job}`));
+    }
+  }
+  main.replaceChildren(next.root);
+  next.refresh();
+}
+
+// ---------------------------------------------------------------- jobs
+
+const CIRR = `// Connection-induced rebuffering on CDN1
+duration_where(
+  has_existed(playerStateChange == "play")
+  && !has_existed_within(userAction == "seek", 5s)
+  && latest_event_to_state(playerStateChange) == "buffer"
+  && latest_event_to_state(cdnChange) == "CDN1")`;
+
+function jobsView() {
+  const list = el("div", { id: "jobs" });
+  const name = el("input", { id: "job-name", placeholder: "name (optional)" });
+  const query = el("textarea", { id: "job-query", spellcheck: "false", placeholder: "a query in the Timeline DSL" });
+  const gutter = el("div", { class: "gutter", id: "gutter" });
+  const result = el("div", { id: "job-result" });
+  const lines = () => {
+    const n = query.value.split("\n").length;
+    if (gutter.children.length !== n) {
+      gutter.replaceChildren(...Array.from({ length: n }, (_, i) => el("div", { "data-line": i + 1 }, i + 1)));
+    }
+  };
+  query.addEventListener("input", () => { lines(); gutter.querySelectorAll(".error").forEach((g) => g.classList.remove("error")); });
+  query.addEventListener("scroll", () => { gutter.scrollTop = query.scrollTop; });
+  const submit = async () => {
+    result.replaceChildren();
+    const path = `/v1/jobs${name.value.trim() ? `?name=${enc(name.value.trim())}` : ""}`;
+    try {
+      const job = await api(path, { method: "POST", body: query.value, headers: { "content-type": "text/plain" } });
+      result.replaceChildren(el("div", { class: "ok-box", id: "job-ok" }, [
+        job.created ? "Job " : "Job already running: ", el("b", {}, job.name), " — ",
+        el("a", { href: `#/jobs/${enc(job.name)}/plan` }, "plan"), " · ",
+        el("a", { href: `#/jobs/${enc(job.name)}/keys` }, "key view"),
+      ]));
+      await root.refresh();
+    } catch (e) {
+      const error = e.error || {};
+      // The diagnostic says what, where and what to do; other errors have a message.
+      const box = el("div", { class: "error-box", id: "job-error", "data-line": error.line, "data-column": error.column }, [
+        el("b", {}, error.line ? `line ${error.line}, column ${error.column}` : "refused"),
+        error.diagnostic ? el("pre", {}, error.diagnostic) : el("div", {}, e.message),
+      ]);
+      result.replaceChildren(box);
+      if (error.line) {
+        lines();
+        const mark = gutter.querySelector(`[data-line="${error.line}"]`);
+        if (mark) mark.classList.add("error");
+        // Put the caret on the error.
+        const rows = query.value.split("\n");
+        let offset = 0;
+        for (let i = 0; i < error.line - 1 && i < rows.length; i++) offset += rows[i].length + 1;
+        offset += Math.max(0, error.column - 1);
+        query.focus();
+        query.setSelectionRange(offset, offset + 1);
+      }
+    }
+  };
+  const root = {
+    root: el("div", {}, [
+      el("div", { class: "panel" }, [el("h2", {}, "Jobs"), list]),
+      el("div", { class: "panel" }, [
+        el("h2", {}, "Submit a job"),
+        el("div", { class: "toolbar" }, [name,
+          el("button", { class: "quiet", id: "load-example", onclick: () => { query.value = CIRR; name.value = name.value || "cirr"; lines(); } }, "CIRR example")]),
+        el("div", { class: "editor" }, [gutter, query]),
+        el("div", { class: "toolbar", style: "margin-top:10px" }, [el("button", { id: "job-submit", onclick: submit }, "Submit")]),
+        result,
+      ]),
+    ]),
+    async refresh() {
+      lines();
+      try {
+        const { jobs } = await api("/v1/jobs");
+        if (!jobs.length) return list.replaceChildren(el("p", { class: "muted" }, "No job yet: submit one below."));
+        list.replaceChildren(el("table", { id: "jobs-table" }, [
+          el("tr", {}, ["name", "outputs", "nodes", "query", ""].map((h) => el("th", {}, h))),
+          ...jobs.map((j) => el("tr", { "data-job": j.name }, [
+            el("td", {}, el("b", {}, j.name)),
+            el("td", {}, (j.outputs || []).map((o) => el("span", { class: "badge" }, `${o.name} (${o.worker})`))),
+            el("td", {}, j.nodes),
+            el("td", {}, el("code", {}, j.query.length > 140 ? `${j.query.slice(0, 140)}…` : j.query)),
+            el("td", {}, el("div", { class: "row-actions" }, [
+              el("a", { href: `#/jobs/${enc(j.name)}/plan` }, "plan"),
+              el("a", { href: `#/jobs/${enc(j.name)}/keys` }, "keys"),
+              el("a", { href: `#/jobs/${enc(j.name)}/aggregates` }, "aggregates"),
+              el("button", { class: "danger", "data-delete": j.name, onclick: async () => {
+                if (!confirm(`Delete job ${j.name}? Workers no other job uses are dropped.`)) return;
+                try { await api(`/v1/jobs/${enc(j.name)}`, { method: "DELETE" }); } catch (e) { list.prepend(errorBox(e)); }
+                root.refresh();
+              } }, "delete"),
+            ])),
+          ])),
+        ]));
+      } catch (e) {
+        list.replaceChildren(errorBox(e));
+      }
+    },
+  };
+  return root;
+}
+
+// ---------------------------------------------------------------- plan
+
+function planView(job) {
+  const box = el("div", { class: "panel" }, el("p", { class: "muted" }, "loading…"));
+  return {
+    root: el("div", {}, [el("h2", {}, `Plan of ${job}`), box]),
+    async refresh() {
+      let body;
+      try { body = await api(`/v1/jobs/${enc(job)}`); } catch (e) { return box.replaceChildren(errorBox(e)); }
+      const nodes = body.plan.nodes;
+      const byId = new Map(nodes.map((n) => [n.id, n]));
+      const level = new Map();
+      const depth = (n) => {
+        if (level.has(n.id)) return level.get(n.id);
+        const d = n.children.length ? 1 + Math.max(...n.children.map((c) => depth(byId.get(c)))) : 0;
+        level.set(n.id, d);
+        return d;
+      };
+      nodes.forEach(depth);
+      const columns = [];
+      for (const n of nodes) (columns[level.get(n.id)] = columns[level.get(n.id)] || []).push(n);
+      const W = 214, H = 76, NW = 188, NH = 58;
+      const height = Math.max(...columns.map((c) => c.length)) * H + 20;
+      const pos = new Map();
+      columns.forEach((col, x) => col.forEach((n, y) => pos.set(n.id, { x: 10 + x * W, y: 10 + y * H + (height - 20 - col.length * H) / 2 })));
+      const graph = svg("svg", { width: columns.length * W + 20, height, id: "plan-graph" });
+      for (const n of nodes) {
+        for (const c of n.children) {
+          const a = pos.get(c), b = pos.get(n.id);
+          graph.append(svg("path", { class: "plan-edge", d: `M${a.x + NW},${a.y + NH / 2} C${a.x + NW + 20},${a.y + NH / 2} ${b.x - 20},${b.y + NH / 2} ${b.x},${b.y + NH / 2}` }));
+        }
+      }
+      const outputs = new Map((body.plan.outputs || []).map((o) => [o.node, o.name]));
+      for (const n of nodes) {
+        const p = pos.get(n.id);
+        const kind = { "event-processor": "leaf", "timeline-processor": "derived", aggregator: "aggregator", metric: "metric" }[n.worker] || n.worker;
+        const g = svg("g", { class: `plan-node kind-${n.worker}${n.reused ? " reused" : ""}`, transform: `translate(${p.x},${p.y})`,
+          "data-node": n.id, "data-worker": n.worker, "data-reused": String(!!n.reused) }, [
+          svg("title", {}, n.expression),
+          svg("rect", { width: NW, height: NH, rx: 6 }),
+          svg("text", { x: 10, y: 18, "font-weight": 600, "font-size": 13 }, operatorOf(n.id) + (outputs.has(n.id) ? `  → ${outputs.get(n.id)}` : "")),
+          svg("text", { x: 10, y: 34, "font-size": 11, fill: "#6b7383", "font-family": "monospace" }, n.id.length > 29 ? `${n.id.slice(0, 28)}…` : n.id),
+          svg("text", { x: 10, y: 50, "font-size": 11, fill: "#3a4a66" }, `${kind} · ${n.worker}${n.reused ? " · reused" : ""}`),
+        ]);
+        graph.append(g);
+      }
+      const legend = el("p", { class: "muted" }, "Leaves (blue) run in event processors, derived nodes in timeline processors, aggregates and metrics (purple) across keys; yellow nodes were already running for another job. Hover a node for its expression.");
+      box.replaceChildren(el("div", { style: "overflow-x:auto" }, graph), legend,
+        el("h3", {}, "Nodes"),
+        el("table", {}, [el("tr", {}, ["node", "worker", "expression", ""].map((h) => el("th", {}, h))),
+          ...nodes.map((n) => el("tr", {}, [el("td", {}, el("code", {}, n.id)), el("td", {}, n.worker),
+            el("td", {}, el("code", {}, n.expression)), el("td", {}, n.reused ? el("span", { class: "badge reused" }, "reused") : "")]))]));
+    },
+  };
+}
+
+// ---------------------------------------------------------------- key view
+
+function keyView(job, initialKey) {
+  const keyInput = el("input", { id: "key-input", list: "key-options", placeholder: "key", value: initialKey });
+  const options = el("datalist", { id: "key-options" });
+  const recent = el("span", { id: "recent-keys" });
+  const zoomInfo = el("span", { class: "muted", id: "zoom-info" });
+  const chart = el("div", { id: "chart" });
+  const values = el("div", { id: "cursor-values", class: "cursor-values" });
+  let zoom = null; // [from, to) when zoomed
+  let plan = null;
+  let data = null; // { rows: [{node, kind, spans, expression}], events, from, to }
+
+  const go = () => {
+    const key = keyInput.value.trim();
+    if (key) location.hash = `#/jobs/${enc(job)}/keys/${enc(key)}`;
+  };
+  keyInput.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+
+  function remember(key) {
+    const keys = JSON.parse(localStorage.getItem("recentKeys") || "[]").filter((k) => k !== key);
+    keys.unshift(key);
+    localStorage.setItem("recentKeys", JSON.stringify(keys.slice(0, 8)));
+  }
+
+  function renderRecent() {
+    const keys = JSON.parse(localStorage.getItem("recentKeys") || "[]");
+    recent.replaceChildren(...keys.map((k) => el("a", { href: `#/jobs/${enc(job)}/keys/${enc(k)}`, class: "badge" }, k)));
+  }
+
+  async function load() {
+    const key = initialKey;
+    if (!plan) plan = (await api(`/v1/jobs/${enc(job)}`)).plan;
+    const nodes = plan.nodes.filter((n) => n.worker === "event-processor" || n.worker === "timeline-processor");
+    const range = zoom ? `?from=${zoom[0]}&to=${zoom[1]}` : "";
+    const timelines = await Promise.all(nodes.map((n) => api(`/v1/workers/${enc(n.id)}/${enc(key)}/timeline${range}`)));
+    const events = await api(`/v1/keys/${enc(key)}/events${range}`);
+    let from, to;
+    if (zoom) { [from, to] = zoom; } else {
+      const origin = Math.min(...timelines.map((t) => t.origin).filter((t) => t !== null));
+      const latest = Math.max(...timelines.map((t) => t.latest).filter((t) => t !== null));
+      const pad = Math.max(1000, Math.round((latest - origin) * 0.06));
+      from = origin - Math.round(pad / 3);
+      to = latest + pad;
+    }
+    data = {
+      rows: nodes.map((n, i) => ({ node: n.id, kind: rowKind(n.id), expression: n.expression, spans: timelines[i].spans, result: n.id === plan.result })),
+      events: events.events,
+      from, to,
+    };
+  }
+
+  function render() {
+    const width = Math.max(700, chart.clientWidth || 1100);
+    const L = 290, R = 20, CW = width - L - R;
+    const heights = data.rows.map((r) => (r.kind === "numeric" ? 64 : 34));
+    const top = 46;
+    const height = top + heights.reduce((a, b) => a + b + 8, 0) + 10;
+    const { from, to } = data;
+    const x = (t) => L + ((Math.max(from, Math.min(to, t)) - from) / (to - from)) * CW;
+    const tAt = (px) => Math.round(from + ((px - L) / CW) * (to - from));
+    const root = svg("svg", { class: "timeline-chart", width, height, "data-from": from, "data-to": to });
+    root.append(svg("defs", {}, svg("pattern", { id: "unknown-hatch", width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" },
+      [svg("rect", { width: 6, height: 6, fill: "#f3f4f7" }), svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#c9ced8", "stroke-width": 2 })])));
+    // Axis.
+    const axis = svg("g", { class: "axis" });
+    const step = niceStep((to - from) / 8);
+    for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
+      axis.append(svg("line", { x1: x(t), x2: x(t), y1: 30, y2: height - 6 }), svg("text", { x: x(t) + 3, y: 12 }, fmtTime(t)));
+    }
+    root.append(axis);
+    // Raw events as ticks.
+    const ticks = svg("g", { class: "events", "data-count": data.events.length });
+    ticks.append(svg("text", { x: 8, y: 34, class: "row-label" }, `events (${data.events.length})`));
+    for (const e of data.events) {
+      ticks.append(svg("line", { class: "event-tick", x1: x(e.time), x2: x(e.time), y1: 24, y2: 40, "data-time": e.time }, svg("title", {}, JSON.stringify(e))));
+    }
+    root.append(ticks);
+    // One row per node.
+    let y = top;
+    data.rows.forEach((row, i) => {
+      const h = heights[i];
+      const g = svg("g", { class: `row row-${row.kind}`, "data-node": row.node, "data-kind": row.kind });
+      g.append(svg("text", { x: 8, y: y + h / 2 - 2, class: "row-label", "font-weight": row.result ? 700 : 400 }, [
+        svg("title", {}, row.expression), operatorOf(row.node) + (row.result ? "  (result)" : "")]));
+      g.append(svg("text", { x: 8, y: y + h / 2 + 12, class: "row-label", fill: "#6b7383", "font-size": 10 },
+        row.expression.length > 44 ? `${row.expression.slice(0, 43)}…` : row.expression));
+      const numericMax = Math.max(1, ...row.spans.filter((s) => s.value !== null && typeof s.value === "number")
+        .map((s) => s.rising ? s.value + ((s.end === null ? to : Math.min(s.end, to)) - s.start) : s.value));
+      const yNum = (v) => y + h - 4 - (v / numericMax) * (h - 10);
+      const line = [];
+      for (const s of row.spans) {
+        const end = s.end === null ? to : s.end;
+        const x0 = x(s.start), x1 = x(end), w = Math.max(0.5, x1 - x0);
+        const attrs = { "data-start": s.start, "data-end": s.end === null ? "" : s.end, "data-value": JSON.stringify(s.value), "data-rising": String(s.rising) };
+        let rect;
+        if (s.value === null) {
+          rect = svg("rect", Object.assign({ class: "span span-unknown", x: x0, y: y + 3, width: w, height: h - 6 }, attrs));
+          line.push(null);
+        } else if (row.kind === "bool") {
+          rect = s.value === true
+            ? svg("rect", Object.assign({ class: "span span-true", x: x0, y: y + 4, width: w, height: h - 8 }, attrs))
+            : svg("rect", Object.assign({ class: "span span-false", x: x0, y: y + h - 10, width: w, height: 6 }, attrs));
+        } else if (row.kind === "state") {
+          rect = svg("rect", Object.assign({ class: "span span-state", x: x0, y: y + 4, width: w, height: h - 8, fill: colorOf(s.value) }, attrs));
+          if (w > 34) g.append(svg("text", { class: "span-state-label", x: x0 + 4, y: y + h / 2 + 4 }, String(s.value)));
+        } else {
+          rect = svg("rect", Object.assign({ class: "span span-numeric", x: x0, y: y + 2, width: w, height: h - 4, fill: "transparent" }, attrs));
+          const v1 = s.rising ? s.value + (Math.min(end, to) - s.start) : s.value;
+          line.push([x0, yNum(s.value)], [x1, yNum(v1)]);
+        }
+        g.insertBefore(rect, g.firstChild);
+      }
+      if (row.kind === "numeric") {
+        let d = "";
+        let pen = false;
+        for (const p of line) {
+          if (p === null) { pen = false; continue; }
+          d += `${pen ? "L" : "M"}${p[0]},${p[1]} `;
+          pen = true;
+        }
+        if (d) g.append(svg("path", { class: "numeric-line", d }));
+        g.append(svg("text", { x: L - 6, y: y + 10, "text-anchor": "end", "font-size": 10, fill: "#6b7383" }, fmtTime(numericMax)));
+      }
+      root.append(g);
+      y += h + 8;
+    });
+    // Cursor, hover values and zoom by dragging.
+    const cursor = svg("line", { class: "cursor", y1: 20, y2: height, visibility: "hidden" });
+    const brush = svg("rect", { class: "brush", y: 20, height: height - 20, visibility: "hidden" });
+    root.append(cursor, brush);
+    let dragFrom = null;
+    const localX = (e) => e.clientX - root.getBoundingClientRect().left;
+    root.addEventListener("mousemove", (e) => {
+      const px = localX(e);
+      if (px < L || px > L + CW) { cursor.setAttribute("visibility", "hidden"); return; }
+      const t = tAt(px);
+      cursor.setAttribute("x1", px); cursor.setAttribute("x2", px); cursor.setAttribute("visibility", "visible");
+      showValues(t);
+      const hovered = e.target.closest ? e.target.closest("g.row") : null;
+      const tip = $("#tooltip");
+      if (hovered) {
+        const row = data.rows.find((r) => r.node === hovered.getAttribute("data-node"));
+        tip.textContent = `${operatorOf(row.node)} at ${fmtTime(t)}: ${fmtValue(valueAt(row.spans, t))}`;
+        tip.style.left = `${e.clientX + 14}px`; tip.style.top = `${e.clientY + 10}px`; tip.hidden = false;
+      } else tip.hidden = true;
+      if (dragFrom !== null) {
+        brush.setAttribute("x", Math.min(dragFrom, px)); brush.setAttribute("width", Math.abs(px - dragFrom)); brush.setAttribute("visibility", "visible");
+      }
+    });
+    root.addEventListener("mouseleave", () => { $("#tooltip").hidden = true; cursor.setAttribute("visibility", "hidden"); });
+    root.addEventListener("mousedown", (e) => { const px = localX(e); if (px >= L) { dragFrom = px; e.preventDefault(); } });
+    root.addEventListener("mouseup", (e) => {
+      if (dragFrom === null) return;
+      const px = localX(e);
+      brush.setAttribute("visibility", "hidden");
+      const [a, b] = [Math.min(dragFrom, px), Math.max(dragFrom, px)];
+      dragFrom = null;
+      if (b - a > 5) setZoom([tAt(a), tAt(b)]);
+    });
+    root.addEventListener("wheel", (e) => {
+      const px = localX(e);
+      if (px < L) return;
+      e.preventDefault();
+      const t = tAt(px), f = e.deltaY > 0 ? 1.4 : 1 / 1.4;
+      setZoom([Math.round(t - (t - from) * f), Math.round(t + (to - t) * f)]);
+    }, { passive: false });
+    chart.replaceChildren(root);
+    zoomInfo.textContent = zoom ? `zoomed to [${fmtTime(zoom[0])}, ${fmtTime(zoom[1])})` : "drag across the chart to zoom in";
+    showValues(to);
+  }
+
+  function showValues(t) {
+    values.replaceChildren(el("table", {}, [
+      el("tr", {}, [el("th", {}, `at ${fmtTime(t)} (${t})`), el("th", {}, "value")]),
+      ...data.rows.map((r) => el("tr", { "data-node": r.node }, [el("td", {}, operatorOf(r.node)), el("td", { class: "value" }, fmtValue(valueAt(r.spans, t)))])),
+    ]));
+    values.setAttribute("data-t", t);
+  }
+
+  async function setZoom(range) {
+    if (range && range[1] - range[0] < 2) return;
+    zoom = range;
+    await refresh();
+  }
+
+  async function refresh() {
+    renderRecent();
+    try {
+      const keys = await api(`/v1/jobs/${enc(job)}/keys?limit=500`);
+      options.replaceChildren(...keys.keys.map((k) => el("option", { value: k })));
+      if (!initialKey) {
+        chart.replaceChildren(el("p", { class: "muted" }, keys.keys.length ? "Pick a key." : "No events yet."));
+        return;
+      }
+      await load();
+      remember(initialKey);
+      renderRecent();
+      render();
+    } catch (e) {
+      chart.replaceChildren(errorBox(e));
+    }
+  }
+
+  return {
+    root: el("div", {}, [
+      el("h2", {}, `Key view of ${job}`),
+      el("div", { class: "panel" }, [
+        el("div", { class: "toolbar" }, [keyInput, options, el("button", { id: "key-show", onclick: go }, "Show"),
+          el("button", { class: "quiet", id: "zoom-reset", onclick: () => setZoom(null) }, "Reset zoom"), zoomInfo]),
+        el("div", { class: "toolbar" }, [el("span", { class: "muted" }, "recent:"), recent]),
+        chart,
+      ]),
+      el("div", { class: "panel" }, [el("h3", {}, "Every node at the cursor"), values]),
+    ]),
+    refresh,
+  };
+}
+
+function niceStep(raw) {
+  const pow = Math.pow(10, Math.floor(Math.log10(Math.max(1, raw))));
+  for (const m of [1, 2, 5, 10]) if (m * pow >= raw) return m * pow;
+  return 10 * pow;
+}
+
+// ---------------------------------------------------------------- aggregates
+
+function aggregatesView(job) {
+  const at = el("input", { id: "agg-t", value: "end", size: 16 });
+  const box = el("div", { id: "aggregates" });
+  const root = {
+    root: el("div", {}, [
+      el("h2", {}, `Aggregates of ${job}`),
+      el("div", { class: "toolbar" }, [el("span", {}, "at"), at, el("button", { id: "agg-refresh", onclick: () => root.refresh() }, "Show"),
+        el("span", { class: "muted" }, "end, milliseconds or an RFC 3339 time")]),
+      box,
+    ]),
+    async refresh() {
+      const t = at.value.trim() || "end";
+      let body;
+      try { body = await api(`/v1/jobs/${enc(job)}/metrics?t=${enc(t)}`); } catch (e) { return box.replaceChildren(errorBox(e)); }
+      const panels = body.outputs.map((o) => {
+        if (!o.groups) {
+          return el("div", { class: "panel" }, [el("h3", {}, o.name), el("p", { class: "muted" }, "A timeline per key: see the "),
+            el("a", { href: `#/jobs/${enc(job)}/keys` }, "key view")]);
+        }
+        const names = o.worker === "metric" ? ["value"] : Object.keys((o.groups[0] || { values: {} }).values);
+        const first = (g) => (o.worker === "metric" ? g.value : g.values[names[0]]);
+        const max = Math.max(1e-9, ...o.groups.map((g) => Math.abs(Number(first(g)) || 0)));
+        return el("div", { class: "panel output", "data-output": o.name }, [
+          el("h3", {}, [o.name, el("span", { class: "badge" }, o.worker), o.group_by ? el("span", { class: "badge" }, `by ${o.group_by}`) : null,
+            el("span", { class: "muted", style: "margin-left:8px;font-weight:400" }, `t = ${o.t === null ? "no events" : `${fmtTime(o.t)} (${o.t})`}`)]),
+          el("table", {}, [
+            el("tr", {}, ["group", "keys", ...names, ""].map((h) => el("th", {}, h))),
+            ...o.groups.map((g) => el("tr", { "data-group": g.group === null ? "null" : String(g.group) }, [
+              el("td", {}, g.group === null ? el("span", { class: "muted" }, "null") : String(g.group)),
+              el("td", {}, g.keys),
+              ...names.map((n) => el("td", { class: "mono", "data-fn": n }, fmtValue(o.worker === "metric" ? g.value : g.values[n]))),
+              el("td", { style: "width:30%" }, svg("svg", { width: "100%", height: 14 }, svg("rect", { class: "bar", height: 12, width: `${(Math.abs(Number(first(g)) || 0) / max) * 100}%` }))),
+            ])),
+          ]),
+        ]);
+      });
+      box.replaceChildren(...(panels.length ? panels : [el("p", { class: "muted" }, "This job has no outputs.")]));
+    },
+  };
+  return root;
+}
+
+// ---------------------------------------------------------------- live
+
+let lastEvents = null;
+async function poll() {
+  try {
+    const health = await api("/v1/health");
+    $("#status").textContent = `${health.events} events · ${health.keys} keys · ${health.jobs} jobs`;
+    $("#status").setAttribute("data-events", health.events);
+    if (lastEvents !== null && health.events !== lastEvents && view) await view.refresh();
+    lastEvents = health.events;
+  } catch (e) {
+    $("#status").textContent = "server unreachable";
+  }
+}
+
+$("#token-button").addEventListener("click", askForToken);
+window.addEventListener("hashchange", route);
+window.addEventListener("resize", () => { if (view) view.refresh(); });
+route();
+poll();
+setInterval(poll, 1500);

@@ -1,0 +1,231 @@
+// The dashboard in headless Chromium against a real `timeline serve`:
+// submitting a job in the editor, DSL errors at their line and column, the
+// plan graph, the key view's plotted spans against the API's timelines
+// (whole and zoomed), the cursor's values, live updates, and aggregates.
+// Screenshots go to target/dashboard/.
+//
+// TIMELINE_BIN names the `timeline` binary; CHROMIUM the browser
+// (default /usr/bin/chromium). Run by scripts/test-dashboard.sh.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const shots = join(root, "target", "dashboard");
+mkdirSync(shots, { recursive: true });
+const example = (name) => readFileSync(join(root, "examples", name), "utf8");
+
+let server, base, browser, page;
+
+before(async () => {
+  const bin = process.env.TIMELINE_BIN || join(root, "target", "debug", "timeline");
+  const dir = mkdtempSync(join(tmpdir(), "timeline-dashboard-"));
+  server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  base = await new Promise((resolve, reject) => {
+    let log = "";
+    server.stderr.on("data", (chunk) => {
+      log += chunk;
+      const m = log.match(/serving on (http:\/\/[^\s]+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`timeline serve exited (${code}): ${log}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.on("pageerror", (e) => { throw e; });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) server.kill();
+});
+
+async function api(path, options = {}) {
+  const response = await fetch(base + path, options);
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** The spans a chart row plots, as the API writes them. */
+async function plotted(node) {
+  return page.$$eval(`g.row[data-node="${node}"] rect.span`, (rects) => rects
+    .map((r) => ({
+      start: Number(r.dataset.start),
+      end: r.dataset.end === "" ? null : Number(r.dataset.end),
+      value: JSON.parse(r.dataset.value),
+      rising: r.dataset.rising === "true",
+    }))
+    .sort((a, b) => a.start - b.start));
+}
+
+async function assertRowsMatchTheApi(plan, key, range) {
+  const perKey = plan.nodes.filter((n) => n.worker === "event-processor" || n.worker === "timeline-processor");
+  assert.equal(await page.locator("g.row").count(), perKey.length);
+  for (const node of perKey) {
+    const query = range ? `?from=${range[0]}&to=${range[1]}` : "";
+    const { body } = await api(`/v1/workers/${node.id}/${key}/timeline${query}`);
+    assert.deepEqual(await plotted(node.id), body.spans, `${node.id} ${query}`);
+  }
+}
+
+test("a job submitted in the editor runs, and its plan is drawn", async () => {
+  await page.goto(base + "/");
+  await page.click("#load-example");
+  await page.fill("#job-name", "cirr");
+  await page.click("#job-submit");
+  await page.waitForSelector("#job-ok");
+  await page.waitForSelector('#jobs-table tr[data-job="cirr"]');
+  await page.screenshot({ path: join(shots, "jobs.png"), fullPage: true });
+
+  await page.goto(base + "/#/jobs/cirr/plan");
+  await page.waitForSelector("#plan-graph g.plan-node");
+  const { body: job } = await api("/v1/jobs/cirr");
+  const drawn = await page.$$eval("#plan-graph g.plan-node", (gs) => gs.map((g) => [g.dataset.node, g.dataset.worker]).sort());
+  assert.deepEqual(drawn, job.plan.nodes.map((n) => [n.id, n.worker]).sort());
+  assert.equal(await page.locator('#plan-graph g.plan-node[data-worker="event-processor"]').count(), 4);
+  assert.equal(await page.locator("#plan-graph path.plan-edge").count(),
+    job.plan.nodes.reduce((n, node) => n + node.children.length, 0));
+  await page.screenshot({ path: join(shots, "plan.png"), fullPage: true });
+});
+
+test("a second job shows the nodes it reuses", async () => {
+  const buffering = `duration_where(latest_event_to_state(playerStateChange) == "buffer")`;
+  const { status } = await api("/v1/jobs?name=buffering", { method: "POST", body: buffering });
+  assert.equal(status, 201);
+  await page.goto(base + "/#/jobs/buffering/plan");
+  await page.waitForSelector("#plan-graph g.plan-node");
+  const reused = await page.$$eval('#plan-graph g.plan-node[data-reused="true"]', (gs) => gs.map((g) => g.dataset.node));
+  assert.equal(reused.length, 2, "latest_event_to_state and the comparison are cirr's");
+});
+
+test("an invalid query shows its error at the right line and column", async () => {
+  await page.goto(base + "/");
+  await page.fill("#job-query", "duration_where(\n  has_existd(playerStateChange == \"play\"))");
+  await page.click("#job-submit");
+  const box = await page.waitForSelector("#job-error");
+  const { body } = await api("/v1/jobs?name=bad", { method: "POST", body: "duration_where(\n  has_existd(playerStateChange == \"play\"))" });
+  assert.equal(await box.getAttribute("data-line"), String(body.error.line));
+  assert.equal(await box.getAttribute("data-column"), String(body.error.column));
+  assert.equal(body.error.line, 2);
+  assert.equal(body.error.column, 3);
+  assert.match(await box.textContent(), /unknown function `has_existd`/);
+  assert.match(await box.textContent(), /did you mean `has_existed`/);
+  assert.equal(await page.locator('#gutter div.error[data-line="2"]').count(), 1);
+  // The caret sits on the error.
+  const caret = await page.$eval("#job-query", (t) => t.selectionStart);
+  assert.equal(caret, "duration_where(\n  ".length);
+  await page.screenshot({ path: join(shots, "dsl-error.png"), fullPage: true });
+});
+
+test("the key view plots every node's timeline as the API gives it", async () => {
+  const { status } = await api("/v1/events", { method: "POST", body: example("cirr.jsonl") });
+  assert.equal(status, 200);
+  const key = "afsal-mando-1";
+  await page.goto(`${base}/#/jobs/cirr/keys/${key}`);
+  await page.waitForSelector("g.row rect.span");
+  const { body: job } = await api("/v1/jobs/cirr");
+  await assertRowsMatchTheApi(job.plan, key, null);
+  // The raw events, once each (the example repeats one), as ticks.
+  const { body: events } = await api(`/v1/keys/${key}/events`);
+  assert.equal(events.events.length, 10);
+  assert.equal(await page.locator("line.event-tick").count(), 10);
+  // Booleans as bands, states as labelled segments, durations as lines.
+  assert.ok(await page.locator('g.row[data-kind="bool"] rect.span-true').count() > 0);
+  assert.ok(await page.locator('g.row[data-kind="state"] text.span-state-label').count() > 0);
+  assert.equal(await page.locator('g.row[data-kind="numeric"] path.numeric-line').count(), 1);
+  await page.screenshot({ path: join(shots, "key-view.png"), fullPage: true });
+
+  // The cursor shows every node's value at one instant: 26 s into the session.
+  const chart = page.locator("svg.timeline-chart");
+  const [from, to] = [Number(await chart.getAttribute("data-from")), Number(await chart.getAttribute("data-to"))];
+  const boxOf = await chart.boundingBox();
+  const L = 290, CW = boxOf.width - L - 20;
+  const px = L + ((26000 - from) / (to - from)) * CW;
+  await page.mouse.move(boxOf.x + px, boxOf.y + 60);
+  const t = Number(await page.getAttribute("#cursor-values", "data-t"));
+  assert.ok(Math.abs(t - 26000) <= (to - from) / CW + 1, `cursor at ${t}`);
+  for (const node of job.plan.nodes) {
+    const { body: result } = await api(`/v1/workers/${node.id}/${key}/result?t=${t}`);
+    const shown = await page.textContent(`#cursor-values tr[data-node="${node.id}"] td.value`);
+    const expected = result.value === null ? "unknown" : typeof result.value === "string" ? JSON.stringify(result.value) : String(result.value);
+    assert.equal(shown, expected, `${node.id} at ${t}`);
+  }
+  // Hovering a row shows that node's value in a tooltip.
+  const result = job.plan.result;
+  const rowBox = await page.locator(`g.row[data-node="${result}"] rect.span`).first().boundingBox();
+  await page.mouse.move(boxOf.x + px, rowBox.y + rowBox.height / 2);
+  const tip = await page.waitForSelector("#tooltip:not([hidden])");
+  const { body: at } = await api(`/v1/workers/${result}/${key}/result?t=${await page.getAttribute("#cursor-values", "data-t")}`);
+  assert.match(await tip.textContent(), new RegExp(`^duration_where at .*: ${at.value}$`));
+});
+
+test("zooming asks the API for clipped timelines", async () => {
+  const key = "afsal-mando-1";
+  await page.goto(`${base}/#/jobs/cirr/keys/${key}`);
+  await page.waitForSelector("g.row rect.span");
+  const chart = page.locator("svg.timeline-chart");
+  const b = await chart.boundingBox();
+  const clipped = [];
+  page.on("request", (r) => { if (r.url().includes("/timeline?from=")) clipped.push(r.url()); });
+  await page.mouse.move(b.x + 300 + (b.width - 310) * 0.3, b.y + 80);
+  await page.mouse.down();
+  await page.mouse.move(b.x + 300 + (b.width - 310) * 0.6, b.y + 80, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelector("#zoom-info").textContent.startsWith("zoomed"));
+  const [from, to] = [Number(await chart.getAttribute("data-from")), Number(await chart.getAttribute("data-to"))];
+  assert.ok(clipped.length >= 6, `clipped requests: ${clipped.length}`);
+  const { body: job } = await api("/v1/jobs/cirr");
+  await assertRowsMatchTheApi(job.plan, key, [from, to]);
+  await page.screenshot({ path: join(shots, "key-view-zoomed.png"), fullPage: true });
+  await page.click("#zoom-reset");
+  await page.waitForFunction(() => document.querySelector("#zoom-info").textContent.startsWith("drag"));
+});
+
+test("the key view follows new events without a reload", async () => {
+  const key = "live-viewer";
+  await api("/v1/events", { method: "POST", body: JSON.stringify({ session_id: key, time: 0, cdnChange: "CDN1" }) });
+  await page.goto(`${base}/#/jobs/cirr/keys/${key}`);
+  await page.waitForSelector("g.row");
+  const ticks = await page.locator("line.event-tick").count();
+  assert.equal(ticks, 1);
+  const lines = [
+    { session_id: key, time: 1000, playerStateChange: "play" },
+    { session_id: key, time: 5000, playerStateChange: "buffer" },
+  ].map((e) => JSON.stringify(e)).join("\n");
+  await api("/v1/events", { method: "POST", body: lines });
+  await page.waitForFunction(() => document.querySelectorAll("line.event-tick").length === 3, null, { timeout: 10000 });
+  const { body: job } = await api("/v1/jobs/cirr");
+  await assertRowsMatchTheApi(job.plan, key, null);
+});
+
+test("aggregates show each group's figures at a chosen time", async () => {
+  const { status } = await api("/v1/jobs?name=rate", { method: "POST", body: example("completion-rate.tl") });
+  assert.equal(status, 201);
+  await api("/v1/events", { method: "POST", body: example("completion-rate.jsonl") });
+  for (const t of ["end", "10000"]) {
+    await page.goto(`${base}/#/jobs/rate/aggregates`);
+    await page.fill("#agg-t", t);
+    await page.click("#agg-refresh");
+    await page.waitForSelector('.output[data-output="completion_rate"] tr[data-group]');
+    const { body } = await api(`/v1/jobs/rate/metrics?t=${t}`);
+    for (const output of body.outputs) {
+      for (const g of output.groups) {
+        const row = `.output[data-output="${output.name}"] tr[data-group="${g.group}"]`;
+        const value = output.worker === "metric" ? g.value : Object.values(g.values)[0];
+        const fn = output.worker === "metric" ? "value" : Object.keys(g.values)[0];
+        assert.equal(await page.textContent(`${row} td[data-fn="${fn}"]`), String(value), `${output.name} ${g.group} at ${t}`);
+      }
+    }
+    if (t === "end") await page.screenshot({ path: join(shots, "aggregates.png"), fullPage: true });
+  }
+});
