@@ -242,7 +242,11 @@ fn a_keys_events_come_back_once_each_by_time_and_survive_a_restart() {
     let (_, job) = get(&server, "/v1/jobs/cirr");
     let leaf = job["plan"]["leaves"][0].as_str().unwrap().to_string();
     let late = r#"{"session_id":"afsal-mando-1","time":1,"event_id":"late","userAction":"scroll"}"#;
-    let (status, body) = post(&server, &format!("/v1/event-processor/{leaf}/afsal-mando-1/events"), late);
+    let (status, body) = post(
+        &server,
+        &format!("/v1/event-processor/{leaf}/afsal-mando-1/events"),
+        late,
+    );
     assert_eq!(status, 200, "{body}");
 
     let read = |server: &Server| get(server, "/v1/keys/afsal-mando-1/events").1;
@@ -254,16 +258,57 @@ fn a_keys_events_come_back_once_each_by_time_and_survive_a_restart() {
     assert_eq!(list[2]["event_id"], "late");
     assert!(list.iter().all(|e| e["session_id"] == "afsal-mando-1"));
     let (_, clipped) = get(&server, "/v1/keys/afsal-mando-1/events?from=10000&to=21000");
-    let clipped: Vec<i64> = clipped["events"].as_array().unwrap().iter().map(|e| e["time"].as_i64().unwrap()).collect();
+    let clipped: Vec<i64> = clipped["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["time"].as_i64().unwrap())
+        .collect();
     assert_eq!(clipped, [10000, 14000, 20000]);
     let (_, limited) = get(&server, "/v1/keys/afsal-mando-1/events?limit=2");
-    assert_eq!((limited["events"].as_array().unwrap().len(), &limited["truncated"]), (2, &json!(true)));
+    assert_eq!(
+        (limited["events"].as_array().unwrap().len(), &limited["truncated"]),
+        (2, &json!(true))
+    );
     assert_eq!(get(&server, "/v1/keys/nobody/events").0, 404);
     assert_eq!(get(&server, "/v1/keys/afsal-mando-1/events?from=soon").0, 400);
 
     server.kill();
     let server = Server::start(dir.path(), &[]);
     assert_eq!(read(&server), events);
+}
+
+#[test]
+fn many_keys_results_come_in_pages_and_equal_each_keys_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    submit(&server, "cirr", CIRR);
+    assert_eq!(post(&server, "/v1/events", &example_lines().join("\n")).0, 200);
+    for t in ["end", "12000"] {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page_path = match &after {
+                Some(a) => format!("/v1/jobs/cirr/results?limit=1&t={t}&after={a}"),
+                None => format!("/v1/jobs/cirr/results?limit=1&t={t}"),
+            };
+            let (status, page) = get(&server, &page_path);
+            assert_eq!(status, 200, "{page}");
+            rows.extend(page["results"].as_array().unwrap().iter().cloned());
+            match page["next_after"].as_str() {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(rows.len(), 2);
+        for row in rows {
+            let key = row["key"].as_str().unwrap();
+            let (_, one) = get(&server, &format!("/v1/jobs/cirr/keys/{key}/result?t={t}"));
+            assert_eq!(row["value"], one["value"], "{key} at {t}");
+        }
+    }
+    assert_eq!(get(&server, "/v1/jobs/nope/results").0, 404);
+    assert_eq!(get(&server, "/v1/jobs/cirr/results?t=noon").0, 400);
 }
 
 /// Results of every key at its end, from the server.

@@ -1,6 +1,12 @@
 //! Batch evaluation: every event of an input through one plan, per key.
+//!
+//! A file can be read by several threads at once: each reads every line but
+//! parses and applies only the lines of its share of the keys (a hash of the
+//! key, found without parsing the whole line), into an engine of its own.
 
+use std::borrow::Cow;
 use std::io::BufRead;
+use std::path::Path;
 
 use smol_str::SmolStr;
 use timeline::plan::PlanOutput;
@@ -18,116 +24,319 @@ pub struct BadLine {
     pub error: EventError,
 }
 
-/// A batch run: the local runtime's engine with one job, fed from a file.
+/// A batch run: the local runtime's engine with one job, fed from a file;
+/// with several shards, one engine per share of the keys.
 pub struct Batch {
-    engine: Engine,
+    shards: Vec<Shard>,
     outputs: Vec<PlanOutput>,
     result: NodeId,
+}
+
+/// One share of the keys: its engine and its reading state.
+struct Shard {
+    engine: Engine,
     parser: EventParser,
     lines: u64,
     scratch: Event,
+    /// Lines whose key turned out to belong to another shard (only when the
+    /// key field appears twice in a line): applied there after the read.
+    misrouted: Vec<(u64, Event)>,
 }
 
 impl Batch {
     /// A run of the DSL `query` over events keyed by `key_field`.
     pub fn new(query: &str, key_field: &str) -> Result<Self, SubmitError> {
-        let mut engine = Engine::new();
-        let (submitted, _) = engine.submit(Some("eval"), query)?;
-        let plan = &submitted.job().plan;
-        let outputs = plan.outputs.clone();
-        let result = plan.result.clone();
+        Self::with_shards(query, key_field, 1)
+    }
+
+    /// A run with `shards` engines, each for a share of the keys, that
+    /// [`Batch::read_path`] fills in parallel. Queries with aggregates across
+    /// keys run in one shard.
+    pub fn with_shards(query: &str, key_field: &str, shards: usize) -> Result<Self, SubmitError> {
+        let mut engines = Vec::new();
+        let mut first = Engine::new();
+        let (submitted, _) = first.submit(Some("eval"), query)?;
+        let plan = submitted.job().plan.clone();
+        let per_key_only = plan.outputs.iter().all(|o| o.worker == WorkerKind::TimelineProcessor);
+        engines.push(first);
+        let shards = if per_key_only { shards.max(1) } else { 1 };
+        for _ in 1..shards {
+            let mut engine = Engine::new();
+            engine.submit(Some("eval"), query)?;
+            engines.push(engine);
+        }
         Ok(Batch {
-            engine,
-            outputs,
-            result,
-            parser: EventParser::new(key_field),
-            lines: 0,
-            scratch: Event {
-                key: SmolStr::default(),
-                time: 0,
-                id: None,
-                columns: Vec::new(),
-            },
+            shards: engines
+                .into_iter()
+                .map(|engine| Shard {
+                    engine,
+                    parser: EventParser::new(key_field),
+                    lines: 0,
+                    scratch: Event {
+                        key: SmolStr::default(),
+                        time: 0,
+                        id: None,
+                        columns: Vec::new(),
+                    },
+                    misrouted: Vec::new(),
+                })
+                .collect(),
+            outputs: plan.outputs.clone(),
+            result: plan.result.clone(),
         })
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// Applies one JSON line; blank lines are skipped.
     pub fn apply_line(&mut self, line: &[u8]) -> Result<(), EventError> {
+        let shards = self.shards.len();
+        let owner = if shards == 1 {
+            0
+        } else {
+            KeyFinder::new(self.shards[0].parser.key_field())
+                .shard(line, shards)
+                .unwrap_or(0)
+        };
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            let result = shard.take_line(line, i, shards, i == owner);
+            if i == owner {
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads JSON lines to the end (in this thread); calls `bad` for each
+    /// rejected line and `progress` with the bytes read so far.
+    pub fn read(
+        &mut self,
+        input: impl BufRead,
+        bad: impl FnMut(BadLine),
+        progress: impl FnMut(u64),
+    ) -> std::io::Result<()> {
+        let shards = self.shards.len();
+        if shards == 1 {
+            return self.shards[0].read(input, 0, 1, bad, progress);
+        }
+        let mut bad = bad;
+        let mut progress = progress;
+        read_lines(input, &mut progress, |line, number| {
+            if let Err(error) = self.apply_line(line) {
+                bad(BadLine { line: number, error });
+            }
+        })?;
+        self.settle_misrouted();
+        Ok(())
+    }
+
+    /// Reads the file at `path` with one thread per shard; `bad` gets every
+    /// rejected line (in no particular order), `progress` the bytes read by
+    /// the first shard.
+    pub fn read_path(
+        &mut self,
+        path: &Path,
+        bad: impl Fn(BadLine) + Sync,
+        progress: impl Fn(u64) + Sync,
+    ) -> std::io::Result<()> {
+        let shards = self.shards.len();
+        let (bad, progress) = (&bad, &progress);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .enumerate()
+                .map(|(i, shard)| {
+                    scope.spawn(move || -> std::io::Result<()> {
+                        let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+                        shard.read(input, i, shards, bad, |bytes| {
+                            if i == 0 {
+                                progress(bytes)
+                            }
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a reader panicked")))
+            })
+        })?;
+        self.settle_misrouted();
+        Ok(())
+    }
+
+    /// Applies lines that a shard parsed for another one, in line order.
+    fn settle_misrouted(&mut self) {
+        let shards = self.shards.len();
+        let mut moved: Vec<(u64, Event)> = self.shards.iter_mut().flat_map(|s| s.misrouted.drain(..)).collect();
+        moved.sort_by_key(|(line, _)| *line);
+        for (_, event) in moved {
+            let owner = key_shard(event.key.as_bytes(), shards);
+            self.shards[owner].engine.apply_one(&event);
+        }
+    }
+}
+
+impl Shard {
+    /// Applies `line` if it belongs to this shard (`owner`): counts it either way.
+    fn take_line(&mut self, line: &[u8], me: usize, shards: usize, owner: bool) -> Result<(), EventError> {
         self.lines += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if !owner || line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
         self.parser.parse_into(line, &mut self.scratch)?;
+        if shards > 1 && key_shard(self.scratch.key.as_bytes(), shards) != me {
+            self.misrouted.push((self.lines, self.scratch.clone()));
+            return Ok(());
+        }
         self.engine.apply_one(&self.scratch);
         Ok(())
     }
 
-    /// Reads JSON lines to the end; calls `bad` for each rejected line and
-    /// `progress` with the bytes read so far after each buffer.
-    pub fn read(
+    fn read(
         &mut self,
-        mut input: impl BufRead,
+        input: impl BufRead,
+        me: usize,
+        shards: usize,
         mut bad: impl FnMut(BadLine),
         mut progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
-        // Lines are parsed in place in the reader's buffer; only a line that
-        // straddles two buffers is copied.
-        let mut partial: Vec<u8> = Vec::new();
-        let mut bytes = 0u64;
-        loop {
-            let buf = match input.fill_buf() {
-                Ok(buf) => buf,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if buf.is_empty() {
-                break;
+        let finder = KeyFinder::new(self.parser.key_field());
+        read_lines(input, &mut progress, |line, number| {
+            let owner = shards == 1 || finder.shard(line, shards).unwrap_or(0) == me;
+            if let Err(error) = self.take_line(line, me, shards, owner) {
+                bad(BadLine { line: number, error });
             }
-            let len = buf.len();
-            let mut rest = buf;
-            while let Some(newline) = memchr::memchr(b'\n', rest) {
-                let result = if partial.is_empty() {
-                    self.apply_line(&rest[..newline])
-                } else {
-                    partial.extend_from_slice(&rest[..newline]);
-                    let line = std::mem::take(&mut partial);
-                    let result = self.apply_line(&line);
-                    partial = line;
-                    partial.clear();
-                    result
-                };
-                if let Err(error) = result {
-                    bad(BadLine {
-                        line: self.lines,
-                        error,
-                    });
-                }
-                rest = &rest[newline + 1..];
+        })
+    }
+}
+
+/// Calls `f` with every line of `input` and its 1-based number; lines are
+/// taken in place in the reader's buffer, only one that straddles two
+/// buffers is copied. `progress` gets the bytes read after each buffer.
+fn read_lines(
+    mut input: impl BufRead,
+    progress: &mut impl FnMut(u64),
+    mut f: impl FnMut(&[u8], u64),
+) -> std::io::Result<()> {
+    let mut partial: Vec<u8> = Vec::new();
+    let mut bytes = 0u64;
+    let mut number = 0u64;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let len = buf.len();
+        let mut rest = buf;
+        while let Some(newline) = memchr::memchr(b'\n', rest) {
+            number += 1;
+            if partial.is_empty() {
+                f(&rest[..newline], number);
+            } else {
+                partial.extend_from_slice(&rest[..newline]);
+                f(&partial, number);
+                partial.clear();
             }
-            partial.extend_from_slice(rest);
-            input.consume(len);
-            bytes += len as u64;
-            progress(bytes);
+            rest = &rest[newline + 1..];
         }
-        if !partial.is_empty()
-            && let Err(error) = self.apply_line(&partial)
-        {
-            bad(BadLine {
-                line: self.lines,
-                error,
-            });
+        partial.extend_from_slice(rest);
+        input.consume(len);
+        bytes += len as u64;
+        progress(bytes);
+    }
+    if !partial.is_empty() {
+        f(&partial, number + 1);
+    }
+    Ok(())
+}
+
+/// The shard of a key.
+fn key_shard(key: &[u8], shards: usize) -> usize {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(key);
+    (hasher.finish() % shards as u64) as usize
+}
+
+/// Finds the key of a JSON line without parsing the line: the first
+/// `"<key_field>"` in key position followed by a string or an integer.
+pub struct KeyFinder {
+    pattern: memchr::memmem::Finder<'static>,
+    len: usize,
+}
+
+impl KeyFinder {
+    /// A finder of the key field `key_field`.
+    pub fn new(key_field: &str) -> Self {
+        let pattern = format!("\"{key_field}\"").into_bytes();
+        KeyFinder {
+            len: pattern.len(),
+            pattern: memchr::memmem::Finder::new(&pattern).into_owned(),
         }
-        Ok(())
     }
 
+    /// The shard of `line` among `shards`; `None` when its key cannot be
+    /// found this way.
+    pub fn shard(&self, line: &[u8], shards: usize) -> Option<usize> {
+        Some(key_shard(&self.key(line)?, shards))
+    }
+
+    /// The key of `line` (unescaped), if found.
+    pub fn key<'a>(&self, line: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+        let mut from = 0;
+        while let Some(at) = self.pattern.find(&line[from..]).map(|i| i + from) {
+            from = at + 1;
+            // A key follows `{` or `,`; anything else is inside a string.
+            let before = line[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+            if !matches!(before, Some(b'{' | b',')) {
+                continue;
+            }
+            let mut rest = line[at + self.len..].trim_ascii_start();
+            rest = rest.strip_prefix(b":")?.trim_ascii_start();
+            return match rest.first()? {
+                b'"' => {
+                    let body = &rest[1..];
+                    let end = body.iter().position(|&b| b == b'"' || b == b'\\')?;
+                    if body[end] == b'"' {
+                        return Some(Cow::Borrowed(&body[..end]));
+                    }
+                    // Escapes: let serde read the string.
+                    let mut de = serde_json::Deserializer::from_slice(rest);
+                    let text = <String as serde::Deserialize>::deserialize(&mut de).ok()?;
+                    Some(Cow::Owned(text.into_bytes()))
+                }
+                b'-' | b'0'..=b'9' => {
+                    let end = rest[1..]
+                        .iter()
+                        .position(|b| !b.is_ascii_digit())
+                        .map_or(rest.len(), |i| i + 1);
+                    Some(Cow::Borrowed(&rest[..end]))
+                }
+                _ => None,
+            };
+        }
+        None
+    }
+}
+
+impl Batch {
     /// Events applied so far.
     pub fn events(&self) -> u64 {
-        self.engine.event_count()
+        self.shards.iter().map(|s| s.engine.event_count()).sum()
     }
 
     /// Number of keys.
     pub fn key_count(&self) -> usize {
-        self.engine.key_count()
+        self.shards.iter().map(|s| s.engine.key_count()).sum()
     }
 
     /// Each key's result output, sorted by key.
@@ -135,16 +344,31 @@ impl Batch {
         self.results_of(&self.result)
     }
 
-    /// Each key's output of per-key node `node`, sorted by key.
+    /// Each key's output of per-key node `node`, sorted by key (each shard
+    /// computes its keys in a thread of its own).
     pub fn results_of(&self, node: &NodeId) -> Vec<(SmolStr, Output)> {
-        self.engine
-            .keys(None, usize::MAX)
-            .into_iter()
-            .map(|k| {
-                let out = self.engine.output(node, &k).expect("listed keys have outputs");
-                (k, out)
-            })
-            .collect()
+        let of_shard = |s: &Shard| -> Vec<(SmolStr, Output)> {
+            s.engine
+                .keys(None, usize::MAX)
+                .into_iter()
+                .map(|k| {
+                    let out = s.engine.output(node, &k).expect("listed keys have outputs");
+                    (k, out)
+                })
+                .collect()
+        };
+        if self.shards.len() == 1 {
+            return of_shard(&self.shards[0]);
+        }
+        let mut all: Vec<(SmolStr, Output)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self.shards.iter().map(|s| scope.spawn(move || of_shard(s))).collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("evaluating a shard does not panic"))
+                .collect()
+        });
+        all.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        all
     }
 
     /// The job's named outputs.
@@ -158,22 +382,113 @@ impl Batch {
     }
 
     /// An aggregate or metric output at `t` (default: the latest event time).
-    /// The aggregators take in every key first.
+    /// The aggregators take in every key first. (Queries with aggregates run
+    /// in one shard.)
     pub fn read_output(&mut self, output: &PlanOutput, t: Option<Time>) -> Result<GroupValues, ReadError> {
-        self.engine.refresh_aggregates();
+        let engine = &mut self.shards[0].engine;
+        engine.refresh_aggregates();
         match output.worker {
-            WorkerKind::Metric => self.engine.metric(&output.node, t, None),
-            _ => self.engine.aggregate(&output.node, t, &output.functions, None),
+            WorkerKind::Metric => engine.metric(&output.node, t, None),
+            _ => engine.aggregate(&output.node, t, &output.functions, None),
         }
     }
 
-    /// The engine.
+    /// The engine of the first shard (the only one for queries with aggregates).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.shards[0].engine
     }
 
     /// Approximate bytes held by all worker state.
     pub fn state_bytes(&self) -> usize {
-        self.engine.state_bytes()
+        self.shards.iter().map(|s| s.engine.state_bytes()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_without_parsing_the_line() {
+        let finder = KeyFinder::new("session_id");
+        let key = |line: &str| {
+            finder
+                .key(line.as_bytes())
+                .map(|k| String::from_utf8(k.into_owned()).unwrap())
+        };
+        assert_eq!(key(r#"{"time":1,"session_id":"a b"}"#).as_deref(), Some("a b"));
+        assert_eq!(key(r#"{ "session_id" : 42, "time": 1}"#).as_deref(), Some("42"));
+        assert_eq!(key(r#"{"session_id":"a\u0062c"}"#).as_deref(), Some("abc"));
+        // Inside a string it is not a key.
+        assert_eq!(
+            key(r#"{"note":"{\"session_id\":\"x\"}","session_id":"y"}"#).as_deref(),
+            Some("y")
+        );
+        assert_eq!(key(r#"{"time":1}"#), None);
+        assert_eq!(key(r#"{"session_id":true}"#), None);
+    }
+
+    #[test]
+    fn shards_give_the_results_of_one_engine_whatever_the_lines() {
+        let query = include_str!("../../examples/cirr.tl");
+        let mut text = String::new();
+        crate::generate::write_cirr(
+            &crate::generate::CirrOptions {
+                sessions: 200,
+                seed: 5,
+                late: 0.05,
+                duplicates: 0.05,
+            },
+            &mut string_writer(&mut text),
+        )
+        .unwrap();
+        // A line the fast path reads through an escape, a bad line, a key
+        // field twice (rejected by the parser, reported once).
+        text.push_str("{\"time\": 5, \"session_id\": \"esc\\u0061ped\", \"playerStateChange\": \"play\"}\n");
+        text.push_str("not json\n");
+        text.push_str(
+            "{\"session_id\":\"session-000001\",\"time\":9,\"session_id\":\"session-000002\",\"cdnChange\":\"CDN1\"}\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, &text).unwrap();
+
+        let mut one = Batch::new(query, "session_id").unwrap();
+        let mut bad_one = Vec::new();
+        one.read(text.as_bytes(), |b| bad_one.push(b), |_| {}).unwrap();
+        for shards in [2, 3] {
+            let mut many = Batch::with_shards(query, "session_id", shards).unwrap();
+            assert_eq!(many.shard_count(), shards);
+            let bad = std::sync::Mutex::new(Vec::new());
+            many.read_path(&path, |b| bad.lock().unwrap().push(b), |_| {}).unwrap();
+            assert_eq!(many.results(), one.results(), "{shards} shards");
+            assert_eq!(many.events(), one.events());
+            let mut bad = bad.into_inner().unwrap();
+            bad.sort_by_key(|b| b.line);
+            assert_eq!(bad, bad_one);
+            // The same through one thread.
+            let mut routed = Batch::with_shards(query, "session_id", shards).unwrap();
+            routed.read(text.as_bytes(), |_| {}, |_| {}).unwrap();
+            assert_eq!(routed.results(), one.results());
+        }
+        assert_eq!(bad_one.iter().map(|b| b.line).collect::<Vec<_>>().len(), 2);
+        // Aggregates run in one shard.
+        let rate = include_str!("../../examples/completion-rate.tl");
+        assert_eq!(Batch::with_shards(rate, "session_id", 4).unwrap().shard_count(), 1);
+    }
+
+    fn string_writer(text: &mut String) -> impl std::io::Write + '_ {
+        struct W<'a>(&'a mut String);
+        impl std::io::Write for W<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        W(text)
     }
 }

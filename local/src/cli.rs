@@ -1,7 +1,7 @@
 //! The `timeline` command line.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -68,6 +68,11 @@ struct EvalArgs {
     /// Print throughput and memory figures on stderr when done.
     #[arg(long)]
     stats: bool,
+    /// Threads reading a file, each for a share of the keys [default: the
+    /// cores, at most 8]. Standard input, and queries with aggregates across
+    /// keys, are read by one.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -232,7 +237,12 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let (_, text) = load_query(&args.query)?;
     let at = parse_at(&args.at)?;
-    let mut batch = Batch::new(&text, &args.key)?;
+    let from_file = args.events != "-";
+    let threads = match args.threads {
+        Some(n) => n.max(1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+    };
+    let mut batch = Batch::with_shards(&text, &args.key, if from_file { threads } else { 1 })?;
     anyhow::ensure!(
         !args.timeline
             || batch
@@ -242,30 +252,36 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         "--timeline prints timelines per key, but every output of this query is an aggregate"
     );
 
-    let (input, size): (Box<dyn Read>, Option<u64>) = if args.events == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
+    let size = if from_file {
         let file = File::open(&args.events).with_context(|| format!("cannot open events file {}", args.events))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), size)
+        file.metadata().ok().map(|m| m.len())
+    } else {
+        None
     };
     let progress = progress_bar(size);
     let started = Instant::now();
-    let mut skipped = 0u64;
-    let stderr = io::stderr();
-    batch.read(
-        BufReader::with_capacity(1 << 20, input),
-        |bad| {
-            skipped += 1;
-            if skipped <= 100 {
-                progress.suspend(|| {
-                    let _ = writeln!(stderr.lock(), "{}: line {}: {}", args.events, bad.line, bad.error);
-                });
-            }
-        },
-        |bytes| progress.set_position(bytes),
-    )?;
+    let mut bad_lines = Vec::new();
+    if from_file {
+        let found = std::sync::Mutex::new(Vec::new());
+        batch.read_path(
+            std::path::Path::new(&args.events),
+            |bad| found.lock().unwrap_or_else(|p| p.into_inner()).push(bad),
+            |bytes| progress.set_position(bytes),
+        )?;
+        bad_lines = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        bad_lines.sort_by_key(|b| b.line);
+    } else {
+        batch.read(
+            BufReader::with_capacity(1 << 20, io::stdin().lock()),
+            |bad| bad_lines.push(bad),
+            |bytes| progress.set_position(bytes),
+        )?;
+    }
     progress.finish_and_clear();
+    let skipped = bad_lines.len() as u64;
+    for bad in bad_lines.iter().take(100) {
+        eprintln!("{}: line {}: {}", args.events, bad.line, bad.error);
+    }
     let read_time = started.elapsed();
 
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());

@@ -381,6 +381,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", post(submit_job).get(list_jobs))
         .route("/v1/jobs/{job}", get(show_job).delete(delete_job))
         .route("/v1/jobs/{job}/keys", get(job_keys))
+        .route("/v1/jobs/{job}/results", get(job_results))
         .route("/v1/jobs/{job}/keys/{key}/result", get(job_result))
         .route("/v1/jobs/{job}/keys/{key}/timeline", get(job_timeline))
         .route("/v1/jobs/{job}/metrics", get(job_metrics))
@@ -616,6 +617,41 @@ async fn job_keys(
     let keys = engine.keys(q.after.as_deref(), limit);
     let next = (keys.len() == limit).then(|| keys.last().cloned()).flatten();
     Ok(Json(json!({"job": job, "keys": keys, "next_after": next})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultsQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+    t: Option<String>,
+    output: Option<String>,
+}
+
+/// The job's (per-key) result for many keys at once, sorted by key and paged
+/// like `/keys`; `t` as for one key (`end`: each key's latest event time).
+async fn job_results(
+    State(state): State<Arc<AppState>>,
+    Path(job): Path<String>,
+    Query(q): Query<ResultsQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    let at = match q.t.as_deref() {
+        None | Some("end") => None,
+        Some(text) => Some(parse_time("t", text)?),
+    };
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let node = per_key_node(&engine, &job, q.output.as_deref())?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    let keys = engine.keys(q.after.as_deref(), limit);
+    let mut results = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let out = engine.output(&node, key)?;
+        let value = at.or(out.latest).and_then(|t| out.value_at(t));
+        results.push(json!({"key": key, "value": value}));
+    }
+    let next = (keys.len() == limit).then(|| keys.last().cloned()).flatten();
+    Ok(Json(
+        json!({"job": job, "node": node, "results": results, "next_after": next}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
