@@ -135,15 +135,27 @@ impl Batch {
 
     /// Reads the file at `path` with one thread per shard; `bad` gets every
     /// rejected line (in no particular order), `progress` the bytes read by
-    /// the first shard.
+    /// the first shard. A regular file is mapped into memory once and shared
+    /// by the threads; anything else (a pipe, say) is read by each thread.
     pub fn read_path(
         &mut self,
         path: &Path,
         bad: impl Fn(BadLine) + Sync,
         progress: impl Fn(u64) + Sync,
     ) -> std::io::Result<()> {
+        let file = std::fs::File::open(path)?;
+        let mapped = if file.metadata()?.is_file() {
+            // SAFETY: the map is only read. A file truncated by another
+            // process while it is read can fault; `timeline eval` reads files
+            // that are not being written, as ripgrep does.
+            unsafe { memmap2::Mmap::map(&file) }.ok()
+        } else {
+            None
+        };
         let shards = self.shards.len();
-        let (bad, progress) = (&bad, &progress);
+        let released = Released::new(shards);
+        let (bad, progress, released) = (&bad, &progress, &released);
+        let mapped = mapped.as_ref();
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .shards
@@ -151,12 +163,22 @@ impl Batch {
                 .enumerate()
                 .map(|(i, shard)| {
                     scope.spawn(move || -> std::io::Result<()> {
-                        let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-                        shard.read(input, i, shards, bad, |bytes| {
-                            if i == 0 {
-                                progress(bytes)
+                        match mapped {
+                            Some(map) => shard.read(&map[..], i, shards, bad, |bytes| {
+                                released.reached(map, i, bytes as usize);
+                                if i == 0 {
+                                    progress(bytes)
+                                }
+                            }),
+                            None => {
+                                let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+                                shard.read(input, i, shards, bad, |bytes| {
+                                    if i == 0 {
+                                        progress(bytes)
+                                    }
+                                })
                             }
-                        })
+                        }
                     })
                 })
                 .collect();
@@ -215,9 +237,54 @@ impl Shard {
     }
 }
 
+/// The part of a mapped file that every reader has passed, given back to
+/// the kernel as they go, so that resident memory stays near the state's
+/// own and does not grow with the file.
+struct Released {
+    positions: Vec<std::sync::atomic::AtomicUsize>,
+    upto: std::sync::Mutex<usize>,
+    step: usize,
+}
+
+impl Released {
+    /// Released when all readers have passed this much more.
+    const STEP: usize = 32 << 20;
+
+    fn new(readers: usize) -> Self {
+        Self::with_step(readers, Self::STEP)
+    }
+
+    fn with_step(readers: usize, step: usize) -> Self {
+        Released {
+            positions: (0..readers).map(|_| std::sync::atomic::AtomicUsize::new(0)).collect(),
+            upto: std::sync::Mutex::new(0),
+            step,
+        }
+    }
+
+    /// Notes that reader `me` has read `map` up to `at`.
+    fn reached(&self, map: &memmap2::Mmap, me: usize, at: usize) {
+        use std::sync::atomic::Ordering;
+        self.positions[me].store(at, Ordering::Relaxed);
+        let passed = self.positions.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(0);
+        let mut upto = self.upto.lock().unwrap_or_else(|p| p.into_inner());
+        let end = passed / self.step * self.step;
+        if end > *upto {
+            // SAFETY: the map is read-only and shared: dropping its pages
+            // only makes a later read fetch them again from the page cache.
+            // Advice is only a hint; if refused, the pages stay mapped.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *upto, end - *upto) };
+            *upto = end;
+        }
+    }
+}
+
 /// Calls `f` with every line of `input` and its 1-based number; lines are
 /// taken in place in the reader's buffer, only one that straddles two
-/// buffers is copied. `progress` gets the bytes read after each buffer.
+/// buffers is copied. `progress` gets the bytes read after each buffer and
+/// every 4 MiB within one (a mapped file is one buffer).
+const PROGRESS_STEP: usize = 4 << 20;
+
 fn read_lines(
     mut input: impl BufRead,
     progress: &mut impl FnMut(u64),
@@ -237,8 +304,14 @@ fn read_lines(
         }
         let len = buf.len();
         let mut rest = buf;
+        let mut reported = 0;
         while let Some(newline) = memchr::memchr(b'\n', rest) {
             number += 1;
+            let done = len - rest.len();
+            if done - reported >= PROGRESS_STEP {
+                reported = done;
+                progress(bytes + done as u64);
+            }
             if partial.is_empty() {
                 f(&rest[..newline], number);
             } else {
@@ -475,6 +548,24 @@ mod tests {
         // Aggregates run in one shard.
         let rate = include_str!("../../examples/completion-rate.tl");
         assert_eq!(Batch::with_shards(rate, "session_id", 4).unwrap().shard_count(), 1);
+    }
+
+    #[test]
+    fn a_mapped_file_is_released_behind_the_slowest_reader_and_still_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data: Vec<u8> = (0..64 * 4096u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()) }.unwrap();
+        let released = Released::with_step(2, 4 * 4096);
+        released.reached(&map, 0, 40 * 4096 + 17);
+        assert_eq!(*released.upto.lock().unwrap(), 0, "the other reader is still at the start");
+        released.reached(&map, 1, 10 * 4096);
+        assert_eq!(*released.upto.lock().unwrap(), 8 * 4096);
+        released.reached(&map, 1, 64 * 4096);
+        assert_eq!(*released.upto.lock().unwrap(), 40 * 4096);
+        // Released pages come back from the file when read again.
+        assert_eq!(&map[..], &data[..]);
     }
 
     fn string_writer(text: &mut String) -> impl std::io::Write + '_ {

@@ -345,8 +345,12 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             eprintln!("... {} more rejected lines not shown", skipped - 100);
         }
         eprintln!("{skipped} input line(s) rejected; results cover the other lines");
+        std::mem::forget(batch);
         return Ok(ExitCode::from(3));
     }
+    // The process ends here: freeing every key's state one by one would only
+    // delay the exit.
+    std::mem::forget(batch);
     Ok(ExitCode::SUCCESS)
 }
 
