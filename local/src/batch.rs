@@ -266,7 +266,12 @@ impl Released {
     fn reached(&self, map: &memmap2::Mmap, me: usize, at: usize) {
         use std::sync::atomic::Ordering;
         self.positions[me].store(at, Ordering::Relaxed);
-        let passed = self.positions.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(0);
+        let passed = self
+            .positions
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
         let mut upto = self.upto.lock().unwrap_or_else(|p| p.into_inner());
         let end = passed / self.step * self.step;
         if end > *upto {
@@ -559,7 +564,11 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()) }.unwrap();
         let released = Released::with_step(2, 4 * 4096);
         released.reached(&map, 0, 40 * 4096 + 17);
-        assert_eq!(*released.upto.lock().unwrap(), 0, "the other reader is still at the start");
+        assert_eq!(
+            *released.upto.lock().unwrap(),
+            0,
+            "the other reader is still at the start"
+        );
         released.reached(&map, 1, 10 * 4096);
         assert_eq!(*released.upto.lock().unwrap(), 8 * 4096);
         released.reached(&map, 1, 64 * 4096);
