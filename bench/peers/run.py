@@ -131,36 +131,6 @@ con.execute('''COPY (SELECT session_id, time, event_id, cdnChange, playerStateCh
 
 # ---------------------------------------------------------------- measuring
 
-def tree_rss_kib(root_pid):
-    """Resident memory of `root_pid` and all its descendants, in KiB."""
-    parents = {}
-    rss = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss[int(entry)] = int(line.split()[1])
-                        break
-            parents[int(entry)] = ppid
-        except (OSError, ValueError, IndexError):
-            continue
-    tree = {root_pid}
-    changed = True
-    while changed:
-        changed = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
-    return sum(rss.get(pid, 0) for pid in tree)
-
-
 def group_rss_kib(pgid):
     """Resident memory of every process in process group `pgid`, in KiB (a
     JVM that outlives the Python process that started it stays counted)."""
@@ -190,9 +160,10 @@ def group_alive(pgid):
         return False
 
 
-def run_measured(cmd, stdout=None, extra_pids=()):
+def run_measured(cmd, stdout=None, extra_groups=()):
     """Runs `cmd` in a process group of its own; returns (seconds until it
-    exits, peak KiB of its group plus `extra_pids`' trees, stderr text).
+    exits, peak KiB of its group plus the process groups `extra_groups`,
+    stderr text).
     Memory is sampled every 100 ms (more often would take a noticeable share
     of a 2-core machine from the engine measured); the root process's own
     peak, from the kernel, is exact. Processes of the group that outlive the
@@ -206,11 +177,11 @@ def run_measured(cmd, stdout=None, extra_pids=()):
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, group_rss_kib(proc.pid) + sum(tree_rss_kib(p) for p in extra_pids))
+        peak = max(peak, group_rss_kib(proc.pid) + sum(group_rss_kib(g) for g in extra_groups))
         time.sleep(0.1)
     took = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = max(peak, usage.ru_maxrss + sum(tree_rss_kib(p) for p in extra_pids))
+    peak = max(peak, usage.ru_maxrss + sum(group_rss_kib(g) for g in extra_groups))
     deadline = time.monotonic() + 60
     while group_alive(proc.pid):
         if time.monotonic() > deadline:
@@ -259,7 +230,7 @@ class TimelineServe(Engine):
     def run(self, d, out):
         data = tempfile.mkdtemp(prefix="timeline-serve-")
         server = subprocess.Popen([TIMELINE, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             base = None
             while base is None:
@@ -271,7 +242,7 @@ class TimelineServe(Engine):
             query = open(f"{ROOT}/examples/cirr.tl", "rb").read()
             urllib.request.urlopen(urllib.request.Request(f"{base}/v1/jobs?name=cirr", data=query, method="POST")).read()
             took, peak, _ = run_measured([FEEDER, "--from-file", f"{d}/events.jsonl", "--target", base,
-                                          "--metrics-addr", "off", "--batch-size", "20000"], extra_pids=[server.pid])
+                                          "--metrics-addr", "off", "--batch-size", "20000"], extra_groups=[server.pid])
             rows, after = [], None
             while True:
                 url = f"{base}/v1/jobs/cirr/results?limit=100000" + (f"&after={after}" if after else "")

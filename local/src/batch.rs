@@ -163,20 +163,19 @@ impl Batch {
                 .enumerate()
                 .map(|(i, shard)| {
                     scope.spawn(move || -> std::io::Result<()> {
-                        match mapped {
-                            Some(map) => shard.read(&map[..], i, shards, bad, |bytes| {
+                        let report = |bytes: u64| {
+                            if let Some(map) = mapped {
                                 released.reached(map, i, bytes as usize);
-                                if i == 0 {
-                                    progress(bytes)
-                                }
-                            }),
+                            }
+                            if i == 0 {
+                                progress(bytes)
+                            }
+                        };
+                        match mapped {
+                            Some(map) => shard.read(&map[..], i, shards, bad, report),
                             None => {
                                 let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-                                shard.read(input, i, shards, bad, |bytes| {
-                                    if i == 0 {
-                                        progress(bytes)
-                                    }
-                                })
+                                shard.read(input, i, shards, bad, report)
                             }
                         }
                     })
