@@ -500,29 +500,30 @@ impl Engine {
         }
     }
 
-    /// Gives aggregates `ids` the current contributions of `keys`.
+    /// Gives aggregates `ids` the current contributions of `keys`, one key
+    /// at a time (nothing is buffered across keys).
     fn take_in<'k>(&mut self, ids: &[NodeId], keys: impl Iterator<Item = &'k SmolStr>) {
-        // Sources and group columns, each evaluated once per key.
-        let inputs: Vec<(NodeId, Option<NodeId>)> = ids
+        // Out of the map while they take keys in, so that the per-key nodes
+        // (which never read aggregates) can be evaluated meanwhile.
+        let mut slots: Vec<AggregateSlot> = ids
             .iter()
-            .map(|id| (self.aggregates[id].source.clone(), self.aggregates[id].group.clone()))
+            .map(|id| self.aggregates.remove(id).expect("listed by the caller"))
             .collect();
-        let mut updates: Vec<Vec<(SmolStr, Contributions)>> = vec![Vec::new(); ids.len()];
         // The group columns of this key evaluated so far.
-        let mut groups: Vec<(&NodeId, Option<timeline::Timeline>)> = Vec::new();
+        let mut groups: Vec<(NodeId, Option<timeline::Timeline>)> = Vec::new();
         for key in keys {
             groups.clear();
-            for ((source, group), out) in inputs.iter().zip(updates.iter_mut()) {
-                let Ok(source) = self.output(source, key) else {
+            for slot in &mut slots {
+                let Ok(source) = self.output(&slot.source, key) else {
                     continue;
                 };
-                let parts = match group {
+                let parts = match &slot.group {
                     None => contributions(&source.timeline, None),
                     Some(g) => {
-                        let i = match groups.iter().position(|(id, _)| *id == g) {
+                        let i = match groups.iter().position(|(id, _)| id == g) {
                             Some(i) => i,
                             None => {
-                                groups.push((g, self.output(g, key).ok().map(|o| o.timeline)));
+                                groups.push((g.clone(), self.output(g, key).ok().map(|o| o.timeline)));
                                 groups.len() - 1
                             }
                         };
@@ -530,15 +531,12 @@ impl Engine {
                         contributions(&source.timeline, Some(groups[i].1.as_ref().unwrap_or(&unknown)))
                     }
                 };
-                out.push((key.clone(), parts));
+                slot.take_in(key, parts);
             }
         }
-        for (id, updates) in ids.iter().zip(updates) {
-            let slot = self.aggregates.get_mut(id).expect("listed by the caller");
-            for (key, parts) in updates {
-                slot.take_in(&key, parts);
-            }
+        for (id, mut slot) in ids.iter().zip(slots) {
             slot.stale = false;
+            self.aggregates.insert(id.clone(), slot);
         }
     }
 
