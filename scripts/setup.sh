@@ -2,6 +2,7 @@
 # Installs what building and testing need on a fresh Debian machine, and
 # nothing that is already there:
 #   protoc             (Debian protobuf-compiler): the `pulsar` crate's build script
+#   jq, curl           (Debian): the README's Golem walkthrough, run as a test
 #   pulsar-lite        (PyPI): an independent Pulsar-protocol broker for the feeder's tests
 #   pulsar-client      (PyPI): the official Python Pulsar client, the tests' producer
 set -euo pipefail
@@ -21,6 +22,16 @@ if ! command -v protoc >/dev/null; then
     }
 fi
 protoc --version
+
+for tool in jq curl; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "setup: installing $tool"
+        as_root apt-get install -y -q "$tool" >/dev/null 2>&1 || {
+            as_root apt-get update -q >/dev/null
+            as_root apt-get install -y -q "$tool" >/dev/null
+        }
+    fi
+done
 
 if ! python3 -c "import pulsar_lite, pulsar" >/dev/null 2>&1; then
     echo "setup: installing pulsar-lite and pulsar-client from PyPI"

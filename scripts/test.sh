@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test.
-# Installs what it needs (rust components and targets, protoc, the Pulsar test
-# brokers' Python packages) on a fresh machine.
+# Installs what it needs (rust components and targets, protoc, jq, the Pulsar
+# test brokers' Python packages, wasm-tools, Chromium) on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +20,15 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Before the tests: the Golem host's tests run the built components.
+step "Golem components (wasm32-wasip2)"
+scripts/build-components.sh
+
 step "test"
 cargo test --workspace --locked
 
 step "dashboard in headless Chromium"
 scripts/test-dashboard.sh
 
-step "Golem components (wasm32-wasip2)"
-scripts/build-components.sh
+step "the README's Golem walkthrough on the test Golem host"
+scripts/test-golem-walkthrough.sh

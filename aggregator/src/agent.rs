@@ -1,10 +1,11 @@
 //! The aggregator component's agents: thin shells over the crate's logic.
 
-use golem_rust::{agent_definition, agent_implementation, endpoint};
+use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
 use timeline::metric::InputFold;
-use timeline::{AggFn, Group, NodeId, Operator, Output, Partial, PlanNode, Time, Timeline, WorkerKind};
-use timeline_golem_api::clients::{EventProcessorApiClient, TimelineProcessorApiClient, node_definition};
+use timeline::{AggFn, Group, Operator, Partial, PlanNode, Time, Timeline};
+use timeline_golem_api::agents::{Aggregate, AggregateClient, Aggregator, AggregatorClient, Contributor, Metric};
+use timeline_golem_api::reads::{node_definition, outputs};
 use timeline_golem_api::views::{AggregatorView, GroupView, GroupsView, RefreshView, ScalarValue, parse_time};
 
 use crate::{AggregateDefinition, GroupAggregator, GroupDirectory, merge_shards, parse_functions};
@@ -18,39 +19,15 @@ fn functions_of(names: &[String]) -> Result<Vec<AggFn>, String> {
 }
 
 /// `end` (or nothing) is the latest event time; else milliseconds or RFC 3339.
-fn instant(text: &str) -> Result<Option<Time>, String> {
+fn instant(text: Option<&str>) -> Result<Option<Time>, String> {
     match text {
-        "" | "end" => Ok(None),
-        other => parse_time(other).map(Some),
+        None | Some("") | Some("end") => Ok(None),
+        Some(other) => parse_time(other).map(Some),
     }
 }
 
-/// A key's output of a per-key node, read from the worker that runs it.
-async fn read_output(key: &str, node: &NodeId) -> Result<Output, String> {
-    let text = match node.worker_kind() {
-        WorkerKind::EventProcessor => EventProcessorApiClient::get(key.to_string(), node.to_string())
-            .map_err(|e| e.to_string())?
-            .output()
-            .await
-            .map_err(|e| e.to_string())??,
-        WorkerKind::TimelineProcessor => TimelineProcessorApiClient::get(key.to_string(), node.to_string())
-            .map_err(|e| e.to_string())?
-            .output()
-            .await
-            .map_err(|e| e.to_string())??,
-        other => return Err(format!("{node} is run by {} workers, not per key", other.as_str())),
-    };
-    serde_json::from_str(&text).map_err(|e| format!("bad output of {node}: {e}"))
-}
-
-/// Pushes one key's contributions to an aggregate node's aggregators.
-#[agent_definition(mount = "/v1/aggregate-feed/{node}/{key}", snapshotting = "periodic(30s)")]
-pub trait Contributor {
-    fn new(node: String, key: String) -> Self;
-
-    /// Reads the key's source and group column and sends what changed.
-    #[endpoint(post = "/refresh")]
-    async fn refresh(&mut self) -> Result<RefreshView, String>;
+async fn aggregate_definition(node: &str) -> Result<AggregateDefinition, String> {
+    AggregateDefinition::new(node_definition(node).await?)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,16 +51,14 @@ impl Contributor for ContributorImpl {
 
     async fn refresh(&mut self) -> Result<RefreshView, String> {
         if self.definition.is_none() {
-            self.definition = Some(AggregateDefinition::from_definition(
-                &node_definition(&self.node).await?,
-            )?);
+            self.definition = Some(aggregate_definition(&self.node).await?);
         }
         let definition = self.definition.clone().ok_or("no definition")?;
-        let source = read_output(&self.key, &definition.source).await?;
-        let group = match &definition.group {
-            Some(g) => Some(read_output(&self.key, g).await?.timeline),
-            None => None,
-        };
+        let mut nodes = vec![definition.source.clone()];
+        nodes.extend(definition.group.clone());
+        let mut read = outputs(&self.key, &nodes).await?.into_iter();
+        let source = read.next().ok_or("no output of the source")?;
+        let group = read.next().map(|o| o.timeline);
         let before = self.state.groups();
         let pushes = self
             .state
@@ -113,26 +88,6 @@ impl Contributor for ContributorImpl {
     }
 }
 
-/// One group's (one shard's) members of an aggregate node.
-#[agent_definition(mount = "/v1/aggregator/{node}/{group}/{shard}", snapshotting = "periodic(30s)")]
-pub trait Aggregator {
-    fn new(node: String, group: String, shard: u32) -> Self;
-
-    /// Sets a key's contribution (JSON of a timeline) or, with none, retracts it.
-    async fn replace(&mut self, key: String, contribution: Option<String>, latest: Option<i64>)
-    -> Result<bool, String>;
-
-    /// The latest event time of any member key.
-    async fn latest(&mut self) -> Option<i64>;
-
-    /// JSON of the members' `timeline::Partial` at `t`.
-    async fn partial(&mut self, t: i64, functions: Vec<String>) -> Result<String, String>;
-
-    /// What the aggregator holds.
-    #[endpoint(get = "/")]
-    async fn describe(&mut self) -> AggregatorView;
-}
-
 #[derive(Serialize, Deserialize)]
 struct AggregatorImpl {
     node: String,
@@ -152,27 +107,22 @@ impl Aggregator for AggregatorImpl {
         }
     }
 
-    async fn replace(
-        &mut self,
-        key: String,
-        contribution: Option<String>,
-        latest: Option<i64>,
-    ) -> Result<bool, String> {
+    fn replace(&mut self, key: String, contribution: Option<String>, latest: Option<i64>) -> Result<bool, String> {
         let contribution: Option<Timeline> = contribution
             .map(|c| serde_json::from_str(&c).map_err(|e| format!("bad contribution of {key}: {e}")))
             .transpose()?;
         Ok(self.state.replace(&key, contribution, latest))
     }
 
-    async fn latest(&mut self) -> Option<i64> {
+    fn latest(&self) -> Option<i64> {
         self.state.latest()
     }
 
-    async fn partial(&mut self, t: i64, functions: Vec<String>) -> Result<String, String> {
+    fn partial(&self, t: i64, functions: Vec<String>) -> Result<String, String> {
         json(&self.state.partial(t, &functions_of(&functions)?))
     }
 
-    async fn describe(&mut self) -> AggregatorView {
+    fn describe(&self) -> AggregatorView {
         AggregatorView {
             node: self.node.clone(),
             group: self.group.clone(),
@@ -181,26 +131,6 @@ impl Aggregator for AggregatorImpl {
             latest: self.state.latest(),
         }
     }
-}
-
-/// An aggregate node: its groups, and reads across them.
-#[agent_definition(mount = "/v1/aggregators/{node}", snapshotting = "every(20)")]
-pub trait Aggregate {
-    fn new(node: String) -> Self;
-
-    /// Adds a group (JSON of `timeline::Group`); false if known.
-    async fn register(&mut self, group: String) -> Result<bool, String>;
-
-    /// The latest event time of any key of any group.
-    async fn latest(&mut self) -> Result<Option<i64>, String>;
-
-    /// JSON of the `timeline::metric::InputFold` at `t`, for metrics.
-    async fn fold(&mut self, t: i64, functions: Vec<String>) -> Result<String, String>;
-
-    /// Every group (or the one labelled `group`) at `t` (`end`, ms or RFC
-    /// 3339): `functions`, comma-separated (empty: count, sum, avg, min, max).
-    #[endpoint(get = "/?t={t}&fn={functions}&group={group}")]
-    async fn read(&mut self, t: String, functions: String, group: String) -> Result<GroupsView, String>;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,44 +143,57 @@ struct AggregateImpl {
 impl AggregateImpl {
     async fn definition(&mut self) -> Result<AggregateDefinition, String> {
         if self.definition.is_none() {
-            self.definition = Some(AggregateDefinition::from_definition(
-                &node_definition(&self.node).await?,
-            )?);
+            self.definition = Some(aggregate_definition(&self.node).await?);
         }
         self.definition.clone().ok_or_else(|| "no definition".to_string())
     }
 
-    async fn latest_of(&mut self) -> Result<Option<Time>, String> {
+    /// Every group's shards, each read at once.
+    async fn shards<T>(
+        &mut self,
+        only: Option<&str>,
+        read: impl Fn(AggregatorClient) -> futures::future::LocalBoxFuture<'static, Result<T, String>>,
+    ) -> Result<Vec<(Group, Vec<T>)>, String> {
         let shards = self.definition().await?.spec.shards;
-        let mut latest = None;
-        for group in self.directory.groups(None) {
-            for shard in 0..shards {
-                latest = latest.max(
-                    AggregatorClient::get(self.node.clone(), group.label(), shard)
-                        .latest()
-                        .await,
-                );
+        let groups = self.directory.groups(only);
+        let calls = groups
+            .iter()
+            .flat_map(|g| (0..shards).map(|s| read(AggregatorClient::get(self.node.clone(), g.label(), s))));
+        let mut answers = futures::future::join_all(calls).await.into_iter();
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut of_group = Vec::with_capacity(shards as usize);
+            for _ in 0..shards {
+                of_group.push(answers.next().ok_or("missing shard answer")??);
             }
+            out.push((group, of_group));
         }
-        Ok(latest)
+        Ok(out)
+    }
+
+    async fn latest_of(&mut self) -> Result<Option<Time>, String> {
+        let all = self
+            .shards(None, |a| Box::pin(async move { Ok(a.latest().await) }))
+            .await?;
+        Ok(all.into_iter().flat_map(|(_, s)| s).flatten().max())
     }
 
     async fn fold_at(&mut self, t: Time, functions: &[AggFn], only: Option<&str>) -> Result<InputFold, String> {
         let definition = self.definition().await?;
         let names: Vec<String> = functions.iter().map(AggFn::to_string).collect();
-        let mut groups: Vec<(Group, Partial)> = Vec::new();
-        for group in self.directory.groups(only) {
-            let mut shards = Vec::with_capacity(definition.spec.shards as usize);
-            for shard in 0..definition.spec.shards {
-                let text = AggregatorClient::get(self.node.clone(), group.label(), shard)
-                    .partial(t, names.clone())
-                    .await?;
-                shards.push(serde_json::from_str::<Partial>(&text).map_err(|e| e.to_string())?);
-            }
-            if let Some(merged) = merge_shards(&shards, functions) {
-                groups.push((group, merged));
-            }
-        }
+        let all = self
+            .shards(only, |a| {
+                let names = names.clone();
+                Box::pin(async move {
+                    let text = a.partial(t, names).await?;
+                    serde_json::from_str::<Partial>(&text).map_err(|e| e.to_string())
+                })
+            })
+            .await?;
+        let groups = all
+            .into_iter()
+            .filter_map(|(group, shards)| merge_shards(&shards, functions).map(|m| (group, m)))
+            .collect();
         Ok(InputFold {
             grouped: definition.spec.group_by.is_some(),
             groups,
@@ -282,13 +225,18 @@ impl Aggregate for AggregateImpl {
         json(&fold)
     }
 
-    async fn read(&mut self, t: String, functions: String, group: String) -> Result<GroupsView, String> {
-        let functions = parse_functions(&functions)?;
-        let at = match instant(&t)? {
+    async fn read(
+        &mut self,
+        t: Option<String>,
+        functions: Option<String>,
+        group: Option<String>,
+    ) -> Result<GroupsView, String> {
+        let functions = parse_functions(functions.as_deref().unwrap_or(""))?;
+        let at = match instant(t.as_deref())? {
             Some(t) => Some(t),
             None => self.latest_of().await?,
         };
-        let only = (!group.is_empty()).then_some(group.as_str());
+        let only = group.as_deref().filter(|g| !g.is_empty());
         let groups = match at {
             Some(t) => self.fold_at(t, &functions, only).await?.groups,
             None => Vec::new(),
@@ -307,43 +255,31 @@ impl Aggregate for AggregateImpl {
     }
 }
 
-/// A metric: arithmetic over aggregates, computed when read.
-#[agent_definition(mount = "/v1/metrics/{node}")]
-pub trait Metric {
-    fn new(node: String) -> Self;
-
-    /// Every group (or the one labelled `group`) at `t` (`end`, ms or RFC 3339).
-    #[endpoint(get = "/?t={t}&group={group}")]
-    async fn read(&mut self, t: String, group: String) -> Result<GroupsView, String>;
-}
-
-#[derive(Serialize, Deserialize)]
 struct MetricImpl {
     node: String,
-    definition: Option<PlanNode>,
 }
 
 #[agent_implementation]
 impl Metric for MetricImpl {
     fn new(node: String) -> Self {
-        MetricImpl { node, definition: None }
+        MetricImpl { node }
     }
 
-    async fn read(&mut self, t: String, group: String) -> Result<GroupsView, String> {
-        if self.definition.is_none() {
-            let text = node_definition(&self.node).await?;
-            self.definition = Some(serde_json::from_str(&text).map_err(|e| format!("bad node definition: {e}"))?);
-        }
-        let node = self.definition.clone().ok_or("no definition")?;
+    async fn read(&mut self, t: Option<String>, group: Option<String>) -> Result<GroupsView, String> {
+        let node: PlanNode = node_definition(&self.node).await?;
         let Operator::Metric(expr) = &node.operator else {
             return Err(format!("`{}` is not a metric", node.id));
         };
-        let at = match instant(&t)? {
+        let at = match instant(t.as_deref())? {
             Some(t) => Some(t),
             None => {
+                let reads = node
+                    .children
+                    .iter()
+                    .map(|input| async move { AggregateClient::get(input.to_string()).latest().await });
                 let mut latest = None;
-                for input in &node.children {
-                    latest = latest.max(AggregateClient::get(input.to_string()).latest().await?);
+                for answer in futures::future::join_all(reads).await {
+                    latest = latest.max(answer?);
                 }
                 latest
             }
@@ -355,16 +291,20 @@ impl Metric for MetricImpl {
                 groups: Vec::new(),
             });
         };
-        let mut folds = Vec::with_capacity(node.children.len());
-        for (i, input) in node.children.iter().enumerate() {
+        let reads = node.children.iter().enumerate().map(|(i, input)| {
             let names: Vec<String> = expr.functions_of(i).iter().map(AggFn::to_string).collect();
-            let text = AggregateClient::get(input.to_string()).fold(at, names).await?;
+            async move { AggregateClient::get(input.to_string()).fold(at, names).await }
+        });
+        let mut folds = Vec::with_capacity(node.children.len());
+        for answer in futures::future::join_all(reads).await {
+            let text = answer?;
             folds.push(serde_json::from_str::<InputFold>(&text).map_err(|e| e.to_string())?);
         }
+        let only = group.as_deref().filter(|g| !g.is_empty());
         let groups = expr
             .evaluate_groups(&folds)
             .into_iter()
-            .filter(|(g, _, _)| group.is_empty() || g.is_named(&group))
+            .filter(|(g, _, _)| only.is_none_or(|name| g.is_named(name)))
             .map(|(g, keys, value)| GroupView::new(&g, keys, vec![("value".to_string(), value)]))
             .collect();
         Ok(GroupsView {

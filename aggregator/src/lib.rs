@@ -59,7 +59,11 @@ pub struct AggregateDefinition {
 impl AggregateDefinition {
     /// Reads a node definition (JSON of `timeline::PlanNode`, as `Core` gives it).
     pub fn from_definition(definition: &str) -> Result<Self, String> {
-        let node: PlanNode = serde_json::from_str(definition).map_err(|e| format!("bad node definition: {e}"))?;
+        Self::new(serde_json::from_str(definition).map_err(|e| format!("bad node definition: {e}"))?)
+    }
+
+    /// The definition of an aggregate node.
+    pub fn new(node: PlanNode) -> Result<Self, String> {
         let Operator::Aggregate(spec) = node.operator else {
             return Err(format!("`{}` is not an aggregate node", node.id));
         };

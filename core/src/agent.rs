@@ -1,38 +1,12 @@
 //! The `Core` agent: the job registry, durable through Golem.
 
-use golem_rust::{agent_definition, agent_implementation, endpoint};
+use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
+use timeline_golem_api::agents::Core;
 use timeline_golem_api::views::{JobError, JobView};
 
 use crate::registry::JobRegistry;
 use crate::service;
-
-#[agent_definition(mount = "/v1/jobs", snapshotting = "every(20)")]
-pub trait Core {
-    fn new() -> Self;
-
-    /// Submits a job: DSL in, execution plan out. Idempotent per name and query.
-    #[endpoint(post = "/")]
-    fn submit(&mut self, name: Option<String>, query: String) -> Result<JobView, JobError>;
-
-    /// Every job.
-    #[endpoint(get = "/")]
-    fn jobs(&self) -> Vec<JobView>;
-
-    /// One job.
-    #[endpoint(get = "/{name}")]
-    fn job(&self, name: String) -> Option<JobView>;
-
-    /// Deletes a job; true if it existed.
-    #[endpoint(delete = "/{name}")]
-    fn delete(&mut self, name: String) -> bool;
-
-    /// The definition of a live node (JSON), for the workers that run it.
-    fn node(&self, id: String) -> Option<String>;
-
-    /// Every job's plan (JSON), for feeders.
-    fn plans(&self) -> String;
-}
 
 #[derive(Serialize, Deserialize)]
 struct CoreImpl {
@@ -70,6 +44,10 @@ impl Core for CoreImpl {
 
     fn node(&self, id: String) -> Option<String> {
         service::node_definition(&self.registry, &id)
+    }
+
+    fn evaluation(&self, nodes: Vec<String>) -> Result<String, String> {
+        service::evaluation(&self.registry, &nodes)
     }
 
     fn plans(&self) -> String {

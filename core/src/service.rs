@@ -27,6 +27,17 @@ pub fn node_definition(registry: &JobRegistry, id: &str) -> Option<String> {
     registry.node(&id).and_then(|n| serde_json::to_string(n).ok())
 }
 
+/// How to evaluate the per-key nodes `ids` from their leaves, as JSON of
+/// `timeline::Evaluation`.
+pub fn evaluation(registry: &JobRegistry, ids: &[String]) -> Result<String, String> {
+    let ids = ids
+        .iter()
+        .map(|id| NodeId::parse(id).ok_or_else(|| format!("`{id}` is not a node id")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let eval = timeline::Evaluation::compile(&ids, |id| registry.node(id)).map_err(|e| e.to_string())?;
+    serde_json::to_string(&eval).map_err(|e| e.to_string())
+}
+
 /// Every job's plan, as JSON: what feeders route events by.
 pub fn plans(registry: &JobRegistry) -> String {
     let jobs: Vec<serde_json::Value> = registry
@@ -51,5 +62,13 @@ mod tests {
         assert!(node_definition(&r, &v.result).unwrap().contains("has_existed"));
         assert_eq!(node_definition(&r, "has_existed-0000000000000000"), None);
         assert!(plans(&r).contains(&v.result));
+        let eval: timeline::Evaluation =
+            serde_json::from_str(&evaluation(&r, std::slice::from_ref(&v.result)).unwrap()).unwrap();
+        assert_eq!(eval.leaves().len(), 1);
+        assert!(
+            evaluation(&r, &["has_existed-0000000000000000".into()])
+                .unwrap_err()
+                .contains("no job runs")
+        );
     }
 }

@@ -1,5 +1,5 @@
 use serde::{Deserialize, Serialize};
-use timeline::{EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, WorkerDescription, WorkerKind};
+use timeline::{EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, WorkerDescription};
 use timeline_golem_api::views::{AddEventsResult, parse_events};
 
 /// One leaf node of one key: the state an `EventProcessor` agent keeps.
@@ -58,17 +58,7 @@ impl LeafWorker {
 
     /// What the worker computes and holds.
     pub fn describe(&self) -> WorkerDescription {
-        WorkerDescription {
-            node: self.node.id.clone(),
-            kind: WorkerKind::EventProcessor,
-            operator: self.node.operator.name().to_string(),
-            expression: self.node.expression.clone(),
-            children: Vec::new(),
-            events: Some(self.worker.state().events()),
-            origin: self.worker.state().origin(),
-            latest: self.worker.state().latest(),
-            spans: self.output().timeline.len(),
-        }
+        WorkerDescription::new(&self.node, &self.output(), Some(self.worker.state().events()))
     }
 }
 

@@ -7,12 +7,17 @@
 //! Timelines themselves travel between agents as JSON of
 //! [`timeline::Output`], which keeps rising spans exact.
 //!
-//! [`clients`] (wasm only) declares the agents other components call.
+//! `agents` (wasm only) defines every agent type once: components implement
+//! them and call each other through the clients the definitions generate.
+//! `reads` (wasm only) is how agents read a key's nodes.
 
 #![deny(missing_docs)]
 
 pub mod views;
 
 #[cfg(target_family = "wasm")]
-#[allow(missing_docs)] // the items `agent_client` generates carry no docs
-pub mod clients;
+#[allow(missing_docs)] // the items `agent_definition` generates carry no docs
+pub mod agents;
+
+#[cfg(target_family = "wasm")]
+pub mod reads;

@@ -4,11 +4,13 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
+use std::borrow::Cow;
 use timeline::aggregate::contributions;
 use timeline::metric::InputFold;
+
 use timeline::{
-    AggFn, AggregateSpec, Aggregator, DerivedOp, Event, Group, LeafData, LeafOp, NodeId, Operator, Output, Partial,
-    Time, TimelineProcessor, Value, ValueTable, WorkerDescription, WorkerKind,
+    AggFn, AggregateSpec, Aggregator, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator,
+    Output, Partial, Time, Value, ValueTable, WorkerDescription, WorkerKind,
 };
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
@@ -33,9 +35,7 @@ struct LeafSlot {
 /// by all its leaves, and each leaf's operator state.
 #[derive(Debug, Clone, Default)]
 struct KeyState {
-    origin: Option<Time>,
-    latest: Option<Time>,
-    events: u64,
+    clock: KeyClock,
     /// (slot, state), sorted by slot.
     leaves: Vec<(u32, LeafData)>,
     /// The log records holding the key's events, in order (for reading a
@@ -50,7 +50,7 @@ pub struct Engine {
     slots: Vec<Option<LeafSlot>>,
     slot_of: FxHashMap<NodeId, u32>,
     /// For every live per-key node, how to compute it from leaf states.
-    eval: FxHashMap<NodeId, EvalPlan>,
+    eval: FxHashMap<NodeId, NodeEval>,
     keys: FxHashMap<SmolStr, KeyState>,
     events: u64,
     /// The latest event time of any key: "the end" for aggregates.
@@ -208,17 +208,34 @@ pub struct WorkerCounts {
     pub metrics: u64,
 }
 
-/// A node's subtree in evaluation order, children first, each node once: the
-/// node for any key without looking anything up by id.
+/// A node's evaluation, and the slot of each leaf it reads: the node for any
+/// key without looking anything up by id.
 #[derive(Debug)]
-struct EvalPlan {
-    steps: Vec<Step>,
+struct NodeEval {
+    eval: Evaluation,
+    slots: Vec<u32>,
 }
 
-#[derive(Debug)]
-enum Step {
-    Leaf { slot: u32 },
-    Derived { op: DerivedOp, children: Vec<usize> },
+/// A key's leaves as the inputs of an evaluation.
+struct KeyInputs<'a> {
+    engine: &'a Engine,
+    key: &'a KeyState,
+    slots: &'a [u32],
+}
+
+impl Inputs for KeyInputs<'_> {
+    fn leaf(&self, index: usize) -> Cow<'_, Output> {
+        let slot = self.slots[index];
+        let leaf = self.engine.slots[slot as usize].as_ref().expect("live node has a slot");
+        let timeline = match self.key.leaves.binary_search_by_key(&slot, |(s, _)| *s) {
+            Ok(i) => self.key.leaves[i].1.timeline(&leaf.values, self.key.clock.origin),
+            Err(_) => LeafData::new(&leaf.op).timeline(&leaf.values, self.key.clock.origin),
+        };
+        Cow::Owned(Output {
+            timeline,
+            latest: self.key.clock.latest,
+        })
+    }
 }
 
 /// The result of a read.
@@ -267,8 +284,10 @@ impl Engine {
                 match &node.operator {
                     Operator::Leaf(_) | Operator::Derived(_) => {
                         if !self.eval.contains_key(&node.id) {
-                            let plan = self.eval_plan(&node.id);
-                            self.eval.insert(node.id.clone(), plan);
+                            let eval = Evaluation::compile(std::slice::from_ref(&node.id), |id| self.registry.node(id))
+                                .expect("plans reference live per-key nodes");
+                            let slots = eval.leaves().iter().map(|l| self.slot_of[l]).collect();
+                            self.eval.insert(node.id.clone(), NodeEval { eval, slots });
                         }
                     }
                     Operator::Aggregate(spec) => {
@@ -287,34 +306,6 @@ impl Engine {
             }
         }
         Ok((submitted, new_leaves))
-    }
-
-    fn eval_plan(&self, root: &NodeId) -> EvalPlan {
-        fn visit(engine: &Engine, id: &NodeId, steps: &mut Vec<Step>, seen: &mut FxHashMap<NodeId, usize>) -> usize {
-            if let Some(&i) = seen.get(id) {
-                return i;
-            }
-            let node = engine.registry.node(id).expect("plans reference live nodes");
-            let step = match &node.operator {
-                Operator::Leaf(_) => Step::Leaf {
-                    slot: engine.slot_of[id],
-                },
-                Operator::Derived(op) => {
-                    let children = node.children.iter().map(|c| visit(engine, c, steps, seen)).collect();
-                    Step::Derived {
-                        op: op.clone(),
-                        children,
-                    }
-                }
-                Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("per-key plans hold per-key nodes"),
-            };
-            steps.push(step);
-            seen.insert(id.clone(), steps.len() - 1);
-            steps.len() - 1
-        }
-        let mut steps = Vec::new();
-        visit(self, root, &mut steps, &mut FxHashMap::default());
-        EvalPlan { steps }
     }
 
     /// Deletes a job and the state of the workers no other job uses.
@@ -357,9 +348,7 @@ impl Engine {
                 None => self.keys.entry(event.key.clone()).or_default(),
             };
             if !replay {
-                key.origin = Some(key.origin.map_or(event.time, |o| o.min(event.time)));
-                key.latest = Some(key.latest.map_or(event.time, |l| l.max(event.time)));
-                key.events += 1;
+                key.clock.observe(event.time);
                 self.events += 1;
                 self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
             }
@@ -450,32 +439,16 @@ impl Engine {
             .keys
             .get(key)
             .ok_or_else(|| ReadError::UnknownKey(key.to_string()))?;
-        let plan = self
+        let node = self
             .eval
             .get(id)
             .ok_or_else(|| ReadError::UnknownNode(id.to_string()))?;
-        let mut outputs: Vec<Output> = Vec::with_capacity(plan.steps.len());
-        for step in &plan.steps {
-            let out = match step {
-                Step::Leaf { slot } => {
-                    let leaf = self.slots[*slot as usize].as_ref().expect("live node has a slot");
-                    let timeline = match state.leaves.binary_search_by_key(slot, |(s, _)| *s) {
-                        Ok(i) => state.leaves[i].1.timeline(&leaf.values, state.origin),
-                        Err(_) => LeafData::new(&leaf.op).timeline(&leaf.values, state.origin),
-                    };
-                    Output {
-                        timeline,
-                        latest: state.latest,
-                    }
-                }
-                Step::Derived { op, children } => {
-                    let inputs: Vec<&Output> = children.iter().map(|&c| &outputs[c]).collect();
-                    TimelineProcessor::evaluate_op(op, &inputs)
-                }
-            };
-            outputs.push(out);
-        }
-        Ok(outputs.pop().expect("a plan has its node as last step"))
+        let inputs = KeyInputs {
+            engine: self,
+            key: state,
+            slots: &node.slots,
+        };
+        Ok(node.eval.evaluate_root(&inputs))
     }
 
     /// Brings every aggregator up to date with the keys changed since the last
@@ -676,9 +649,9 @@ impl Engine {
             operator: node.operator.name().to_string(),
             expression: node.expression.clone(),
             children: node.children.clone(),
-            events: matches!(node.operator, Operator::Leaf(_)).then_some(state.events),
-            origin: state.origin,
-            latest: state.latest,
+            events: matches!(node.operator, Operator::Leaf(_)).then_some(state.clock.events),
+            origin: state.clock.origin,
+            latest: state.clock.latest,
             spans: out.timeline.len(),
         })
     }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub mod feeder;
+pub mod golem;
 pub mod pulsar_lite;
 
 use serde_json::Value;

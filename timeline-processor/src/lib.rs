@@ -1,16 +1,14 @@
 //! The timeline-processor component: derived workers.
 //!
-//! A `TimelineProcessor(key, node)` agent runs one derived node of one key. It
-//! keeps no timeline: asked for a result, it reads its children's outputs
-//! (event processors and other timeline processors, by awaited calls down the
-//! plan's tree, which has no cycles) and computes its own with
-//! [`DerivedWorker`], the same code the local runtime runs.
+//! A `TimelineProcessor(node, key)` agent runs one derived node of one key. It
+//! keeps nothing, so it is ephemeral: each call asks `Core` how to evaluate
+//! the node, reads every leaf below it from its `EventProcessor` at once, and
+//! evaluates the node with `timeline::Evaluation`, the code the local
+//! runtime runs (`timeline_golem_api::reads`). A read costs one round of
+//! concurrent calls to the leaves, however deep the expression, and grows no
+//! oplog.
 
 #![deny(missing_docs)]
-
-mod logic;
-
-pub use logic::DerivedWorker;
 
 #[cfg(target_family = "wasm")]
 mod agent;

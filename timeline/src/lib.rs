@@ -58,8 +58,11 @@ pub use event::{Event, EventError, EventParser};
 pub use metric::{ArithOp, MetricExpr, MetricNode};
 pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
 pub use ops::latest_event_to_state::ValueTable;
-pub use plan::{CompiledPlan, ExecutionPlan, PlanNode};
+pub use plan::{ExecutionPlan, PlanNode};
 pub use predicate::Predicate;
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
 pub use value::{CmpOp, Value};
-pub use worker::{EventProcessor, LeafData, LeafState, Output, TimelineProcessor, WorkerDescription};
+pub use worker::{
+    CompiledPlan, EvalError, Evaluation, EventProcessor, Inputs, KeyClock, LeafData, LeafState, Output,
+    WorkerDescription,
+};

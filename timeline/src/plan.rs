@@ -6,7 +6,6 @@ use smol_str::SmolStr;
 use crate::aggregate::{AggFn, AggregateNode};
 use crate::metric::MetricNode;
 use crate::op::{NodeId, Operator, TimeLineOp, TypeError, WorkerKind};
-use crate::worker::{LeafState, Output, TimelineProcessor};
 
 /// What a job computes under one name.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,93 +246,5 @@ impl ExecutionPlan {
 fn add_aggregate<'a>(aggregates: &mut Vec<&'a AggregateNode>, node: &'a AggregateNode) {
     if !aggregates.iter().any(|a| a.id() == node.id()) {
         aggregates.push(node);
-    }
-}
-
-/// A plan prepared for evaluating many keys in-process.
-#[derive(Debug, Clone)]
-pub struct CompiledPlan {
-    plan: ExecutionPlan,
-    children: Vec<Vec<usize>>,
-    /// Position in `plan.nodes` of each leaf, in the order of `plan.leaves`.
-    leaf_nodes: Vec<usize>,
-    result: usize,
-}
-
-impl CompiledPlan {
-    /// Prepares `plan`.
-    pub fn new(plan: ExecutionPlan) -> Self {
-        let children = plan.child_indices();
-        let leaf_nodes = plan
-            .leaves
-            .iter()
-            .map(|l| plan.nodes.iter().position(|n| &n.id == l).expect("leaf in nodes"))
-            .collect();
-        let result = plan
-            .nodes
-            .iter()
-            .position(|n| n.id == plan.result)
-            .expect("result in nodes");
-        CompiledPlan {
-            plan,
-            children,
-            leaf_nodes,
-            result,
-        }
-    }
-
-    /// The plan.
-    pub fn plan(&self) -> &ExecutionPlan {
-        &self.plan
-    }
-
-    /// Fresh leaf states for one key, in the order of `plan.leaves`.
-    pub fn new_leaf_states(&self) -> Vec<LeafState> {
-        self.leaf_nodes
-            .iter()
-            .map(|&i| LeafState::new(self.leaf_op(i)))
-            .collect()
-    }
-
-    /// Applies an event of a key to that key's leaf states.
-    pub fn apply(&self, states: &mut [LeafState], event: &crate::Event) {
-        for (state, &i) in states.iter_mut().zip(&self.leaf_nodes) {
-            state.apply(self.leaf_op(i), event);
-        }
-    }
-
-    fn leaf_op(&self, node: usize) -> &crate::LeafOp {
-        match &self.plan.nodes[node].operator {
-            Operator::Leaf(op) => op,
-            _ => unreachable!("leaf_nodes index leaves"),
-        }
-    }
-
-    /// Every node's output for one key, in the order of `plan.nodes`.
-    pub fn evaluate(&self, states: &[LeafState]) -> Vec<Output> {
-        let mut outputs: Vec<Option<Output>> = vec![None; self.plan.nodes.len()];
-        for (state, &i) in states.iter().zip(&self.leaf_nodes) {
-            outputs[i] = Some(state.output());
-        }
-        for (i, node) in self.plan.nodes.iter().enumerate() {
-            if let Operator::Derived(op) = &node.operator {
-                let inputs: Vec<&Output> = self.children[i]
-                    .iter()
-                    .map(|&c| outputs[c].as_ref().expect("children first"))
-                    .collect();
-                outputs[i] = Some(TimelineProcessor::evaluate_op(op, &inputs));
-            }
-        }
-        outputs.into_iter().map(|o| o.unwrap_or_default()).collect()
-    }
-
-    /// The result node's output for one key.
-    pub fn evaluate_result(&self, states: &[LeafState]) -> Output {
-        self.evaluate(states).swap_remove(self.result)
-    }
-
-    /// Position of the result node in `plan.nodes`.
-    pub fn result_index(&self) -> usize {
-        self.result
     }
 }

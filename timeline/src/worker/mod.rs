@@ -1,17 +1,21 @@
-//! The worker interface both runtimes plug into.
+//! Workers: one node for one key.
 //!
-//! A worker computes one node for one key. An [`EventProcessor`] holds a leaf's
-//! [`LeafState`] and takes events; a [`TimelineProcessor`] holds no state and
-//! computes its node from its children's [`Output`]s when asked. The local
-//! runtime keeps these in memory and calls them directly; the Golem components
-//! wrap each in a durable agent and fetch children over agent-to-agent calls.
-//! Neither adds logic of its own.
+//! A leaf worker holds a [`LeafState`] (the key's [`KeyClock`] and the
+//! operator's state) and takes events. A derived node holds no state: it is
+//! computed from the leaves below it by an [`Evaluation`] ([`eval`]), the one
+//! evaluator every runtime uses. The local runtime keeps leaf states in
+//! memory and evaluates over them; the Golem components keep each leaf in a
+//! durable agent and evaluate over the outputs read from those agents.
+
+pub mod eval;
+
+pub use eval::{CompiledPlan, EvalError, Evaluation, Inputs};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Time;
 use crate::event::Event;
-use crate::op::{DerivedOp, LeafOp, NodeId, WorkerKind};
+use crate::op::{LeafOp, NodeId, WorkerKind};
 use crate::ops::has_existed::HasExisted;
 use crate::ops::has_existed_within::HasExistedWithin;
 use crate::ops::latest_event_to_state::{LatestEventToState, ValueTable};
@@ -37,6 +41,27 @@ impl Output {
     /// The value at the key's latest event time.
     pub fn value_at_end(&self) -> Option<Value> {
         self.value_at(self.latest?)
+    }
+}
+
+/// What every leaf of a key shares: its earliest and latest event times, and
+/// how many events it received (repeats included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyClock {
+    /// Earliest event time.
+    pub origin: Option<Time>,
+    /// Latest event time.
+    pub latest: Option<Time>,
+    /// Events received.
+    pub events: u64,
+}
+
+impl KeyClock {
+    /// Takes in an event at `t`.
+    pub fn observe(&mut self, t: Time) {
+        self.events += 1;
+        self.origin = Some(self.origin.map_or(t, |o| o.min(t)));
+        self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
     }
 }
 
@@ -112,9 +137,8 @@ impl LeafData {
 /// latest time, how many events it received, and the operator's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeafState {
-    origin: Option<Time>,
-    latest: Option<Time>,
-    events: u64,
+    #[serde(flatten)]
+    clock: KeyClock,
     data: LeafData,
     values: ValueTable,
 }
@@ -123,9 +147,7 @@ impl LeafState {
     /// The state of a worker for `op` that has seen no event.
     pub fn new(op: &LeafOp) -> Self {
         LeafState {
-            origin: None,
-            latest: None,
-            events: 0,
+            clock: KeyClock::default(),
             data: LeafData::new(op),
             values: ValueTable::default(),
         }
@@ -135,39 +157,42 @@ impl LeafState {
     /// made for. Events that do not concern the operator still move the key's
     /// origin and latest time.
     pub fn apply(&mut self, op: &LeafOp, event: &Event) {
-        self.events += 1;
-        self.origin = Some(self.origin.map_or(event.time, |o| o.min(event.time)));
-        self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
+        self.clock.observe(event.time);
         self.data.apply(op, &mut self.values, event);
     }
 
     /// The leaf's timeline and the key's latest time.
     pub fn output(&self) -> Output {
         Output {
-            timeline: self.data.timeline(&self.values, self.origin),
-            latest: self.latest,
+            timeline: self.data.timeline(&self.values, self.clock.origin),
+            latest: self.clock.latest,
         }
+    }
+
+    /// The key's clock as this leaf saw it.
+    pub fn clock(&self) -> KeyClock {
+        self.clock
     }
 
     /// Earliest event time of the key.
     pub fn origin(&self) -> Option<Time> {
-        self.origin
+        self.clock.origin
     }
 
     /// Latest event time of the key.
     pub fn latest(&self) -> Option<Time> {
-        self.latest
+        self.clock.latest
     }
 
     /// Number of events received (repeats included).
     pub fn events(&self) -> u64 {
-        self.events
+        self.clock.events
     }
 
     /// Drops what only events later than `horizon` ms behind the latest event
     /// could still need (see [`LatestEventToState::forget_repeats_before`]).
     pub fn compact(&mut self, horizon: i64) {
-        if let (LeafData::LatestEventToState(state), Some(latest)) = (&mut self.data, self.latest) {
+        if let (LeafData::LatestEventToState(state), Some(latest)) = (&mut self.data, self.clock.latest) {
             state.forget_repeats_before(latest.saturating_sub(horizon));
         }
     }
@@ -200,6 +225,24 @@ pub struct WorkerDescription {
     pub latest: Option<Time>,
     /// Number of spans in the timeline.
     pub spans: usize,
+}
+
+impl WorkerDescription {
+    /// The description of the worker of `node` whose output is `output`;
+    /// `events` for leaves.
+    pub fn new(node: &crate::plan::PlanNode, output: &Output, events: Option<u64>) -> Self {
+        WorkerDescription {
+            node: node.id.clone(),
+            kind: node.worker,
+            operator: node.operator.name().to_string(),
+            expression: node.expression.clone(),
+            children: node.children.clone(),
+            events,
+            origin: output.timeline.origin(),
+            latest: output.latest,
+            spans: output.timeline.len(),
+        }
+    }
 }
 
 /// A leaf worker: one leaf operator, one key.
@@ -236,37 +279,5 @@ impl EventProcessor {
     /// The timeline and latest time.
     pub fn output(&self) -> Output {
         self.state.output()
-    }
-}
-
-/// A derived worker: computes its node from its children's outputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimelineProcessor {
-    op: DerivedOp,
-}
-
-impl TimelineProcessor {
-    /// A worker for `op`.
-    pub fn new(op: DerivedOp) -> Self {
-        TimelineProcessor { op }
-    }
-
-    /// The operator.
-    pub fn op(&self) -> &DerivedOp {
-        &self.op
-    }
-
-    /// The node's output from the children's, in order.
-    pub fn evaluate(&self, children: &[&Output]) -> Output {
-        Self::evaluate_op(&self.op, children)
-    }
-
-    /// `op`'s output from its children's, in order.
-    pub fn evaluate_op(op: &DerivedOp, children: &[&Output]) -> Output {
-        let timelines: Vec<&Timeline> = children.iter().map(|c| &c.timeline).collect();
-        Output {
-            timeline: op.evaluate(&timelines),
-            latest: children.iter().filter_map(|c| c.latest).max(),
-        }
     }
 }

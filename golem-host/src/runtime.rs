@@ -1,0 +1,871 @@
+//! Agents: created on their first call, one task and one wasm instance each,
+//! running one invocation at a time from their queue, as Golem runs them.
+//!
+//! An agent is named by its type and constructor parameters
+//! (`EventProcessor("cirr-leaf","s1")`); the first call to a name creates it
+//! (`initialize`), later calls queue behind each other. Agent-to-agent calls
+//! go through the same queues, so an agent that awaits another does not block
+//! anything but itself. An ephemeral type gets a fresh agent for every call.
+//! A trap ends the agent: it answers every later call with the trap, as a
+//! Golem agent that ran out of retries does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use golem_schema::wit::{decode_value, encode_value, wire};
+use golem_schema::{SchemaType, SchemaValue};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::agent_type::{AgentTypeInfo, Cache};
+use crate::bindings::AgentComponent;
+use crate::bindings::exports::golem::api::load_snapshot::Snapshot as LoadSnapshot;
+use crate::bindings::golem::agent::common::{AgentError, AgentPrincipal, Principal};
+use crate::components::LoadedComponent;
+use crate::values::Typed;
+
+/// Why a call did not return a value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The agent answered with an error of its own (bad input, unknown method).
+    #[error("{0}")]
+    Agent(String),
+    /// No agent type of that name, or a constructor that does not fit it.
+    #[error("{0}")]
+    NotFound(String),
+    /// The agent trapped, failed to start, or did not answer in time.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Who makes a call.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A request to the HTTP gateway.
+    Http,
+    /// Another agent.
+    Agent {
+        /// Its agent id.
+        agent_id: String,
+        /// Its component's id.
+        component_id: uuid::Uuid,
+    },
+}
+
+struct Invocation {
+    method: String,
+    input: wire::SchemaValueTree,
+    caller: Caller,
+    reply: oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
+}
+
+enum Command {
+    Invoke(Invocation),
+    /// Save a snapshot (if the type snapshots), drop the instance and start a
+    /// fresh one from it; answers whether a snapshot was used.
+    Restart(oneshot::Sender<Result<bool, CallError>>),
+}
+
+/// Counts of what the agents did, for figures and tests.
+#[derive(Debug, Default)]
+struct Counters {
+    /// (agent type, method) -> (calls over HTTP, calls from agents).
+    calls: Mutex<BTreeMap<(String, String), (u64, u64)>>,
+    instances: AtomicU64,
+    restored: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// What the host has done so far.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Agents alive now (durable ones).
+    pub agents: usize,
+    /// Wasm instances started (agents created, restarted or ephemeral).
+    pub instances: u64,
+    /// Instances started from a snapshot.
+    pub restored: u64,
+    /// Read-only calls answered from the cache.
+    pub cache_hits: u64,
+    /// Per agent type and method: calls over HTTP and from other agents.
+    pub calls: Vec<MethodCalls>,
+}
+
+/// Calls of one method.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MethodCalls {
+    /// Agent type.
+    pub agent_type: String,
+    /// Method.
+    pub method: String,
+    /// Calls over HTTP.
+    pub http: u64,
+    /// Calls from other agents.
+    pub rpc: u64,
+}
+
+impl Stats {
+    /// Calls of every method of every type, HTTP and agent calls together.
+    pub fn total_calls(&self) -> u64 {
+        self.calls.iter().map(|c| c.http + c.rpc).sum()
+    }
+
+    /// Agent-to-agent calls.
+    pub fn rpc_calls(&self) -> u64 {
+        self.calls.iter().map(|c| c.rpc).sum()
+    }
+}
+
+/// Every component, every agent type, every live agent.
+pub struct Runtime {
+    components: Vec<LoadedComponent>,
+    types: BTreeMap<String, (usize, Arc<AgentTypeInfo>)>,
+    agents: Mutex<HashMap<String, Handle>>,
+    counters: Counters,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+struct Handle {
+    queue: mpsc::UnboundedSender<Command>,
+}
+
+impl Runtime {
+    /// A runtime over `components`; a call that takes longer than `timeout`
+    /// fails.
+    pub fn new(components: Vec<LoadedComponent>, timeout: Duration) -> Result<Arc<Self>> {
+        let mut types = BTreeMap::new();
+        for (i, c) in components.iter().enumerate() {
+            for t in &c.agent_types {
+                if types.insert(t.name.clone(), (i, t.clone())).is_some() {
+                    bail!("agent type `{}` is defined by two components", t.name);
+                }
+            }
+        }
+        Ok(Arc::new(Runtime {
+            components,
+            types,
+            agents: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            timeout,
+        }))
+    }
+
+    /// The loaded components.
+    pub fn components(&self) -> &[LoadedComponent] {
+        &self.components
+    }
+
+    /// The agent type named `name`.
+    pub fn agent_type(&self, name: &str) -> Option<&Arc<AgentTypeInfo>> {
+        self.types.get(name).map(|(_, t)| t)
+    }
+
+    /// Every agent type, by name.
+    pub fn agent_types(&self) -> impl Iterator<Item = &Arc<AgentTypeInfo>> {
+        self.types.values().map(|(_, t)| t)
+    }
+
+    /// The agent id of an agent of type `ty` with `constructor`:
+    /// `Type(param,...)`, each parameter in Golem's JSON, with `[uuid]` for
+    /// a phantom.
+    pub fn agent_id(
+        ty: &AgentTypeInfo,
+        constructor: &SchemaValue,
+        phantom: Option<uuid::Uuid>,
+    ) -> Result<String, String> {
+        let SchemaValue::Record { fields } = constructor else {
+            return Err("constructor parameters are not a record".to_string());
+        };
+        if fields.len() != ty.constructor.len() {
+            return Err(format!(
+                "{} takes {} constructor parameters, not {}",
+                ty.name,
+                ty.constructor.len(),
+                fields.len()
+            ));
+        }
+        let mut parts = Vec::with_capacity(fields.len());
+        for (param, value) in ty.constructor.iter().zip(fields) {
+            let json = ty.typed(param).to_json(value)?;
+            parts.push(serde_json::to_string(&json).map_err(|e| e.to_string())?);
+        }
+        let mut id = format!("{}({})", ty.name, parts.join(","));
+        if let Some(p) = phantom {
+            id.push_str(&format!("[{p}]"));
+        }
+        Ok(id)
+    }
+
+    /// Reads an agent id back: the type, its constructor parameters and the
+    /// phantom id.
+    pub fn parse_agent_id(&self, id: &str) -> Result<(Arc<AgentTypeInfo>, SchemaValue, Option<uuid::Uuid>), String> {
+        parse_agent_id(id, |name| self.agent_type(name).cloned())
+    }
+
+    /// The constructor parameters' record type of `ty`, for typed values.
+    pub fn constructor_type(ty: &AgentTypeInfo) -> SchemaType {
+        SchemaType::Record {
+            fields: ty
+                .constructor
+                .iter()
+                .map(|p| golem_schema::NamedFieldType {
+                    name: p.name.clone(),
+                    body: p.ty.clone(),
+                    metadata: Default::default(),
+                })
+                .collect(),
+            metadata: Default::default(),
+        }
+    }
+
+    /// Calls `method` of the agent of type `agent_type` with `constructor`,
+    /// creating the agent if it does not exist. The answer arrives on the
+    /// returned channel; the call is queued before this returns.
+    pub fn call(
+        self: &Arc<Self>,
+        agent_type: &str,
+        constructor: wire::SchemaValueTree,
+        method: &str,
+        input: wire::SchemaValueTree,
+        caller: Caller,
+    ) -> oneshot::Receiver<Result<Option<wire::SchemaValueTree>, CallError>> {
+        let (reply, answer) = oneshot::channel();
+        let started = self.start_call(agent_type, constructor, method, input, caller, reply);
+        if let Err((reply, e)) = started {
+            let _ = reply.send(Err(e));
+        }
+        answer
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn start_call(
+        self: &Arc<Self>,
+        agent_type: &str,
+        constructor: wire::SchemaValueTree,
+        method: &str,
+        input: wire::SchemaValueTree,
+        caller: Caller,
+        reply: oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
+    ) -> Result<
+        (),
+        (
+            oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
+            CallError,
+        ),
+    > {
+        let Some((component, ty)) = self.types.get(agent_type).cloned() else {
+            return Err((
+                reply,
+                CallError::NotFound(format!("no agent type `{agent_type}` is deployed")),
+            ));
+        };
+        if ty.method(method).is_none() {
+            return Err((
+                reply,
+                CallError::NotFound(format!("agent type `{agent_type}` has no method `{method}`")),
+            ));
+        }
+        let parameters = match decode_value(&constructor) {
+            Ok(v) => v,
+            Err(e) => return Err((reply, CallError::NotFound(format!("constructor of {agent_type}: {e}")))),
+        };
+        self.count(agent_type, method, &caller);
+        let invocation = Invocation {
+            method: method.to_string(),
+            input,
+            caller,
+            reply,
+        };
+        if ty.ephemeral {
+            let phantom = uuid::Uuid::new_v4();
+            let id = match Self::agent_id(&ty, &parameters, Some(phantom)) {
+                Ok(id) => id,
+                Err(e) => return Err((invocation.reply, CallError::NotFound(e))),
+            };
+            let runtime = self.clone();
+            tokio::spawn(async move {
+                let result = match Agent::start(&runtime, component, &ty, &id, &parameters, None).await {
+                    Ok(mut agent) => {
+                        agent
+                            .invoke(invocation.method, invocation.input, invocation.caller)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = invocation.reply.send(result);
+            });
+            return Ok(());
+        }
+        let id = match Self::agent_id(&ty, &parameters, None) {
+            Ok(id) => id,
+            Err(e) => return Err((invocation.reply, CallError::NotFound(e))),
+        };
+        let mut agents = self.agents.lock().expect("agents lock");
+        let handle = agents.entry(id.clone()).or_insert_with(|| {
+            let (queue, commands) = mpsc::unbounded_channel();
+            tokio::spawn(run_agent(
+                self.clone(),
+                component,
+                ty.clone(),
+                id.clone(),
+                parameters,
+                commands,
+            ));
+            Handle { queue }
+        });
+        if let Err(mpsc::error::SendError(Command::Invoke(invocation))) = handle.queue.send(Command::Invoke(invocation))
+        {
+            agents.remove(&id);
+            return Err((invocation.reply, CallError::Failed(format!("agent {id} has stopped"))));
+        }
+        Ok(())
+    }
+
+    fn count(&self, agent_type: &str, method: &str, caller: &Caller) {
+        let mut calls = self.counters.calls.lock().expect("counters lock");
+        let entry = calls.entry((agent_type.to_string(), method.to_string())).or_default();
+        match caller {
+            Caller::Http => entry.0 += 1,
+            Caller::Agent { .. } => entry.1 += 1,
+        }
+    }
+
+    /// Calls a method with JSON arguments (constructor parameters and method
+    /// parameters, in order) and returns its JSON result.
+    pub async fn call_json(
+        self: &Arc<Self>,
+        agent_type: &str,
+        constructor: &[serde_json::Value],
+        method: &str,
+        args: &[serde_json::Value],
+    ) -> Result<Option<serde_json::Value>> {
+        let ty = self
+            .agent_type(agent_type)
+            .with_context(|| format!("no agent type `{agent_type}`"))?
+            .clone();
+        let m = ty
+            .method(method)
+            .with_context(|| format!("{agent_type} has no method `{method}`"))?;
+        let record =
+            |params: &[crate::agent_type::Param], values: &[serde_json::Value]| -> Result<wire::SchemaValueTree> {
+                if params.len() != values.len() {
+                    bail!("{} values for {} parameters", values.len(), params.len());
+                }
+                let fields = params
+                    .iter()
+                    .zip(values)
+                    .map(|(p, v)| ty.typed(p).from_json(v).map_err(|e| anyhow!("`{}`: {e}", p.name)))
+                    .collect::<Result<Vec<_>>>()?;
+                encode_value(&SchemaValue::Record { fields }).map_err(|e| anyhow!("{e}"))
+            };
+        let constructor = record(&ty.constructor, constructor)?;
+        let input = record(&m.params, args)?;
+        let answer = self.call(agent_type, constructor, method, input, Caller::Http).await?;
+        let tree = answer?;
+        match (&m.output, tree) {
+            (Some(out), Some(tree)) => {
+                let value = decode_value(&tree).map_err(|e| anyhow!("{e}"))?;
+                Ok(Some(
+                    Typed {
+                        graph: &ty.graph,
+                        ty: out,
+                    }
+                    .to_json(&value)
+                    .map_err(|e| anyhow!(e))?,
+                ))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Restarts every live agent: each saves a snapshot (if its type
+    /// snapshots), drops its instance and starts a fresh one from it (or from
+    /// its constructor). Returns how many agents restarted and how many of
+    /// them from a snapshot.
+    pub async fn restart_all(&self) -> Result<(usize, usize), CallError> {
+        let handles: Vec<(String, Handle)> = {
+            let agents = self.agents.lock().expect("agents lock");
+            let mut all: Vec<_> = agents.iter().map(|(k, h)| (k.clone(), h.clone())).collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        let mut answers = Vec::with_capacity(handles.len());
+        for (id, handle) in &handles {
+            let (reply, answer) = oneshot::channel();
+            if handle.queue.send(Command::Restart(reply)).is_ok() {
+                answers.push((id.clone(), answer));
+            }
+        }
+        let (mut restarted, mut from_snapshot) = (0, 0);
+        for (id, answer) in answers {
+            match answer.await {
+                Ok(Ok(snapshot)) => {
+                    restarted += 1;
+                    from_snapshot += usize::from(snapshot);
+                }
+                Ok(Err(e)) => return Err(CallError::Failed(format!("restarting {id}: {e}"))),
+                Err(_) => return Err(CallError::Failed(format!("restarting {id}: the agent stopped"))),
+            }
+        }
+        Ok((restarted, from_snapshot))
+    }
+
+    /// The ids of the live agents, sorted.
+    pub fn agent_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.agents.lock().expect("agents lock").keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// What the agents did so far.
+    pub fn stats(&self) -> Stats {
+        let calls = self.counters.calls.lock().expect("counters lock");
+        Stats {
+            agents: self.agents.lock().expect("agents lock").len(),
+            instances: self.counters.instances.load(Ordering::Relaxed),
+            restored: self.counters.restored.load(Ordering::Relaxed),
+            cache_hits: self.counters.cache_hits.load(Ordering::Relaxed),
+            calls: calls
+                .iter()
+                .map(|((t, m), (http, rpc))| MethodCalls {
+                    agent_type: t.clone(),
+                    method: m.clone(),
+                    http: *http,
+                    rpc: *rpc,
+                })
+                .collect(),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        self.agents.lock().expect("agents lock").remove(id);
+    }
+}
+
+/// Reads an agent id (as [`Runtime::agent_id`] writes it) back: the type,
+/// its constructor parameters and the phantom id; `lookup` finds types.
+pub fn parse_agent_id(
+    id: &str,
+    lookup: impl Fn(&str) -> Option<Arc<AgentTypeInfo>>,
+) -> Result<(Arc<AgentTypeInfo>, SchemaValue, Option<uuid::Uuid>), String> {
+    let bad = || format!("`{id}` is not an agent id (`Type(params)` or `Type(params)[uuid]`)");
+    let open = id.find('(').ok_or_else(bad)?;
+    let (name, rest) = id.split_at(open);
+    let (params, phantom) = match rest.rfind(")[") {
+        Some(i) if rest.ends_with(']') => (&rest[1..i], Some(&rest[i + 2..rest.len() - 1])),
+        _ => (
+            rest.strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(bad)?,
+            None,
+        ),
+    };
+    let ty = lookup(name.trim()).ok_or_else(|| format!("no agent type `{}`", name.trim()))?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(&format!("[{params}]")).map_err(|e| format!("{}: {e}", bad()))?;
+    if values.len() != ty.constructor.len() {
+        return Err(format!(
+            "{}: {} takes {} parameters",
+            bad(),
+            ty.name,
+            ty.constructor.len()
+        ));
+    }
+    let fields = ty
+        .constructor
+        .iter()
+        .zip(&values)
+        .map(|(p, v)| ty.typed(p).from_json(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let phantom = phantom
+        .map(|p| uuid::Uuid::parse_str(p).map_err(|e| format!("phantom id of `{id}`: {e}")))
+        .transpose()?;
+    Ok((ty, SchemaValue::Record { fields }, phantom))
+}
+
+/// The store data of one agent instance.
+pub struct AgentState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    runtime: Option<Arc<Runtime>>,
+    /// This agent's id and component id, as callers see them.
+    pub(crate) agent_id: String,
+    pub(crate) component_id: uuid::Uuid,
+    /// The method running now, if it is read-only.
+    pub(crate) read_only: Option<String>,
+}
+
+impl AgentState {
+    /// The state of an instance that is no agent (to discover agent types).
+    pub(crate) fn detached(wasi: WasiCtx, table: ResourceTable) -> Self {
+        AgentState {
+            wasi,
+            table,
+            runtime: None,
+            agent_id: String::new(),
+            component_id: uuid::Uuid::nil(),
+            read_only: None,
+        }
+    }
+
+    /// The runtime the agent lives in.
+    pub(crate) fn runtime(&self) -> wasmtime::Result<&Arc<Runtime>> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("agent types are being discovered: no agent exists to call"))
+    }
+}
+
+impl WasiView for AgentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A running instance of an agent.
+struct Agent {
+    store: Store<AgentState>,
+    bindings: AgentComponent,
+    ty: Arc<AgentTypeInfo>,
+    timeout: Duration,
+}
+
+enum Start {
+    Initialize(wire::SchemaValueTree),
+    Restore(LoadSnapshot),
+}
+
+impl Agent {
+    /// A fresh instance: initialized with `constructor`, or loaded from
+    /// `snapshot`.
+    async fn start(
+        runtime: &Arc<Runtime>,
+        component: usize,
+        ty: &Arc<AgentTypeInfo>,
+        id: &str,
+        constructor: &SchemaValue,
+        snapshot: Option<LoadSnapshot>,
+    ) -> Result<Agent, CallError> {
+        let loaded = &runtime.components[component];
+        let failed = |what: &str, e: wasmtime::Error| CallError::Failed(format!("{what} of {id}: {e:?}"));
+        let wasi = WasiCtx::builder()
+            .env("GOLEM_AGENT_ID", id)
+            .env("GOLEM_COMPONENT_ID", loaded.id.to_string())
+            .env("GOLEM_AGENT_TYPE", &ty.name)
+            .inherit_stderr()
+            .build();
+        let state = AgentState {
+            wasi,
+            table: ResourceTable::new(),
+            runtime: Some(runtime.clone()),
+            agent_id: id.to_string(),
+            component_id: loaded.id,
+            read_only: None,
+        };
+        let mut store = Store::new(loaded.pre.engine(), state);
+        let bindings = loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| failed("instantiation", e))?;
+        runtime.counters.instances.fetch_add(1, Ordering::Relaxed);
+        let mut agent = Agent {
+            store,
+            bindings,
+            ty: ty.clone(),
+            timeout: runtime.timeout,
+        };
+        let start = match snapshot {
+            Some(s) => {
+                runtime.counters.restored.fetch_add(1, Ordering::Relaxed);
+                Start::Restore(s)
+            }
+            None => Start::Initialize(
+                encode_value(constructor).map_err(|e| CallError::NotFound(format!("constructor of {id}: {e}")))?,
+            ),
+        };
+        agent.begin(id, start).await?;
+        Ok(agent)
+    }
+
+    async fn begin(&mut self, id: &str, start: Start) -> Result<(), CallError> {
+        let guest = self.bindings.golem_agent_guest().clone();
+        let snapshots = self.bindings.golem_api_load_snapshot().clone();
+        let name = self.ty.name.clone();
+        let restored = matches!(start, Start::Restore(_));
+        let outcome = tokio::time::timeout(
+            self.timeout,
+            self.store.run_concurrent(async move |a| match start {
+                Start::Initialize(input) => guest
+                    .call_initialize(a, name, input, Principal::Anonymous)
+                    .await
+                    .map(|r| r.map_err(|e| describe_agent_error(&e))),
+                Start::Restore(snapshot) => snapshots.call_load(a, snapshot).await,
+            }),
+        )
+        .await
+        .map_err(|_| CallError::Failed(format!("starting {id} took over {:?}", self.timeout)))?;
+        let what = if restored {
+            "loading the snapshot"
+        } else {
+            "initialization"
+        };
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(CallError::Failed(format!("{what} of {id} failed: {e}"))),
+            Ok(Err(e)) | Err(e) => Err(CallError::Failed(format!("{what} of {id} trapped: {e:?}"))),
+        }
+    }
+
+    async fn invoke(
+        &mut self,
+        method: String,
+        input: wire::SchemaValueTree,
+        caller: Caller,
+    ) -> Result<Option<wire::SchemaValueTree>, CallError> {
+        let read_only = self.ty.method(&method).and_then(|m| m.read_only).is_some();
+        self.store.data_mut().read_only = read_only.then(|| method.clone());
+        let principal = match caller {
+            Caller::Http => Principal::Anonymous,
+            Caller::Agent { agent_id, component_id } => Principal::Agent(AgentPrincipal {
+                agent_id: wire::AgentId {
+                    component_id: wire::ComponentId {
+                        uuid: uuid_wire(component_id),
+                    },
+                    agent_id,
+                },
+            }),
+        };
+        let guest = self.bindings.golem_agent_guest().clone();
+        let name = method.clone();
+        let outcome = tokio::time::timeout(
+            self.timeout,
+            self.store
+                .run_concurrent(async move |a| guest.call_invoke(a, name, input, principal).await),
+        )
+        .await;
+        self.store.data_mut().read_only = None;
+        match outcome {
+            Err(_) => Err(CallError::Failed(format!(
+                "`{method}` of {} did not answer within {:?}",
+                self.store.data().agent_id,
+                self.timeout
+            ))),
+            Ok(Ok(Ok(Ok(value)))) => Ok(value),
+            Ok(Ok(Ok(Err(e)))) => Err(CallError::Agent(describe_agent_error(&e))),
+            Ok(Ok(Err(trap))) | Ok(Err(trap)) => Err(CallError::Failed(format!(
+                "`{method}` of {} trapped: {trap:?}",
+                self.store.data().agent_id
+            ))),
+        }
+    }
+
+    async fn save(&mut self) -> Result<LoadSnapshot, CallError> {
+        let saver = self.bindings.golem_api_save_snapshot().clone();
+        let outcome = tokio::time::timeout(
+            self.timeout,
+            self.store.run_concurrent(async move |a| saver.call_save(a).await),
+        )
+        .await
+        .map_err(|_| CallError::Failed("saving a snapshot timed out".to_string()))?;
+        match outcome {
+            Ok(Ok(s)) => Ok(LoadSnapshot {
+                payload: s.payload,
+                mime_type: s.mime_type,
+            }),
+            Ok(Err(e)) | Err(e) => Err(CallError::Failed(format!(
+                "saving a snapshot of {} trapped: {e:?}",
+                self.store.data().agent_id
+            ))),
+        }
+    }
+}
+
+/// golem-schema's wire UUID of a uuid.
+pub(crate) fn uuid_wire(id: uuid::Uuid) -> wire::Uuid {
+    let (high_bits, low_bits) = id.as_u64_pair();
+    wire::Uuid { high_bits, low_bits }
+}
+
+pub(crate) fn describe_agent_error(e: &AgentError) -> String {
+    match e {
+        AgentError::InvalidInput(m) => format!("invalid input: {m}"),
+        AgentError::InvalidMethod(m) => format!("invalid method: {m}"),
+        AgentError::InvalidType(m) => format!("invalid type: {m}"),
+        AgentError::InvalidAgentId(m) => format!("invalid agent id: {m}"),
+        AgentError::CustomError(typed) => match golem_schema::wit::decode_typed(typed) {
+            Ok(t) => match golem_schema::render::to_json_value(t.graph(), t.root_type(), t.value()) {
+                Ok(json) => json.to_string(),
+                Err(_) => "a custom error".to_string(),
+            },
+            Err(_) => "a custom error".to_string(),
+        },
+    }
+}
+
+/// A read-only answer kept for later calls with the same input.
+struct Cached {
+    input: Vec<u8>,
+    at: Instant,
+    value: Option<SchemaValue>,
+}
+
+/// The task of one durable agent: starts its instance, then runs its queue.
+async fn run_agent(
+    runtime: Arc<Runtime>,
+    component: usize,
+    ty: Arc<AgentTypeInfo>,
+    id: String,
+    constructor: SchemaValue,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut agent = Agent::start(&runtime, component, &ty, &id, &constructor, None).await;
+    let mut cache: HashMap<String, Vec<Cached>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        let running = match &mut agent {
+            Ok(a) => a,
+            Err(e) => {
+                let e = e.clone();
+                match command {
+                    Command::Invoke(i) => {
+                        let _ = i.reply.send(Err(e));
+                    }
+                    Command::Restart(reply) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                continue;
+            }
+        };
+        match command {
+            Command::Invoke(i) => {
+                let policy = ty.method(&i.method).and_then(|m| m.read_only);
+                let key = serialize_tree(&i.input);
+                if let (Some(policy), Some(hits)) = (policy, cache.get(&i.method))
+                    && policy != Cache::None
+                    && let Some(hit) = hits.iter().find(|c| {
+                        c.input == key
+                            && match policy {
+                                Cache::Ttl(ttl) => c.at.elapsed() < ttl,
+                                _ => true,
+                            }
+                    })
+                {
+                    runtime.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    let value = hit.value.as_ref().map(encode_value).transpose();
+                    let _ = i.reply.send(value.map_err(|e| CallError::Failed(e.to_string())));
+                    continue;
+                }
+                let result = running.invoke(i.method.clone(), i.input, i.caller).await;
+                match (&result, policy) {
+                    (_, None) => cache.clear(),
+                    (Ok(value), Some(p)) if p != Cache::None => {
+                        if let Ok(value) = value.as_ref().map(decode_value).transpose() {
+                            let entries = cache.entry(i.method.clone()).or_default();
+                            entries.retain(|c| c.input != key);
+                            entries.push(Cached {
+                                input: key,
+                                at: Instant::now(),
+                                value,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+                if let Err(CallError::Failed(e)) = &result {
+                    agent = Err(CallError::Failed(format!("agent {id} failed earlier: {e}")));
+                }
+                let _ = i.reply.send(result);
+            }
+            Command::Restart(reply) => {
+                cache.clear();
+                let snapshot = if ty.snapshotting {
+                    match running.save().await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let used = snapshot.is_some();
+                agent = Agent::start(&runtime, component, &ty, &id, &constructor, snapshot).await;
+                let _ = reply.send(agent.as_ref().map(|_| used).map_err(Clone::clone));
+            }
+        }
+    }
+    runtime.forget(&id);
+}
+
+/// A byte form of a value tree, to compare inputs.
+fn serialize_tree(tree: &wire::SchemaValueTree) -> Vec<u8> {
+    format!("{tree:?}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent_type::Param;
+
+    fn aggregator() -> Arc<AgentTypeInfo> {
+        Arc::new(AgentTypeInfo {
+            name: "Aggregator".to_string(),
+            ephemeral: false,
+            snapshotting: true,
+            graph: golem_schema::SchemaGraph::empty(),
+            constructor: vec![
+                Param {
+                    name: "node".to_string(),
+                    ty: SchemaType::string(),
+                },
+                Param {
+                    name: "shard".to_string(),
+                    ty: SchemaType::U32 {
+                        restrictions: None,
+                        metadata: Default::default(),
+                    },
+                },
+            ],
+            methods: Vec::new(),
+            mount: None,
+        })
+    }
+
+    #[test]
+    fn agent_ids_name_the_type_and_its_parameters_and_read_back() {
+        let ty = aggregator();
+        let params = SchemaValue::Record {
+            fields: vec![SchemaValue::String("a\"b(c)".to_string()), SchemaValue::U32(3)],
+        };
+        let id = Runtime::agent_id(&ty, &params, None).unwrap();
+        assert_eq!(id, r#"Aggregator("a\"b(c)",3)"#);
+        let lookup = |name: &str| (name == "Aggregator").then(|| ty.clone());
+        let (back, value, phantom) = parse_agent_id(&id, lookup).unwrap();
+        assert_eq!((back.name.as_str(), &value, phantom), ("Aggregator", &params, None));
+        let p = uuid::Uuid::new_v4();
+        let with = Runtime::agent_id(&ty, &params, Some(p)).unwrap();
+        assert_eq!(parse_agent_id(&with, lookup).unwrap().2, Some(p));
+        for bad in [
+            "Aggregator",
+            "Nope(\"x\",1)",
+            "Aggregator(\"x\")",
+            "Aggregator(\"x\",-1)",
+        ] {
+            assert!(parse_agent_id(bad, lookup).is_err(), "{bad}");
+        }
+        let short = SchemaValue::Record { fields: vec![] };
+        assert!(Runtime::agent_id(&ty, &short, None).unwrap_err().contains("takes 2"));
+    }
+}

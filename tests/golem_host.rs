@@ -1,0 +1,409 @@
+//! The Golem components run for real: the built `.wasm` files on the Golem
+//! host (`golem-host`, wasmtime with Golem's host interfaces and route rules),
+//! jobs started through the `Driver` agent, events delivered by the feeder
+//! (`--delivery worker`, as to a Golem deployment), every worker read over
+//! HTTP and compared with `timeline eval`'s code, before and after every agent
+//! is restarted from its snapshot.
+//!
+//! Needs the components built: `scripts/build-components.sh` (run by
+//! `scripts/test.sh` before `cargo test`).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use support::CIRR;
+use support::feeder::Feeder;
+use support::golem::{GolemHost, int, scalar};
+use timeline::{CompiledPlan, EventParser, ExecutionPlan};
+use timeline_local::batch::Batch;
+
+const RATE: &str = include_str!("../examples/completion-rate.tl");
+
+fn generated(sessions: u64, seed: u64) -> Vec<String> {
+    let mut data = Vec::new();
+    timeline_local::generate::write_cirr(
+        &timeline_local::generate::CirrOptions {
+            sessions,
+            seed,
+            late: 0.05,
+            duplicates: 0.05,
+        },
+        &mut data,
+    )
+    .unwrap();
+    String::from_utf8(data).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Delivers `lines` with the feeder, as to a Golem deployment.
+fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, lines: &[String]) {
+    let file = dir.join(name);
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let feeder = Feeder::start(&[
+        "--from-file",
+        file.to_str().unwrap(),
+        "--target",
+        &host.base,
+        "--delivery",
+        "worker",
+        "--batch-size",
+        "50",
+        "--linger",
+        "5ms",
+    ]);
+    let (status, log) = feeder.wait();
+    assert!(status.success(), "feeder: {status}\n{log}\nhost:\n{}", host.log());
+}
+
+/// A span as both runtimes mean it: (start, end, value, rising).
+type Spans = Vec<(i64, Option<i64>, Value, bool)>;
+
+/// The spans of a timeline read from a worker (Golem's JSON mapping).
+fn golem_spans(view: &Value) -> Spans {
+    view["spans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no spans in {view}"))
+        .iter()
+        .map(|s| {
+            (
+                int(&s["start"]).unwrap(),
+                int(&s["end"]),
+                scalar(&s["value"]),
+                s["rising"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Per key: every per-key node, its spans and the key's latest time.
+type Workers = BTreeMap<String, Vec<(String, Spans, Option<i64>)>>;
+
+/// Every per-key node's spans for every key, as `timeline eval`'s code
+/// computes them from `lines`.
+fn expected(query: &str, lines: &[String]) -> Workers {
+    let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
+    let parser = EventParser::default();
+    let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
+    for line in lines {
+        let e = parser.parse(line).unwrap();
+        let states = keys.entry(e.key.to_string()).or_insert_with(|| plan.new_leaf_states());
+        plan.apply(states, &e);
+    }
+    keys.into_iter()
+        .map(|(key, states)| {
+            let nodes = plan
+                .evaluation()
+                .nodes()
+                .iter()
+                .zip(plan.evaluate(&states))
+                .map(|(node, out)| {
+                    let spans = out
+                        .timeline
+                        .clip(None, None)
+                        .iter()
+                        .map(|s| {
+                            let value = serde_json::to_value(&s.value).unwrap();
+                            (s.start, s.end, value, s.rising)
+                        })
+                        .collect();
+                    (node.to_string(), spans, out.latest)
+                })
+                .collect();
+            (key, nodes)
+        })
+        .collect()
+}
+
+/// Every node of every key read from its worker equals `expected`.
+fn assert_workers(host: &GolemHost, expected: &Workers, when: &str) {
+    for (key, nodes) in expected {
+        for (node, spans, latest) in nodes {
+            let kind = if node.starts_with("has_existed") || node.starts_with("latest_event_to_state") {
+                "event-processor"
+            } else {
+                "timeline-processor"
+            };
+            let (status, view) = host.get(&format!("/v1/{kind}/{node}/{key}/timeline"));
+            assert_eq!(status, 200, "{when}: {kind} {node} {key}: {view}\n{}", host.log());
+            assert_eq!(&golem_spans(&view), spans, "{when}: {node} of {key}");
+            assert_eq!(int(&view["latest"]), *latest, "{when}: latest of {node} of {key}");
+        }
+    }
+}
+
+fn rpc_calls(host: &GolemHost) -> u64 {
+    host.stats()["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rpc"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    let plan = host.submit("cirr", CIRR);
+    assert_eq!(plan["created"], true, "{plan}");
+    assert_eq!(plan["leaves"].as_array().unwrap().len(), 4);
+    let lines = generated(24, 11);
+    let (first, rest) = lines.split_at(lines.len() * 2 / 3);
+    feed(&host, dir.path(), "first.jsonl", first);
+    let so_far = expected(CIRR, first);
+    assert_workers(&host, &so_far, "after the first events");
+
+    // The README's read: one key's result, and what it costs.
+    let key = so_far.keys().next().unwrap();
+    let result = plan["result"].as_str().unwrap();
+    let before = rpc_calls(&host);
+    let (status, read) = host.get(&format!("/v1/timeline-processor/{result}/{key}/result?t=end"));
+    assert_eq!(status, 200, "{read}");
+    let leaves = plan["leaves"].as_array().unwrap().len() as u64;
+    assert_eq!(
+        rpc_calls(&host) - before,
+        1 + leaves,
+        "a read asks Core once and every leaf once, whatever the depth"
+    );
+    let mut batch = Batch::new(CIRR, "session_id").unwrap();
+    batch
+        .read(first.join("\n").as_bytes(), |bad| panic!("{bad:?}"), |_| {})
+        .unwrap();
+    let results: BTreeMap<String, timeline::Output> =
+        batch.results().into_iter().map(|(k, o)| (k.to_string(), o)).collect();
+    let want = &results[key.as_str()];
+    assert_eq!(
+        scalar(&read["value"]),
+        serde_json::to_value(want.value_at_end()).unwrap(),
+        "{read}"
+    );
+    assert_eq!(int(&read["t"]), want.latest);
+
+    // Every agent saves a snapshot, is dropped and starts again from it.
+    let (restarted, from_snapshot) = host.restart();
+    let leaf_workers = (4 * so_far.len()) as u64;
+    // Every event processor and Core from its snapshot; the Driver, whose
+    // type does not snapshot (it keeps nothing), from its constructor.
+    assert_eq!((restarted, from_snapshot), (leaf_workers + 2, leaf_workers + 1));
+    assert_workers(&host, &so_far, "after a restart from snapshots");
+    let (_, jobs) = host.get("/v1/jobs");
+    assert_eq!(jobs[0]["name"], "cirr", "Core keeps its jobs: {jobs}");
+
+    // The restored agents go on taking events.
+    feed(&host, dir.path(), "rest.jsonl", rest);
+    assert_workers(&host, &expected(CIRR, &lines), "after the rest of the events");
+}
+
+/// An aggregate or metric read over Golem's JSON, as (group, keys, values).
+type Rows = Vec<(String, u64, Vec<Value>)>;
+
+fn golem_rows(view: &Value) -> Rows {
+    view["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no groups in {view}"))
+        .iter()
+        .map(|g| {
+            let group = match scalar(&g["group"]) {
+                Value::Null => "null".to_string(),
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let values = g["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| scalar(&v["value"]))
+                .collect();
+            (group, int(&g["keys"]).unwrap() as u64, values)
+        })
+        .collect()
+}
+
+fn assert_aggregates(host: &GolemHost, batch: &mut Batch, times: &[i64], when: &str) {
+    for &t in times {
+        for output in batch.outputs().to_vec() {
+            let local = batch.read_output(&output, Some(t)).unwrap();
+            let local: Rows = local
+                .groups
+                .iter()
+                .map(|r| {
+                    let values = r.values.iter().map(|(_, v)| serde_json::to_value(v).unwrap()).collect();
+                    (r.group.label(), r.keys, values)
+                })
+                .collect();
+            let path = match output.worker {
+                timeline::WorkerKind::Aggregator => {
+                    let fns: Vec<String> = output.functions.iter().map(|f| f.to_string()).collect();
+                    format!("/v1/aggregators/{}?t={t}&fn={}", output.node, fns.join(","))
+                }
+                _ => format!("/v1/metrics/{}?t={t}", output.node),
+            };
+            let (status, view) = host.get(&path);
+            assert_eq!(status, 200, "{when}: {path}: {view}\n{}", host.log());
+            assert!(!local.is_empty(), "{when}: {} at {t}", output.name);
+            assert_eq!(golem_rows(&view), local, "{when}: {} at {t}", output.name);
+        }
+    }
+}
+
+#[test]
+fn completion_rate_equals_the_local_runtime_and_survives_a_restart_of_every_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    let plan = host.submit("rate", RATE);
+    assert_eq!(plan["aggregates"].as_array().unwrap().len(), 2, "{plan}");
+    let lines = generated(30, 3);
+    feed(&host, dir.path(), "events.jsonl", &lines);
+
+    let mut batch = Batch::new(RATE, "session_id").unwrap();
+    batch
+        .read(lines.join("\n").as_bytes(), |bad| panic!("{bad:?}"), |_| {})
+        .unwrap();
+    let parser = EventParser::default();
+    let end = batch.engine().latest().unwrap();
+    let start = lines.iter().map(|l| parser.parse(l).unwrap().time).min().unwrap();
+    let times = [end, (start + end) / 2, start + 1000];
+    assert_aggregates(&host, &mut batch, &times, "after the events");
+
+    let (restarted, from_snapshot) = host.restart();
+    assert!(restarted > 0, "{restarted}");
+    assert!(from_snapshot > 0, "{from_snapshot}");
+    assert_aggregates(&host, &mut batch, &times, "after a restart from snapshots");
+
+    // `end` (no t) is the latest event time of any key, as locally.
+    let rate = plan["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| o.as_str().unwrap().strip_prefix("completion_rate="))
+        .unwrap()
+        .to_string();
+    let (status, view) = host.get(&format!("/v1/metrics/{rate}"));
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(int(&view["t"]), Some(end));
+}
+
+#[test]
+fn the_gateway_answers_as_golem_does() {
+    let host = GolemHost::start();
+    let plan = host.submit("errors", "has_existed(a == 1)");
+    let leaf = plan["result"].as_str().unwrap();
+
+    // No route, and a route that only another Host would reach.
+    let (status, body) = host.get("/v1/nothing");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("ROUTE_NOT_FOUND")),
+        "{body}"
+    );
+    let ip = host.base.replace("localhost", "127.0.0.1");
+    let (status, _) = support::call(support::agent().get(&format!("{ip}/v1/jobs")).call());
+    assert_eq!(status, 404, "routes match the deployment's host name, as Golem's do");
+
+    // A worker that has seen no event: Unknown, and no description (404).
+    let (status, body) = host.get(&format!("/v1/event-processor/{leaf}/k/result"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], Value::Null);
+    let (status, _) = host.get(&format!("/v1/event-processor/{leaf}/k"));
+    assert_eq!(status, 404);
+
+    // Events: bad ones are refused by position, the good ones kept.
+    let (status, body) = host.post(
+        &format!("/v1/event-processor/{leaf}/k/events"),
+        json!({"events": [r#"{"time": 3, "a": 1}"#, "nope", r#"{"session_id": "other", "time": 1}"#]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1);
+    let rejected: Vec<u64> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rejected, [1, 2]);
+    let (_, body) = host.get(&format!("/v1/event-processor/{leaf}/k/result?t=3"));
+    assert_eq!(scalar(&body["value"]), json!(true));
+
+    // Parameters: a query value of the wrong type, a body that is not the
+    // method's, a time that is not one.
+    let (status, body) = host.get("/v1/aggregator/n/g/not-a-number");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("REQUEST_VALUE_PARSING_FAILED")),
+        "{body}"
+    );
+    let (status, body) = host.post("/v1/driver/x", json!({"quer": "x"}));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("REQUEST_JSON_BODY_PARSING_FAILED")),
+        "{body}"
+    );
+    let (status, body) = host.get(&format!("/v1/event-processor/{leaf}/k/result?t=noon"));
+    assert_eq!(status, 500, "an `Err` is 500 on Golem: {body}");
+    assert!(body.as_str().unwrap().contains("RFC 3339"), "{body}");
+
+    // A DSL error keeps its line and column; an unknown node says so.
+    let (status, body) = host.post("/v1/driver/bad", json!({"query": "has_existd(a == 1)"}));
+    assert_eq!(status, 500, "{body}");
+    assert_eq!((int(&body["line"]), int(&body["column"])), (Some(1), Some(1)), "{body}");
+    let (status, body) = host.get("/v1/timeline-processor/not-0123456789abcdef/k/result");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.to_string().contains("no job runs"), "{body}");
+
+    // Every agent type of the components is deployed.
+    let (_, routes) = host.get("/_golem-host/routes");
+    let deployed: std::collections::BTreeSet<String> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["calls"].as_str().unwrap().split('.').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        deployed.into_iter().collect::<Vec<_>>(),
+        [
+            "Aggregate",
+            "Aggregator",
+            "Contributor",
+            "Core",
+            "Driver",
+            "EventProcessor",
+            "Metric",
+            "TimelineProcessor"
+        ]
+    );
+}
+
+/// The event processor as it was declared before (`timeline` twice, with
+/// and without `?from=&to=`) is refused as `golem deploy` refuses it; as it
+/// is declared now, it deploys.
+#[test]
+fn an_ambiguous_route_set_is_refused() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let host = tokio
+        .block_on(golem_host::Host::load(&golem_host::Options::for_workspace(&root)))
+        .expect("the components load (scripts/build-components.sh builds them)");
+    let declared = host.runtime().agent_type("EventProcessor").unwrap().clone();
+    let mut router = golem_host::routes::Router::new("localhost:9006");
+    golem_host::gateway::add_routes(&mut router, &declared).unwrap();
+
+    let mut twice = (*declared).clone();
+    let mut between = twice.method("timeline").unwrap().clone();
+    between.name = "timeline_between".to_string();
+    for e in &mut between.endpoints {
+        e.query.clear();
+    }
+    twice.methods.push(between);
+    let mut router = golem_host::routes::Router::new("localhost:9006");
+    let err = golem_host::gateway::add_routes(&mut router, &std::sync::Arc::new(twice)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("multiple routes for pattern GET /v1/event-processor/{node}/{key}/timeline"),
+        "{text}"
+    );
+    assert!(
+        text.contains("EventProcessor.timeline and EventProcessor.timeline_between"),
+        "{text}"
+    );
+}
