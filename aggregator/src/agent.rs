@@ -2,13 +2,12 @@
 
 use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
+use timeline::aggregate::{Contributor as Sent, GroupDirectory, key_contributions, merge_shards};
 use timeline::metric::InputFold;
-use timeline::{AggFn, Group, Operator, Partial, PlanNode, Time, Timeline};
+use timeline::{AggFn, AggregateDefinition, Group, GroupAggregator, Operator, Partial, PlanNode, Time, Timeline};
 use timeline_golem_api::agents::{Aggregate, AggregateClient, Aggregator, AggregatorClient, Contributor, Metric};
 use timeline_golem_api::reads::{node_definition, outputs};
 use timeline_golem_api::views::{AggregatorView, GroupView, GroupsView, RefreshView, ScalarValue, parse_time};
-
-use crate::{AggregateDefinition, GroupAggregator, GroupDirectory, merge_shards, parse_functions};
 
 fn json<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string(value).map_err(|e| e.to_string())
@@ -27,7 +26,7 @@ fn instant(text: Option<&str>) -> Result<Option<Time>, String> {
 }
 
 async fn aggregate_definition(node: &str) -> Result<AggregateDefinition, String> {
-    AggregateDefinition::new(node_definition(node).await?)
+    AggregateDefinition::new(&node_definition(node).await?)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,7 +34,7 @@ struct ContributorImpl {
     node: String,
     key: String,
     definition: Option<AggregateDefinition>,
-    state: crate::Contributor,
+    state: Sent,
 }
 
 #[agent_implementation]
@@ -45,7 +44,7 @@ impl Contributor for ContributorImpl {
             node,
             key,
             definition: None,
-            state: crate::Contributor::new(),
+            state: Sent::new(),
         }
     }
 
@@ -54,30 +53,28 @@ impl Contributor for ContributorImpl {
             self.definition = Some(aggregate_definition(&self.node).await?);
         }
         let definition = self.definition.clone().ok_or("no definition")?;
-        let mut nodes = vec![definition.source.clone()];
-        nodes.extend(definition.group.clone());
-        let mut read = outputs(&self.key, &nodes).await?.into_iter();
+        let mut read = outputs(&self.key, &definition.inputs()).await?.into_iter();
         let source = read.next().ok_or("no output of the source")?;
         let group = read.next().map(|o| o.timeline);
         let before = self.state.groups();
-        let pushes = self
-            .state
-            .pushes(&definition.spec, &self.key, &source.timeline, group.as_ref());
-        for push in &pushes {
-            if push.contribution.is_some() && !before.contains(&push.group) {
+        let now = key_contributions(&definition.spec, &source.timeline, group.as_ref());
+        let changes = self.state.update(now);
+        let shard = definition.spec.shard_of(&self.key);
+        for change in &changes {
+            if change.contribution.is_some() && !before.contains(&change.group) {
                 AggregateClient::get(self.node.clone())
-                    .register(json(&push.group)?)
+                    .register(json(&change.group)?)
                     .await?;
             }
-            let contribution = push.contribution.as_ref().map(json).transpose()?;
-            AggregatorClient::get(self.node.clone(), push.group.label(), push.shard)
+            let contribution = change.contribution.as_ref().map(json).transpose()?;
+            AggregatorClient::get(self.node.clone(), change.group.label(), shard)
                 .replace(self.key.clone(), contribution, source.latest)
                 .await?;
         }
         Ok(RefreshView {
             node: self.node.clone(),
             key: self.key.clone(),
-            sent: pushes.len() as u32,
+            sent: changes.len() as u32,
             groups: self
                 .state
                 .groups()
@@ -231,7 +228,7 @@ impl Aggregate for AggregateImpl {
         functions: Option<String>,
         group: Option<String>,
     ) -> Result<GroupsView, String> {
-        let functions = parse_functions(functions.as_deref().unwrap_or(""))?;
+        let functions = AggFn::parse_list(functions.as_deref().unwrap_or(""))?;
         let at = match instant(t.as_deref())? {
             Some(t) => Some(t),
             None => self.latest_of().await?,

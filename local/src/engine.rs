@@ -5,12 +5,12 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use std::borrow::Cow;
-use timeline::aggregate::contributions;
+use timeline::aggregate::{Change, changes, key_contributions, merge_shards};
 use timeline::metric::InputFold;
 
 use timeline::{
-    AggFn, AggregateSpec, Aggregator, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator,
-    Output, Partial, Time, Value, ValueTable, WorkerDescription, WorkerKind,
+    AggFn, AggregateSpec, Evaluation, Event, Group, GroupAggregator, Inputs, KeyClock, LeafData, LeafOp, NodeId,
+    Operator, Output, Partial, Time, Value, ValueTable, WorkerDescription, WorkerKind,
 };
 use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
@@ -69,7 +69,7 @@ struct AggregateSlot {
     spec: AggregateSpec,
     group_index: FxHashMap<Group, u32>,
     /// Per group: the group and its aggregators, one per shard.
-    groups: Vec<(Group, Vec<Aggregator>)>,
+    groups: Vec<(Group, Vec<GroupAggregator>)>,
     /// The groups each key contributes to, to retract it when it leaves one.
     memberships: FxHashMap<SmolStr, Groups>,
     /// Every key must be taken in (a new node, or after recovery).
@@ -82,27 +82,41 @@ impl AggregateSlot {
             return id;
         }
         let id = self.groups.len() as u32;
-        let shards = (0..self.spec.shards).map(|_| Aggregator::new()).collect();
+        let shards = (0..self.spec.shards).map(|_| GroupAggregator::new()).collect();
         self.groups.push((group.clone(), shards));
         self.group_index.insert(group, id);
         id
     }
 
-    /// Sets `key`'s contributions, retracting those of groups it left.
-    fn take_in(&mut self, key: &SmolStr, parts: Contributions) {
+    /// Applies a key's contributions now ([`key_contributions`]): the
+    /// [`changes`] from the groups the key is held in.
+    fn take_in(&mut self, key: &SmolStr, now: Vec<(Group, timeline::Timeline)>, latest: Option<Time>) {
         let shard = self.spec.shard_of(key) as usize;
-        let mut now: Vec<u32> = Vec::with_capacity(parts.len());
-        for (group, contribution) in parts {
+        let held: Vec<u32> = self
+            .memberships
+            .get(key)
+            .map(|g| g.as_slice().to_vec())
+            .unwrap_or_default();
+        let before: Vec<(&Group, Option<&timeline::Timeline>)> =
+            held.iter().map(|&id| (&self.groups[id as usize].0, None)).collect();
+        let applied = changes(&before, now);
+        let mut member_of: Vec<u32> = held;
+        for Change { group, contribution } in applied {
             let id = self.group_id(group);
-            self.groups[id as usize].1[shard].replace(key, Some(contribution));
-            now.push(id);
-        }
-        if let Some(before) = self.memberships.get(key) {
-            for id in before.as_slice().iter().filter(|id| !now.contains(id)) {
-                self.groups[*id as usize].1[shard].replace(key, None);
+            match contribution {
+                Some(c) => {
+                    self.groups[id as usize].1[shard].replace(key, Some(c), latest);
+                    if !member_of.contains(&id) {
+                        member_of.push(id);
+                    }
+                }
+                None => {
+                    self.groups[id as usize].1[shard].replace(key, None, latest);
+                    member_of.retain(|&g| g != id);
+                }
             }
         }
-        match now.as_slice() {
+        match member_of.as_slice() {
             [] => {
                 self.memberships.remove(key);
             }
@@ -111,7 +125,7 @@ impl AggregateSlot {
             }
             _ => {
                 self.memberships
-                    .insert(key.clone(), Groups::Many(now.into_boxed_slice()));
+                    .insert(key.clone(), Groups::Many(member_of.into_boxed_slice()));
             }
         }
     }
@@ -122,11 +136,8 @@ impl AggregateSlot {
             .groups
             .iter()
             .filter_map(|(group, shards)| {
-                let mut partial = Partial::for_functions(functions);
-                for shard in shards {
-                    shard.fold_at(t, &mut partial);
-                }
-                (partial.keys > 0).then(|| (group.clone(), partial))
+                let partials: Vec<Partial> = shards.iter().map(|s| s.partial(t, functions)).collect();
+                merge_shards(&partials, functions).map(|merged| (group.clone(), merged))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -143,14 +154,11 @@ impl AggregateSlot {
         let aggregators: usize = self
             .groups
             .iter()
-            .flat_map(|(_, shards)| shards.iter().map(Aggregator::memory_bytes))
+            .flat_map(|(_, shards)| shards.iter().map(GroupAggregator::memory_bytes))
             .sum();
         memberships + aggregators
     }
 }
-
-/// A key's contribution to each group it is in.
-type Contributions = Vec<(Group, timeline::Timeline)>;
 
 /// The groups a key contributes to: almost always one, stored inline.
 #[derive(Debug)]
@@ -490,8 +498,8 @@ impl Engine {
                 let Ok(source) = self.output(&slot.source, key) else {
                     continue;
                 };
-                let parts = match &slot.group {
-                    None => contributions(&source.timeline, None),
+                let group = match &slot.group {
+                    None => None,
                     Some(g) => {
                         let i = match groups.iter().position(|(id, _)| id == g) {
                             Some(i) => i,
@@ -500,11 +508,11 @@ impl Engine {
                                 groups.len() - 1
                             }
                         };
-                        let unknown = timeline::Timeline::unknown();
-                        contributions(&source.timeline, Some(groups[i].1.as_ref().unwrap_or(&unknown)))
+                        groups[i].1.as_ref()
                     }
                 };
-                slot.take_in(key, parts);
+                let now = key_contributions(&slot.spec, &source.timeline, group);
+                slot.take_in(key, now, source.latest);
             }
         }
         for (id, mut slot) in ids.iter().zip(slots) {

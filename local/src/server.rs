@@ -880,19 +880,13 @@ async fn job_metric(
 }
 
 fn aggregate_functions(text: Option<&str>) -> Result<Vec<AggFn>, ApiError> {
-    let Some(text) = text else {
-        return Ok(vec![AggFn::Count, AggFn::Sum, AggFn::Avg, AggFn::Min, AggFn::Max]);
-    };
-    text.split(',')
-        .map(|f| f.trim().parse::<AggFn>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("{e}; `fn` takes count, count_true, sum, avg, min, max, p1 ... p99"),
-            )
-        })
+    AggFn::parse_list(text.unwrap_or("")).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{e}; `fn` takes count, count_true, sum, avg, min, max, p1 ... p99"),
+        )
+    })
 }
 
 async fn aggregator_read(

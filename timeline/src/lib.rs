@@ -53,12 +53,12 @@ pub mod worker;
 /// Event time: milliseconds since an epoch of the user's choosing.
 pub type Time = i64;
 
-pub use aggregate::{AggFn, AggregateNode, AggregateSpec, Aggregator, Group, Partial};
+pub use aggregate::{AggFn, AggregateNode, AggregateSpec, Aggregator, Group, GroupAggregator, Partial};
 pub use event::{Event, EventError, EventParser};
 pub use metric::{ArithOp, MetricExpr, MetricNode};
 pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
 pub use ops::latest_event_to_state::ValueTable;
-pub use plan::{ExecutionPlan, PlanNode};
+pub use plan::{AggregateDefinition, ExecutionPlan, PlanNode};
 pub use predicate::Predicate;
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
 pub use value::{CmpOp, Value};

@@ -243,6 +243,44 @@ impl ExecutionPlan {
     }
 }
 
+/// An aggregate node's definition as its workers need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateDefinition {
+    /// The node.
+    pub id: NodeId,
+    /// Grouping and sharding.
+    pub spec: crate::aggregate::AggregateSpec,
+    /// The per-key source node.
+    pub source: NodeId,
+    /// The group column's leaf, with `group_by`.
+    pub group: Option<NodeId>,
+}
+
+impl AggregateDefinition {
+    /// The definition of aggregate node `node`.
+    pub fn new(node: &PlanNode) -> Result<Self, String> {
+        let Operator::Aggregate(spec) = &node.operator else {
+            return Err(format!("`{}` is not an aggregate node", node.id));
+        };
+        let source = node
+            .children
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("aggregate `{}` has no source", node.id))?;
+        Ok(AggregateDefinition {
+            id: node.id.clone(),
+            spec: spec.clone(),
+            source,
+            group: node.children.get(1).cloned(),
+        })
+    }
+
+    /// The per-key nodes a contributor reads: the source, then the group column.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        std::iter::once(self.source.clone()).chain(self.group.clone()).collect()
+    }
+}
+
 fn add_aggregate<'a>(aggregates: &mut Vec<&'a AggregateNode>, node: &'a AggregateNode) {
     if !aggregates.iter().any(|a| a.id() == node.id()) {
         aggregates.push(node);
