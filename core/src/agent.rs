@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use timeline_golem_api::agents::Core;
 use timeline_golem_api::views::{JobError, JobView};
 
-use crate::registry::JobRegistry;
 use crate::service;
+use timeline::registry::JobRegistry;
 
 #[derive(Serialize, Deserialize)]
 struct CoreImpl {

@@ -3,7 +3,7 @@
 use timeline::NodeId;
 use timeline_golem_api::views::{JobError, JobView};
 
-use crate::registry::{JobRegistry, SubmitError, Submitted};
+use timeline::registry::{JobRegistry, SubmitError, Submitted};
 
 /// Submits a job; the view of the new or existing job, or why it was refused.
 pub fn submit(registry: &mut JobRegistry, name: Option<&str>, query: &str) -> Result<JobView, JobError> {

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use smol_str::SmolStr;
 use timeline::plan::PlanOutput;
+use timeline::registry::SubmitError;
 use timeline::{Event, EventError, EventParser, NodeId, Output, Time, WorkerKind};
-use timeline_core::SubmitError;
 
 use crate::engine::{Engine, GroupValues, ReadError};
 

@@ -8,11 +8,11 @@ use std::borrow::Cow;
 use timeline::aggregate::{Change, changes, key_contributions, merge_shards};
 use timeline::metric::InputFold;
 
+use timeline::registry::{Job, JobRegistry, SubmitError, Submitted};
 use timeline::{
     AggFn, AggregateSpec, Evaluation, Event, Group, GroupAggregator, Inputs, KeyClock, LeafData, LeafOp, NodeId,
     Operator, Output, Partial, Time, Value, ValueTable, WorkerDescription, WorkerKind,
 };
-use timeline_core::{Job, JobRegistry, SubmitError, Submitted};
 
 /// Which leaf workers a batch of events is for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
+use timeline::registry::{SubmitError, Submitted};
 use timeline::{AggFn, Event, EventError, EventParser, NodeId, Time, WorkerKind};
-use timeline_core::{SubmitError, Submitted};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, ReadError, Target};
@@ -495,7 +495,7 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     ApiError::new(status, code, rejection.body_text())
 }
 
-fn job_view(job: &timeline_core::Job, created: bool) -> Json_ {
+fn job_view(job: &timeline::registry::Job, created: bool) -> Json_ {
     json!({
         "name": job.name,
         "query": job.query,

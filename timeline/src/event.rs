@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use smol_str::SmolStr;
 
-use crate::Time;
+use crate::value::Time;
 use crate::value::Value;
 
 /// The key field used when none is configured.

@@ -20,9 +20,10 @@
 //!   write per instant (`latest_event_to_state`). Applying the same event twice,
 //!   or events in another order, gives the same state: late and repeated events
 //!   are exact without buffering or watermarks, and no raw event is kept.
-//! - **Derived nodes hold no state.** They are recomputed from their children on
-//!   demand, in time linear in the number of spans, so a late event changes every
-//!   result above it at once.
+//! - **Derived nodes hold no state.** They are recomputed from the leaves below
+//!   them on demand, in time linear in the number of spans, so a late event
+//!   changes every result above it at once. One evaluator does this for every
+//!   runtime ([`Evaluation`]): only where the leaves' outputs come from differs.
 //! - **Durations are rising spans**, not a span per millisecond, and comparisons
 //!   split them at the exact crossing instant.
 //! - **Node ids are content hashes** of a canonical form (commutative operands
@@ -33,7 +34,16 @@
 //! - **No I/O here.** Parsing, operators and plans are pure; runtimes add
 //!   transport and durability around [`worker`] and nothing else.
 //!
-//! The exact semantics are in `design/semantics.md`; this crate is its reference
+//! # Layers
+//!
+//! Each module imports only those below it, the algebra first:
+//! [`value`] (with [`Time`]) and [`id`] (column identifiers, node ids);
+//! [`timeline`] and [`event`]; [`predicate`] and [`ops`]; [`op`] (per-key
+//! nodes); [`aggregate`] and [`metric`]; [`plan`] (every node kind,
+//! [`Operator`], and a job's outputs); [`worker`] (leaf state, the
+//! evaluator); [`dsl`]; [`registry`] (jobs: DSL in, plans out).
+//!
+//! The exact semantics are in `docs/semantics.md`; this crate is its reference
 //! implementation.
 
 #![deny(missing_docs)]
@@ -41,27 +51,27 @@
 pub mod aggregate;
 pub mod dsl;
 pub mod event;
+pub mod id;
 pub mod metric;
 pub mod op;
 pub mod ops;
 pub mod plan;
 pub mod predicate;
+pub mod registry;
 pub mod timeline;
 pub mod value;
 pub mod worker;
 
-/// Event time: milliseconds since an epoch of the user's choosing.
-pub type Time = i64;
-
 pub use aggregate::{AggFn, AggregateNode, AggregateSpec, Aggregator, Group, GroupAggregator, Partial};
 pub use event::{Event, EventError, EventParser};
+pub use id::{NodeId, WorkerKind};
 pub use metric::{ArithOp, MetricExpr, MetricNode};
-pub use op::{DerivedOp, LeafOp, NodeId, Operator, TimeLineOp, TimelineType, WorkerDetail, WorkerKind};
+pub use op::{DerivedOp, KeyOp, LeafOp, TimeLineOp, TimelineType, WorkerDetail};
 pub use ops::latest_event_to_state::ValueTable;
-pub use plan::{AggregateDefinition, ExecutionPlan, PlanNode};
+pub use plan::{AggregateDefinition, ExecutionPlan, Operator, PlanNode};
 pub use predicate::Predicate;
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
-pub use value::{CmpOp, Value};
+pub use value::{CmpOp, Time, Value};
 pub use worker::{
     CompiledPlan, EvalError, Evaluation, EventProcessor, Inputs, KeyClock, LeafData, LeafState, Output,
     WorkerDescription,

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{AggFn, AggregateNode, Group, Partial};
-use crate::op::NodeId;
+use crate::id::NodeId;
 use crate::value::Value;
 
 /// `+`, `-`, `*` or `/`.

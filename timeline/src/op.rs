@@ -3,11 +3,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use smol_str::SmolStr;
 
-use crate::aggregate::AggregateSpec;
-use crate::metric::MetricExpr;
+use crate::id::{NodeId, WorkerKind};
 use crate::ops;
 use crate::predicate::Predicate;
 use crate::timeline::Timeline;
@@ -113,128 +111,40 @@ impl DerivedOp {
     }
 }
 
-/// A node's operator: per key (leaf or derived), or across keys (aggregate
-/// or metric).
+/// A per-key node's operator: a leaf (events in) or a derived node
+/// (timelines in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Operator {
+pub enum KeyOp {
     /// Run by an event processor.
     Leaf(LeafOp),
     /// Run by a timeline processor.
     Derived(DerivedOp),
-    /// Run by aggregators, one per group (and shard): children are the
-    /// per-key source and, with `group_by`, the group column's leaf.
-    Aggregate(AggregateSpec),
-    /// Computed from its children, aggregate nodes, when read.
-    Metric(MetricExpr),
 }
 
-impl Operator {
+impl KeyOp {
     /// The operator's DSL name: `has_existed`, `and`, `compare`, ...
     pub fn name(&self) -> &'static str {
         match self {
-            Operator::Leaf(LeafOp::LatestEventToState { .. }) => "latest_event_to_state",
-            Operator::Leaf(LeafOp::HasExisted { .. }) => "has_existed",
-            Operator::Leaf(LeafOp::HasExistedWithin { .. }) => "has_existed_within",
-            Operator::Derived(DerivedOp::Compare { .. }) => "compare",
-            Operator::Derived(DerivedOp::And) => "and",
-            Operator::Derived(DerivedOp::Or) => "or",
-            Operator::Derived(DerivedOp::Not) => "not",
-            Operator::Derived(DerivedOp::DurationWhere) => "duration_where",
-            Operator::Derived(DerivedOp::DurationInCurState) => "duration_in_cur_state",
-            Operator::Derived(DerivedOp::CountWhere) => "count_where",
-            Operator::Aggregate(_) => "aggregate",
-            Operator::Metric(_) => "metric",
+            KeyOp::Leaf(LeafOp::LatestEventToState { .. }) => "latest_event_to_state",
+            KeyOp::Leaf(LeafOp::HasExisted { .. }) => "has_existed",
+            KeyOp::Leaf(LeafOp::HasExistedWithin { .. }) => "has_existed_within",
+            KeyOp::Derived(DerivedOp::Compare { .. }) => "compare",
+            KeyOp::Derived(DerivedOp::And) => "and",
+            KeyOp::Derived(DerivedOp::Or) => "or",
+            KeyOp::Derived(DerivedOp::Not) => "not",
+            KeyOp::Derived(DerivedOp::DurationWhere) => "duration_where",
+            KeyOp::Derived(DerivedOp::DurationInCurState) => "duration_in_cur_state",
+            KeyOp::Derived(DerivedOp::CountWhere) => "count_where",
         }
     }
 
     /// The kind of worker that runs it.
     pub fn worker_kind(&self) -> WorkerKind {
         match self {
-            Operator::Leaf(_) => WorkerKind::EventProcessor,
-            Operator::Derived(_) => WorkerKind::TimelineProcessor,
-            Operator::Aggregate(_) => WorkerKind::Aggregator,
-            Operator::Metric(_) => WorkerKind::Metric,
+            KeyOp::Leaf(_) => WorkerKind::EventProcessor,
+            KeyOp::Derived(_) => WorkerKind::TimelineProcessor,
         }
-    }
-}
-
-/// Event processors run leaves; timeline processors run derived nodes;
-/// aggregators fold a node's per-key results by group; metric workers
-/// compute arithmetic over aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkerKind {
-    /// Runs a leaf node: events in, timeline out.
-    EventProcessor,
-    /// Runs a derived node from its children's timelines.
-    TimelineProcessor,
-    /// Holds one group's (one shard's) per-key contributions to an aggregate.
-    Aggregator,
-    /// Computes a derived metric from aggregates.
-    Metric,
-}
-
-impl WorkerKind {
-    /// `event-processor` or `timeline-processor`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerKind::EventProcessor => "event-processor",
-            WorkerKind::TimelineProcessor => "timeline-processor",
-            WorkerKind::Aggregator => "aggregator",
-            WorkerKind::Metric => "metric",
-        }
-    }
-}
-
-/// The content-derived name of a node: `<operator>-<16 hex digits of the
-/// SHA-256 of its canonical form>`. Equal sub-expressions, in any job, have
-/// equal ids, and so share a worker per key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct NodeId(SmolStr);
-
-impl NodeId {
-    pub(crate) fn derive(operator: &str, canonical: &str) -> NodeId {
-        let digest = Sha256::digest(canonical.as_bytes());
-        let mut id = String::with_capacity(operator.len() + 17);
-        id.push_str(operator);
-        id.push('-');
-        for byte in &digest[..8] {
-            id.push_str(&format!("{byte:02x}"));
-        }
-        NodeId(SmolStr::new(id))
-    }
-
-    /// Reads a node id given by a user; checks only its shape.
-    pub fn parse(text: &str) -> Option<NodeId> {
-        let (op, hash) = text.rsplit_once('-')?;
-        let shape_ok = !op.is_empty()
-            && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-            && hash.len() == 16
-            && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        shape_ok.then(|| NodeId(SmolStr::new(text)))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The kind of worker that runs the node, read from the id's operator name.
-    pub fn worker_kind(&self) -> WorkerKind {
-        match self.0.rsplit_once('-').map(|(op, _)| op) {
-            Some("latest_event_to_state" | "has_existed" | "has_existed_within") => WorkerKind::EventProcessor,
-            Some("aggregate") => WorkerKind::Aggregator,
-            Some("metric") => WorkerKind::Metric,
-            _ => WorkerKind::TimelineProcessor,
-        }
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -268,7 +178,7 @@ pub struct TypeError {
 /// content when the node is built, so they always agree with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeLineOp {
-    operator: Operator,
+    operator: KeyOp,
     children: Vec<TimeLineOp>,
     canonical: String,
     worker: WorkerDetail,
@@ -287,7 +197,7 @@ impl TimeLineOp {
             },
             other => other,
         };
-        Self::node(Operator::Leaf(op), Vec::new())
+        Self::node(KeyOp::Leaf(op), Vec::new())
     }
 
     /// `latest_event_to_state(column)`
@@ -313,7 +223,7 @@ impl TimeLineOp {
     /// `self op value`
     pub fn compare(self, op: CmpOp, value: impl Into<Value>) -> TimeLineOp {
         Self::node(
-            Operator::Derived(DerivedOp::Compare {
+            KeyOp::Derived(DerivedOp::Compare {
                 op,
                 value: value.into(),
             }),
@@ -323,35 +233,35 @@ impl TimeLineOp {
 
     /// `self && other` (operands in canonical order).
     pub fn and(self, other: TimeLineOp) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::And), commutative(self, other))
+        Self::node(KeyOp::Derived(DerivedOp::And), commutative(self, other))
     }
 
     /// `self || other` (operands in canonical order).
     pub fn or(self, other: TimeLineOp) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::Or), commutative(self, other))
+        Self::node(KeyOp::Derived(DerivedOp::Or), commutative(self, other))
     }
 
     /// `!self`
     pub fn negate(self) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::Not), vec![self])
+        Self::node(KeyOp::Derived(DerivedOp::Not), vec![self])
     }
 
     /// `duration_where(self)`
     pub fn duration_where(self) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::DurationWhere), vec![self])
+        Self::node(KeyOp::Derived(DerivedOp::DurationWhere), vec![self])
     }
 
     /// `duration_in_cur_state(self)`
     pub fn duration_in_cur_state(self) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::DurationInCurState), vec![self])
+        Self::node(KeyOp::Derived(DerivedOp::DurationInCurState), vec![self])
     }
 
     /// `count_where(self)`
     pub fn count_where(self) -> TimeLineOp {
-        Self::node(Operator::Derived(DerivedOp::CountWhere), vec![self])
+        Self::node(KeyOp::Derived(DerivedOp::CountWhere), vec![self])
     }
 
-    fn node(operator: Operator, children: Vec<TimeLineOp>) -> TimeLineOp {
+    fn node(operator: KeyOp, children: Vec<TimeLineOp>) -> TimeLineOp {
         let canonical = render(&operator, &children);
         let worker = WorkerDetail {
             kind: operator.worker_kind(),
@@ -366,7 +276,7 @@ impl TimeLineOp {
     }
 
     /// The node's operator.
-    pub fn operator(&self) -> &Operator {
+    pub fn operator(&self) -> &KeyOp {
         &self.operator
     }
 
@@ -387,7 +297,7 @@ impl TimeLineOp {
 
     /// Whether an event processor runs it.
     pub fn is_leaf(&self) -> bool {
-        matches!(self.operator, Operator::Leaf(_))
+        matches!(self.operator, KeyOp::Leaf(_))
     }
 
     /// The canonical form: valid DSL, equal for equal sub-expressions.
@@ -399,11 +309,11 @@ impl TimeLineOp {
     /// well typed; see [`TimeLineOp::check`]).
     pub fn output_type(&self) -> TimelineType {
         match &self.operator {
-            Operator::Leaf(LeafOp::LatestEventToState { .. }) => TimelineType::State,
-            Operator::Leaf(_) => TimelineType::Bool,
-            Operator::Derived(DerivedOp::DurationWhere | DerivedOp::DurationInCurState) => TimelineType::Duration,
-            Operator::Derived(DerivedOp::CountWhere) => TimelineType::Count,
-            Operator::Derived(_) | Operator::Aggregate(_) | Operator::Metric(_) => TimelineType::Bool,
+            KeyOp::Leaf(LeafOp::LatestEventToState { .. }) => TimelineType::State,
+            KeyOp::Leaf(_) => TimelineType::Bool,
+            KeyOp::Derived(DerivedOp::DurationWhere | DerivedOp::DurationInCurState) => TimelineType::Duration,
+            KeyOp::Derived(DerivedOp::CountWhere) => TimelineType::Count,
+            KeyOp::Derived(_) => TimelineType::Bool,
         }
     }
 
@@ -414,7 +324,7 @@ impl TimeLineOp {
         }
         let needs_bool = matches!(
             self.operator,
-            Operator::Derived(
+            KeyOp::Derived(
                 DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere | DerivedOp::CountWhere
             )
         );
@@ -459,24 +369,23 @@ fn commutative(a: TimeLineOp, b: TimeLineOp) -> Vec<TimeLineOp> {
     }
 }
 
-fn render(operator: &Operator, children: &[TimeLineOp]) -> String {
+fn render(operator: &KeyOp, children: &[TimeLineOp]) -> String {
     let child = |i: usize| children.get(i).map_or("", |c| c.canonical.as_str());
     match operator {
-        Operator::Leaf(LeafOp::LatestEventToState { column }) => {
-            format!("latest_event_to_state({})", crate::dsl::identifier(column))
+        KeyOp::Leaf(LeafOp::LatestEventToState { column }) => {
+            format!("latest_event_to_state({})", crate::id::identifier(column))
         }
-        Operator::Leaf(LeafOp::HasExisted { predicate }) => format!("has_existed({predicate})"),
-        Operator::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => {
+        KeyOp::Leaf(LeafOp::HasExisted { predicate }) => format!("has_existed({predicate})"),
+        KeyOp::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => {
             format!("has_existed_within({predicate}, {within_ms}ms)")
         }
-        Operator::Derived(DerivedOp::Compare { op, value }) => format!("({} {op} {value})", child(0)),
-        Operator::Derived(DerivedOp::And) => format!("({} && {})", child(0), child(1)),
-        Operator::Derived(DerivedOp::Or) => format!("({} || {})", child(0), child(1)),
-        Operator::Derived(DerivedOp::Not) => format!("!{}", child(0)),
-        Operator::Derived(DerivedOp::DurationWhere) => format!("duration_where({})", child(0)),
-        Operator::Derived(DerivedOp::DurationInCurState) => format!("duration_in_cur_state({})", child(0)),
-        Operator::Derived(DerivedOp::CountWhere) => format!("count_where({})", child(0)),
-        Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("TimeLineOp nodes are per key"),
+        KeyOp::Derived(DerivedOp::Compare { op, value }) => format!("({} {op} {value})", child(0)),
+        KeyOp::Derived(DerivedOp::And) => format!("({} && {})", child(0), child(1)),
+        KeyOp::Derived(DerivedOp::Or) => format!("({} || {})", child(0), child(1)),
+        KeyOp::Derived(DerivedOp::Not) => format!("!{}", child(0)),
+        KeyOp::Derived(DerivedOp::DurationWhere) => format!("duration_where({})", child(0)),
+        KeyOp::Derived(DerivedOp::DurationInCurState) => format!("duration_in_cur_state({})", child(0)),
+        KeyOp::Derived(DerivedOp::CountWhere) => format!("count_where({})", child(0)),
     }
 }
 
@@ -490,6 +399,7 @@ impl fmt::Display for TimeLineOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn equal_subexpressions_share_an_id_and_commute() {

@@ -3,9 +3,57 @@
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
-use crate::aggregate::{AggFn, AggregateNode};
-use crate::metric::MetricNode;
-use crate::op::{NodeId, Operator, TimeLineOp, TypeError, WorkerKind};
+use crate::aggregate::{AggFn, AggregateNode, AggregateSpec};
+use crate::id::{NodeId, WorkerKind};
+use crate::metric::{MetricExpr, MetricNode};
+use crate::op::{DerivedOp, KeyOp, LeafOp, TimeLineOp, TypeError};
+
+/// A node's operator: per key (leaf or derived), or across keys (aggregate
+/// or metric).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    /// Run by an event processor.
+    Leaf(LeafOp),
+    /// Run by a timeline processor.
+    Derived(DerivedOp),
+    /// Run by aggregators, one per group (and shard): children are the
+    /// per-key source and, with `group_by`, the group column's leaf.
+    Aggregate(AggregateSpec),
+    /// Computed from its children, aggregate nodes, when read.
+    Metric(MetricExpr),
+}
+
+impl Operator {
+    /// The operator's DSL name: `has_existed`, `and`, `compare`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operator::Leaf(op) => KeyOp::Leaf(op.clone()).name(),
+            Operator::Derived(op) => KeyOp::Derived(op.clone()).name(),
+            Operator::Aggregate(_) => "aggregate",
+            Operator::Metric(_) => "metric",
+        }
+    }
+
+    /// The kind of worker that runs it.
+    pub fn worker_kind(&self) -> WorkerKind {
+        match self {
+            Operator::Leaf(_) => WorkerKind::EventProcessor,
+            Operator::Derived(_) => WorkerKind::TimelineProcessor,
+            Operator::Aggregate(_) => WorkerKind::Aggregator,
+            Operator::Metric(_) => WorkerKind::Metric,
+        }
+    }
+}
+
+impl From<KeyOp> for Operator {
+    fn from(op: KeyOp) -> Self {
+        match op {
+            KeyOp::Leaf(l) => Operator::Leaf(l),
+            KeyOp::Derived(d) => Operator::Derived(d),
+        }
+    }
+}
 
 /// What a job computes under one name.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +185,7 @@ impl ExecutionPlan {
                 nodes.push(PlanNode {
                     id: n.id().clone(),
                     worker: n.worker().kind,
-                    operator: n.operator().clone(),
+                    operator: n.operator().clone().into(),
                     expression: n.canonical().to_string(),
                     children: n.children().iter().map(|c| c.id().clone()).collect(),
                     reused: false,
@@ -249,7 +297,7 @@ pub struct AggregateDefinition {
     /// The node.
     pub id: NodeId,
     /// Grouping and sharding.
-    pub spec: crate::aggregate::AggregateSpec,
+    pub spec: AggregateSpec,
     /// The per-key source node.
     pub source: NodeId,
     /// The group column's leaf, with `group_by`.

@@ -99,7 +99,7 @@ impl fmt::Display for Predicate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Predicate::Compare { column, op, value } => {
-                crate::dsl::write_identifier(f, column)?;
+                crate::id::write_identifier(f, column)?;
                 write!(f, " {op} {value}")
             }
             Predicate::And(a, b) => write!(f, "({a} && {b})"),

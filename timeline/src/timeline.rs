@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Time;
+use crate::value::Time;
 use crate::value::Value;
 
 /// The value of a timeline over one span.

@@ -6,6 +6,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
+/// Event time: milliseconds since an epoch of the user's choosing.
+pub type Time = i64;
+
 /// One value of a column or of a timeline at an instant.
 ///
 /// Integers and floats are distinct variants but compare numerically with each

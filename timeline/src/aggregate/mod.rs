@@ -53,7 +53,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
-use crate::op::{NodeId, TimeLineOp};
+use crate::id::NodeId;
+use crate::op::TimeLineOp;
 
 pub use functions::{AggFn, Number, Partial};
 pub use groups::{Change, Contributor, Group, GroupDirectory, changes, contributions, key_contributions};
@@ -102,7 +103,7 @@ impl AggregateNode {
     pub fn new(source: TimeLineOp, group_by: Option<&str>, shards: u32) -> Self {
         let group = group_by.map(|c| Box::new(TimeLineOp::latest_event_to_state(c)));
         let canonical = match group_by {
-            Some(column) => format!("aggregate({source}, group_by({}))", crate::dsl::identifier(column)),
+            Some(column) => format!("aggregate({source}, group_by({}))", crate::id::identifier(column)),
             None => format!("aggregate({source})"),
         };
         let id = NodeId::derive("aggregate", &canonical);
@@ -148,7 +149,7 @@ impl AggregateNode {
     pub fn dsl(&self, functions: &[AggFn], with_shards: bool) -> String {
         let mut args = Vec::new();
         if let Some(column) = &self.spec.group_by {
-            args.push(format!("group_by({})", crate::dsl::identifier(column)));
+            args.push(format!("group_by({})", crate::id::identifier(column)));
         }
         args.extend(functions.iter().map(AggFn::to_string));
         if with_shards && self.spec.shards > 1 {

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
 use super::functions::{AggFn, Partial};
-use crate::Time;
 use crate::timeline::{Span, SpanValue, Timeline};
+use crate::value::Time;
 use crate::value::Value;
 
 /// One aggregator: the contributions of the keys of one group (one shard of

@@ -31,8 +31,6 @@ mod error;
 mod lexer;
 mod parser;
 
-use std::fmt;
-
 pub use builder::*;
 pub use error::DslError;
 
@@ -80,26 +78,7 @@ pub fn parse_query(source: &str) -> Result<Query, DslError> {
     check::lower(source, &program)
 }
 
-/// Whether `name` can stand bare in the DSL as a column name.
-pub fn is_plain_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    let start_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    start_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !matches!(name, "let" | "true" | "false")
-}
-
-/// A column name as the DSL writes it: bare, or `col("...")` when it is not a
-/// plain identifier.
-pub fn identifier(name: &str) -> String {
-    if is_plain_identifier(name) {
-        name.to_string()
-    } else {
-        format!("col({})", serde_json::Value::String(name.to_string()))
-    }
-}
-
-pub(crate) fn write_identifier(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
-    f.write_str(&identifier(name))
-}
+pub use crate::id::{identifier, is_plain_identifier};
 
 #[cfg(test)]
 mod tests;

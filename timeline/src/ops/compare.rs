@@ -3,8 +3,8 @@
 //! On a rising span (a duration) the comparison changes value at the exact
 //! millisecond the duration crosses the literal.
 
-use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
+use crate::value::Time;
 use crate::value::{CmpOp, Value};
 
 /// `input op literal` at every instant; Unknown stays Unknown.

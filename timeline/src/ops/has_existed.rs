@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
+use crate::value::Time;
 use crate::value::Value;
 
 /// The state of a `has_existed` worker: the earliest matching event time.

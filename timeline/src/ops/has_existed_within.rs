@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
+use crate::value::Time;
 use crate::value::Value;
 
 /// The state of a `has_existed_within` worker: the union of the windows

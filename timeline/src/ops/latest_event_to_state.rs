@@ -5,8 +5,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
-use crate::Time;
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
+use crate::value::Time;
 use crate::value::Value;
 
 /// One event that set the column, the winner among those at its time.

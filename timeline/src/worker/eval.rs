@@ -10,8 +10,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::{DerivedOp, LeafOp, NodeId, Operator};
-use crate::plan::{ExecutionPlan, PlanNode};
+use crate::id::NodeId;
+use crate::op::{DerivedOp, LeafOp};
+use crate::plan::{ExecutionPlan, Operator, PlanNode};
 use crate::worker::{LeafState, Output};
 
 /// The leaves' outputs an evaluation reads, by their position in
@@ -167,7 +168,8 @@ impl Evaluation {
             let out = match step {
                 Step::Leaf(i) => inputs.leaf(*i).into_owned(),
                 Step::Derived { op, children } => {
-                    let timelines: Vec<&crate::Timeline> = children.iter().map(|&c| &outputs[c].timeline).collect();
+                    let timelines: Vec<&crate::timeline::Timeline> =
+                        children.iter().map(|&c| &outputs[c].timeline).collect();
                     Output {
                         timeline: op.evaluate(&timelines),
                         latest: children.iter().filter_map(|&c| outputs[c].latest).max(),
@@ -232,7 +234,7 @@ impl CompiledPlan {
     }
 
     /// Applies an event of a key to that key's leaf states.
-    pub fn apply(&self, states: &mut [LeafState], event: &crate::Event) {
+    pub fn apply(&self, states: &mut [LeafState], event: &crate::event::Event) {
         for (state, op) in states.iter_mut().zip(&self.ops) {
             state.apply(op, event);
         }

@@ -13,13 +13,14 @@ pub use eval::{CompiledPlan, EvalError, Evaluation, Inputs};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Time;
 use crate::event::Event;
-use crate::op::{LeafOp, NodeId, WorkerKind};
+use crate::id::{NodeId, WorkerKind};
+use crate::op::LeafOp;
 use crate::ops::has_existed::HasExisted;
 use crate::ops::has_existed_within::HasExistedWithin;
 use crate::ops::latest_event_to_state::{LatestEventToState, ValueTable};
 use crate::timeline::Timeline;
+use crate::value::Time;
 use crate::value::Value;
 
 /// What a worker answers for its key: its timeline and the key's latest event

@@ -2,7 +2,7 @@
 //! `design/semantics.md` alone: every query is answered by scanning all events
 //! (and, for durations, every millisecond). Shared by the property tests.
 
-use timeline::{DerivedOp, Event, LeafOp, Operator, TimeLineOp, Value};
+use timeline::{DerivedOp, Event, KeyOp, LeafOp, TimeLineOp, Value};
 
 /// The events of one key as the contract sees them: repeats of an id dropped
 /// (first delivery wins), arrival order kept.
@@ -41,7 +41,7 @@ impl Reference {
             _ => None,
         };
         match op.operator() {
-            Operator::Leaf(LeafOp::LatestEventToState { column }) => {
+            KeyOp::Leaf(LeafOp::LatestEventToState { column }) => {
                 // Latest by time, then event id (none first), then arrival.
                 let mut best: Option<(usize, &Event)> = None;
                 for (i, e) in self.events.iter().enumerate() {
@@ -58,32 +58,32 @@ impl Reference {
                 }
                 best.and_then(|(_, e)| e.column(column).cloned())
             }
-            Operator::Leaf(LeafOp::HasExisted { predicate }) => Some(Value::Bool(
+            KeyOp::Leaf(LeafOp::HasExisted { predicate }) => Some(Value::Bool(
                 self.events.iter().any(|e| e.time <= t && predicate.matches(e)),
             )),
-            Operator::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => Some(Value::Bool(
+            KeyOp::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => Some(Value::Bool(
                 self.events
                     .iter()
                     .any(|e| e.time <= t && t < e.time + within_ms && predicate.matches(e)),
             )),
-            Operator::Derived(DerivedOp::Compare { op: cmp, value }) => {
+            KeyOp::Derived(DerivedOp::Compare { op: cmp, value }) => {
                 child(0, t).map(|v| Value::Bool(v.compare(*cmp, value)))
             }
-            Operator::Derived(DerivedOp::And) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
+            KeyOp::Derived(DerivedOp::And) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
                 (Some(false), _) | (_, Some(false)) => Some(Value::Bool(false)),
                 (Some(true), Some(true)) => Some(Value::Bool(true)),
                 _ => None,
             },
-            Operator::Derived(DerivedOp::Or) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
+            KeyOp::Derived(DerivedOp::Or) => match (as_bool(child(0, t)), as_bool(child(1, t))) {
                 (Some(true), _) | (_, Some(true)) => Some(Value::Bool(true)),
                 (Some(false), Some(false)) => Some(Value::Bool(false)),
                 _ => None,
             },
-            Operator::Derived(DerivedOp::Not) => as_bool(child(0, t)).map(|b| Value::Bool(!b)),
-            Operator::Derived(DerivedOp::DurationWhere) => Some(Value::Int(
+            KeyOp::Derived(DerivedOp::Not) => as_bool(child(0, t)).map(|b| Value::Bool(!b)),
+            KeyOp::Derived(DerivedOp::DurationWhere) => Some(Value::Int(
                 (origin..t).filter(|&s| as_bool(child(0, s)) == Some(true)).count() as i64,
             )),
-            Operator::Derived(DerivedOp::DurationInCurState) => {
+            KeyOp::Derived(DerivedOp::DurationInCurState) => {
                 let now = child(0, t)?;
                 let mut start = t;
                 while start > origin && child(0, start - 1).as_ref() == Some(&now) {
@@ -91,7 +91,7 @@ impl Reference {
                 }
                 Some(Value::Int(t - start))
             }
-            Operator::Derived(DerivedOp::CountWhere) => {
+            KeyOp::Derived(DerivedOp::CountWhere) => {
                 // Instants from the origin to t where the input turns true.
                 let turns = (origin..=t)
                     .filter(|&s| {
@@ -100,7 +100,6 @@ impl Reference {
                     .count();
                 Some(Value::Int(turns as i64))
             }
-            Operator::Aggregate(_) | Operator::Metric(_) => unreachable!("per-key trees only"),
         }
     }
 }

@@ -1,10 +1,16 @@
-//! Jobs, their plans, and the nodes they share.
+//! The job registry: jobs (a name and DSL text), their plans, and the nodes
+//! they share. It checks and plans a job, names every worker by its node's
+//! content hash, marks the nodes another job already runs (computation
+//! reuse), and keeps the set of live nodes that feeders and runtimes read.
+//! The local runtime keeps one in memory; on Golem the `Core` agent holds it.
+//! The top layer: it parses DSL.
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::dsl::DslError;
+use crate::id::NodeId;
+use crate::plan::{ExecutionPlan, PlanNode};
 use serde::{Deserialize, Serialize};
-use timeline::dsl::DslError;
-use timeline::{ExecutionPlan, NodeId, PlanNode};
 
 /// A running job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +79,7 @@ impl JobRegistry {
     /// Checks and plans a job. Without a name, the job is named after its
     /// result node. Submitting the same name and query again is a no-op.
     pub fn submit(&mut self, name: Option<&str>, query: &str) -> Result<Submitted, SubmitError> {
-        let parsed = timeline::dsl::parse_query(query).map_err(SubmitError::Query)?;
+        let parsed = crate::dsl::parse_query(query).map_err(SubmitError::Query)?;
         let mut plan = ExecutionPlan::from_outputs(&parsed.outputs).expect("the DSL type-checks what it parses");
         let name = name.map(str::to_string).unwrap_or_else(|| plan.result.to_string());
         if !valid_job_name(&name) {
