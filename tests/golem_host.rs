@@ -188,7 +188,7 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
     assert_eq!((restarted, from_snapshot), (leaf_workers + 2, leaf_workers + 1));
     assert_workers(&host, &so_far, "after a restart from snapshots");
     let (_, jobs) = host.get("/v1/jobs");
-    assert_eq!(jobs[0]["name"], "cirr", "Core keeps its jobs: {jobs}");
+    assert_eq!(jobs["jobs"][0]["name"], "cirr", "Core keeps its jobs: {jobs}");
 
     // The restored agents go on taking events.
     feed(&host, dir.path(), "rest.jsonl", rest);

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use timeline::aggregate::{Contributor as Sent, GroupDirectory, key_contributions, merge_shards};
 use timeline::metric::InputFold;
 use timeline::{AggFn, AggregateDefinition, Group, GroupAggregator, Operator, Partial, PlanNode, Time, Timeline};
-use timeline_golem_api::agents::{Aggregate, AggregateClient, Aggregator, AggregatorClient, Contributor, Metric};
-use timeline_golem_api::reads::{node_definition, outputs};
-use timeline_golem_api::views::{AggregatorView, GroupView, GroupsView, RefreshView, ScalarValue, parse_time};
+use timeline_api::agents::{Aggregate, AggregateClient, Aggregator, AggregatorClient, Contributor, Metric};
+use timeline_api::reads::{node_definition, outputs};
+use timeline_api::views::{AggregatorView, GroupView, GroupsView, RefreshView, ScalarValue, parse_time};
 
 fn json<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string(value).map_err(|e| e.to_string())

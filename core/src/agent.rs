@@ -2,8 +2,8 @@
 
 use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
-use timeline_golem_api::agents::Core;
-use timeline_golem_api::views::{JobError, JobView};
+use timeline_api::agents::Core;
+use timeline_api::views::{JobError, JobView, JobsView};
 
 use crate::service;
 use timeline::registry::JobRegistry;
@@ -25,11 +25,8 @@ impl Core for CoreImpl {
         service::submit(&mut self.registry, name.as_deref(), &query)
     }
 
-    fn jobs(&self) -> Vec<JobView> {
-        self.registry
-            .jobs()
-            .map(|j| JobView::new(&j.name, &j.query, &j.plan, false))
-            .collect()
+    fn jobs(&self) -> JobsView {
+        service::jobs(&self.registry)
     }
 
     fn job(&self, name: String) -> Option<JobView> {
@@ -48,9 +45,5 @@ impl Core for CoreImpl {
 
     fn evaluation(&self, nodes: Vec<String>) -> Result<String, String> {
         service::evaluation(&self.registry, &nodes)
-    }
-
-    fn plans(&self) -> String {
-        service::plans(&self.registry)
     }
 }

@@ -1,7 +1,7 @@
 //! The `Core` agent's answers, as the views that cross agent boundaries.
 
 use timeline::NodeId;
-use timeline_golem_api::views::{JobError, JobView};
+use timeline_api::views::{JobError, JobSummary, JobView, JobsView};
 
 use timeline::registry::{JobRegistry, SubmitError, Submitted};
 
@@ -38,13 +38,14 @@ pub fn evaluation(registry: &JobRegistry, ids: &[String]) -> Result<String, Stri
     serde_json::to_string(&eval).map_err(|e| e.to_string())
 }
 
-/// Every job's plan, as JSON: what feeders route events by.
-pub fn plans(registry: &JobRegistry) -> String {
-    let jobs: Vec<serde_json::Value> = registry
-        .jobs()
-        .map(|j| serde_json::json!({"name": j.name, "query": j.query, "plan": j.plan}))
-        .collect();
-    serde_json::json!({ "jobs": jobs }).to_string()
+/// Every job, as `GET /v1/jobs` shows it on both runtimes.
+pub fn jobs(registry: &JobRegistry) -> JobsView {
+    JobsView {
+        jobs: registry
+            .jobs()
+            .map(|j| JobSummary::new(&j.name, &j.query, &j.plan))
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -61,7 +62,7 @@ mod tests {
         assert!(!submit(&mut r, Some("j"), "has_existed(a == 1)").unwrap().created);
         assert!(node_definition(&r, &v.result).unwrap().contains("has_existed"));
         assert_eq!(node_definition(&r, "has_existed-0000000000000000"), None);
-        assert!(plans(&r).contains(&v.result));
+        assert_eq!(jobs(&r).jobs[0].result, v.result);
         let eval: timeline::Evaluation =
             serde_json::from_str(&evaluation(&r, std::slice::from_ref(&v.result)).unwrap()).unwrap();
         assert_eq!(eval.leaves().len(), 1);

@@ -1,8 +1,8 @@
 //! The `Driver` agent: DSL in, plan out.
 
 use golem_rust::agent_implementation;
-use timeline_golem_api::agents::{CoreClient, Driver};
-use timeline_golem_api::views::{JobError, JobView};
+use timeline_api::agents::{CoreClient, Driver};
+use timeline_api::views::{JobError, JobView};
 
 struct DriverImpl {
     job: String,

@@ -6,7 +6,7 @@
 
 #![deny(missing_docs)]
 
-use timeline_golem_api::views::JobError;
+use timeline_api::views::JobError;
 
 /// Checks a job's DSL before it is sent to `Core`.
 pub fn check(query: &str) -> Result<(), JobError> {

@@ -3,9 +3,9 @@
 use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
 use timeline::Output;
-use timeline_golem_api::agents::EventProcessor;
-use timeline_golem_api::reads::node_definition;
-use timeline_golem_api::views::{AddEventsResult, DescriptionView, ResultView, TimelineView, parse_time};
+use timeline_api::agents::EventProcessor;
+use timeline_api::reads::node_definition;
+use timeline_api::views::{AddEventsResult, DescriptionView, ResultView, TimelineView, parse_time};
 
 use crate::LeafWorker;
 

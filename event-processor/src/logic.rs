@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 use timeline::{EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, WorkerDescription};
-use timeline_golem_api::views::{AddEventsResult, parse_events};
+use timeline_api::views::{AddEventsResult, parse_events};
 
 /// One leaf node of one key: the state an `EventProcessor` agent keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// Starts `timeline serve` in this process on its own runtime.
 fn start_server(dir: &std::path::Path) -> String {
     let addr = free_addr();
-    let config = timeline_local::server::ServeConfig {
+    let config = timeline_local::http::ServeConfig {
         listen: addr,
         data_dir: dir.to_path_buf(),
         token: None,
@@ -54,7 +54,7 @@ fn start_server(dir: &std::path::Path) -> String {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(timeline_local::server::serve(config))
+            .block_on(timeline_local::http::serve(config))
             .unwrap();
     });
     let base = format!("http://{addr}");

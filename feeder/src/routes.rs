@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use timeline_api::views::JobsView;
 
 /// The leaf nodes events must reach, each once however many jobs share it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,46 +17,28 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Reads the answer of `GET /v1/jobs`: `{"jobs": [...]}` (local runtime)
-    /// or `[...]` (Golem's Core agent); each job has `name` and `leaves`, and
-    /// `aggregates` when it has any.
-    pub fn from_jobs(body: &Value) -> Result<Routes, String> {
-        let jobs = match body {
-            Value::Array(jobs) => jobs,
-            Value::Object(o) => o
-                .get("jobs")
-                .and_then(Value::as_array)
-                .ok_or("the job list has no `jobs` array")?,
-            _ => return Err("the job list is neither an array nor an object".into()),
-        };
+    /// The routes of the running jobs, as `GET /v1/jobs` lists them (the
+    /// same view on the local runtime and on Golem).
+    pub fn from_jobs(view: &JobsView) -> Routes {
         let mut leaves = BTreeSet::new();
         let mut aggregates = BTreeSet::new();
         let mut names = BTreeSet::new();
-        for job in jobs {
-            let name = job.get("name").and_then(Value::as_str).ok_or("a job has no `name`")?;
-            let job_leaves = job
-                .get("leaves")
-                .and_then(Value::as_array)
-                .ok_or_else(|| format!("job `{name}` lists no `leaves`"))?;
-            for leaf in job_leaves {
-                let leaf = leaf
-                    .as_str()
-                    .ok_or_else(|| format!("job `{name}` has a leaf that is not a string"))?;
-                leaves.insert(leaf.to_string());
-            }
-            for aggregate in job.get("aggregates").and_then(Value::as_array).into_iter().flatten() {
-                let aggregate = aggregate
-                    .as_str()
-                    .ok_or_else(|| format!("job `{name}` has an aggregate that is not a string"))?;
-                aggregates.insert(aggregate.to_string());
-            }
-            names.insert(name.to_string());
+        for job in &view.jobs {
+            leaves.extend(job.leaves.iter().cloned());
+            aggregates.extend(job.aggregates.iter().cloned());
+            names.insert(job.name.clone());
         }
-        Ok(Routes {
+        Routes {
             leaves: leaves.into_iter().collect(),
             aggregates: aggregates.into_iter().collect(),
             jobs: names.into_iter().collect(),
-        })
+        }
+    }
+
+    /// Reads the body of `GET /v1/jobs`.
+    pub fn from_body(body: &str) -> Result<Routes, String> {
+        let view: JobsView = serde_json::from_str(body).map_err(|e| format!("the job list is not one: {e}"))?;
+        Ok(Self::from_jobs(&view))
     }
 
     /// Whether no job runs.
@@ -68,38 +50,29 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_leaf_shared_by_two_jobs_is_routed_once() {
-        let body = json!({"jobs": [
-            {"name": "b", "leaves": ["has_existed-1", "latest_event_to_state-2"]},
-            {"name": "a", "leaves": ["latest_event_to_state-2", "has_existed_within-3"]},
-        ]});
-        let routes = Routes::from_jobs(&body).unwrap();
+        let body = r#"{"jobs": [
+            {"name": "b", "query": "q", "result": "r", "leaves": ["has_existed-1", "latest_event_to_state-2"]},
+            {"name": "a", "query": "q", "result": "r", "leaves": ["latest_event_to_state-2", "has_existed_within-3"],
+             "aggregates": ["aggregate-1"], "nodes": 3,
+             "outputs": [{"name": "n", "node": "aggregate-1", "worker": "aggregator", "functions": [], "group_by": null}]}
+        ]}"#;
+        let routes = Routes::from_body(body).unwrap();
         assert_eq!(
             routes.leaves,
             ["has_existed-1", "has_existed_within-3", "latest_event_to_state-2"]
         );
         assert_eq!(routes.jobs, ["a", "b"]);
-        assert!(routes.aggregates.is_empty());
-        let golem = json!([{"name": "a", "leaves": ["x"], "aggregates": ["aggregate-1"]}]);
-        let routes = Routes::from_jobs(&golem).unwrap();
-        assert_eq!(
-            (routes.leaves, routes.aggregates),
-            (vec!["x".to_string()], vec!["aggregate-1".to_string()])
-        );
+        assert_eq!(routes.aggregates, ["aggregate-1"]);
     }
 
     #[test]
     fn malformed_job_lists_are_errors() {
-        assert!(
-            Routes::from_jobs(&json!({"jobs": [{"name": "a"}]}))
-                .unwrap_err()
-                .contains("`a`")
-        );
-        assert!(Routes::from_jobs(&json!("x")).is_err());
-        assert!(Routes::from_jobs(&json!({"jobs": [{"leaves": []}]})).is_err());
-        assert!(Routes::from_jobs(&json!({"jobs": []})).unwrap().is_empty());
+        let e = Routes::from_body(r#"{"jobs": [{"name": "a"}]}"#).unwrap_err();
+        assert!(e.contains("leaves") || e.contains("missing field"), "{e}");
+        assert!(Routes::from_body(r#""x""#).is_err());
+        assert!(Routes::from_body(r#"{"jobs": []}"#).unwrap().is_empty());
     }
 }

@@ -138,8 +138,8 @@ impl Target {
             let text = response.text().await.unwrap_or_default();
             return Err(format!("GET /v1/jobs answered {status}: {}", text.trim()));
         }
-        let body: Value = response.json().await.map_err(|e| describe(&e))?;
-        Routes::from_jobs(&body)
+        let body = response.text().await.map_err(|e| describe(&e))?;
+        Routes::from_body(&body)
     }
 
     /// Posts `events` to `url` until the runtime answers for good: retries

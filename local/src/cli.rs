@@ -143,7 +143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_writer(io::stderr)
                 .with_ansi(io::stderr().is_terminal())
                 .init();
-            let config = crate::server::ServeConfig {
+            let config = crate::http::ServeConfig {
                 listen: args.listen,
                 data_dir: args.data_dir,
                 token: args.token.filter(|t| !t.is_empty()),
@@ -154,7 +154,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(crate::server::serve(config))?;
+                .block_on(crate::http::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gen(GenCommand::Cirr {

@@ -6,7 +6,9 @@
 //!   tests and benchmarks.
 //! - [`engine`]: the in-memory engine: every job's workers for every key.
 //! - [`store`]: durability: jobs and the event log in redb.
-//! - [`server`]: `timeline serve`, the HTTP API over the engine and store.
+//! - [`durable`]: recovery and the single writer: durable before applied.
+//! - [`body`]: event batches as HTTP bodies carry them.
+//! - [`http`]: `timeline serve`, the HTTP API over the engine and the writer.
 //! - [`dashboard`]: the web page `timeline serve` shows at `/`.
 //! - [`metrics`]: the server's Prometheus metrics.
 //! - [`output`]: result formats of `timeline eval`.
@@ -15,11 +17,13 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod body;
 pub mod cli;
 pub mod dashboard;
+pub mod durable;
 pub mod engine;
 pub mod generate;
+pub mod http;
 pub mod metrics;
 pub mod output;
-pub mod server;
 pub mod store;

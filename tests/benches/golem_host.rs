@@ -7,7 +7,6 @@
 //! 300 CIRR sessions, 2% late and 1% repeated events). Loopback only.
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};

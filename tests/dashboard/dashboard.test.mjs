@@ -215,9 +215,11 @@ test("aggregates show each group's figures at a chosen time", async () => {
   for (const t of ["end", "10000"]) {
     await page.goto(`${base}/#/jobs/rate/aggregates`);
     await page.fill("#agg-t", t);
-    await page.click("#agg-refresh");
-    await page.waitForSelector('.output[data-output="completion_rate"] tr[data-group]');
     const { body } = await api(`/v1/jobs/rate/metrics?t=${t}`);
+    const rate = body.outputs.find((o) => o.name === "completion_rate");
+    await page.click("#agg-refresh");
+    // The table drawn for this t, not the one still shown for the last.
+    await page.waitForSelector(`.output[data-output="completion_rate"][data-t="${rate.t}"] tr[data-group]`);
     for (const output of body.outputs) {
       for (const g of output.groups) {
         const row = `.output[data-output="${output.name}"] tr[data-group="${g.group}"]`;

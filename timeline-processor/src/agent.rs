@@ -2,9 +2,9 @@
 
 use golem_rust::agent_implementation;
 use timeline::{NodeId, Output, WorkerDescription};
-use timeline_golem_api::agents::TimelineProcessor;
-use timeline_golem_api::reads::{node_definition, outputs};
-use timeline_golem_api::views::{DescriptionView, ResultView, TimelineView, parse_time};
+use timeline_api::agents::TimelineProcessor;
+use timeline_api::reads::{node_definition, outputs};
+use timeline_api::views::{DescriptionView, ResultView, TimelineView, parse_time};
 
 struct TimelineProcessorImpl {
     node: String,

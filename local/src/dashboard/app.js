@@ -536,7 +536,7 @@ function aggregatesView(job) {
         const names = o.worker === "metric" ? ["value"] : Object.keys((o.groups[0] || { values: {} }).values);
         const first = (g) => (o.worker === "metric" ? g.value : g.values[names[0]]);
         const max = Math.max(1e-9, ...o.groups.map((g) => Math.abs(Number(first(g)) || 0)));
-        return el("div", { class: "panel output", "data-output": o.name }, [
+        return el("div", { class: "panel output", "data-output": o.name, "data-t": String(o.t) }, [
           el("h3", {}, [o.name, el("span", { class: "badge" }, o.worker), o.group_by ? el("span", { class: "badge" }, `by ${o.group_by}`) : null,
             el("span", { class: "muted", style: "margin-left:8px;font-weight:400" }, `t = ${o.t === null ? "no events" : `${fmtTime(o.t)} (${o.t})`}`)]),
           el("table", {}, [

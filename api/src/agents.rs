@@ -11,7 +11,7 @@
 use golem_rust::{agent_definition, endpoint, read_only};
 
 use crate::views::{
-    AddEventsResult, AggregatorView, DescriptionView, GroupsView, JobError, JobView, RefreshView, ResultView,
+    AddEventsResult, AggregatorView, DescriptionView, GroupsView, JobError, JobView, JobsView, RefreshView, ResultView,
     TimelineView,
 };
 
@@ -85,7 +85,7 @@ pub trait Core {
     /// Every job.
     #[read_only]
     #[endpoint(get = "/")]
-    fn jobs(&self) -> Vec<JobView>;
+    fn jobs(&self) -> JobsView;
 
     /// One job.
     #[read_only]
@@ -104,10 +104,6 @@ pub trait Core {
     /// `timeline::Evaluation`).
     #[read_only]
     fn evaluation(&self, nodes: Vec<String>) -> Result<String, String>;
-
-    /// Every job's plan (JSON), for feeders.
-    #[read_only]
-    fn plans(&self) -> String;
 }
 
 /// Where a job starts: its DSL in, its plan out.

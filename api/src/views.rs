@@ -1,10 +1,15 @@
-//! Agent method parameters and results.
+//! The API's request and response views, one owner for every runtime: the
+//! local server serializes them with serde, the Golem agents return them
+//! (Golem's gateway maps them with its own JSON mapping: 64-bit integers as
+//! strings, a value as its case), the feeder and the tests read them.
 
 use serde::{Deserialize, Serialize};
 use timeline::{EventParser, Output, SpanView as Span, Time, Value, WorkerDescription};
 
-/// A value of a timeline.
+/// A value of a timeline: plain JSON (`true`, `13000`, `1.5`, `"CDN1"`) to
+/// serde; a case (`{"Int": ...}`) in Golem's mapping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
 #[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
 pub enum ScalarValue {
     /// A boolean.
@@ -73,16 +78,22 @@ impl ResultView {
     /// The result of `output` at `t` (`None` or `end`: the latest event time).
     pub fn new(node: &str, key: &str, output: &Output, t: Option<&str>) -> Result<Self, String> {
         let at = match t {
-            None | Some("end") | Some("") => output.latest,
+            None | Some("end") | Some("") => None,
             Some(text) => Some(parse_time(text)?),
         };
-        Ok(ResultView {
+        Ok(Self::at(node, key, output, at))
+    }
+
+    /// The result of `output` at `t` (`None`: the latest event time).
+    pub fn at(node: &str, key: &str, output: &Output, t: Option<Time>) -> Self {
+        let at = t.or(output.latest);
+        ResultView {
             node: node.to_string(),
             key: key.to_string(),
             t: at,
             value: at.and_then(|t| output.value_at(t)).as_ref().map(ScalarValue::from),
             latest: output.latest,
-        })
+        }
     }
 }
 
@@ -137,6 +148,7 @@ pub struct DescriptionView {
     /// Children's node ids.
     pub children: Vec<String>,
     /// Events received (event processors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<u64>,
     /// The key's earliest event time.
     pub origin: Option<i64>,
@@ -277,6 +289,87 @@ impl JobView {
             nodes: plan.nodes.iter().map(NodeView::from).collect(),
         }
     }
+}
+
+/// A named output of a job, and where to read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct OutputView {
+    /// The name given in the query (`result` for a bare expression).
+    pub name: String,
+    /// The node that holds it.
+    pub node: String,
+    /// `timeline-processor`, `aggregator` or `metric`.
+    pub worker: String,
+    /// For aggregates: the functions shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+    /// For aggregates and metrics: the group column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+}
+
+impl From<&timeline::plan::PlanOutput> for OutputView {
+    fn from(o: &timeline::plan::PlanOutput) -> Self {
+        OutputView {
+            name: o.name.clone(),
+            node: o.node.to_string(),
+            worker: o.worker.as_str().to_string(),
+            functions: o.functions.iter().map(|f| f.to_string()).collect(),
+            group_by: o.group_by.as_ref().map(|g| g.to_string()),
+        }
+    }
+}
+
+/// A running job in a list: what feeders route by and what a reader reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct JobSummary {
+    /// Name.
+    pub name: String,
+    /// DSL as submitted.
+    pub query: String,
+    /// The node of the last output.
+    pub result: String,
+    /// Every named output.
+    #[serde(default)]
+    pub outputs: Vec<OutputView>,
+    /// Leaf nodes: where events go.
+    pub leaves: Vec<String>,
+    /// Aggregate nodes: whose contributors hear of a key's events.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+    /// How many nodes the plan has.
+    #[serde(default)]
+    pub nodes: u32,
+}
+
+impl JobSummary {
+    /// The summary of job `name` running `query` as `plan`.
+    pub fn new(name: &str, query: &str, plan: &timeline::ExecutionPlan) -> Self {
+        JobSummary {
+            name: name.to_string(),
+            query: query.to_string(),
+            result: plan.result.to_string(),
+            outputs: plan.outputs.iter().map(OutputView::from).collect(),
+            leaves: plan.leaves.iter().map(|l| l.to_string()).collect(),
+            aggregates: plan
+                .nodes
+                .iter()
+                .filter(|n| n.worker == timeline::WorkerKind::Aggregator)
+                .map(|n| n.id.to_string())
+                .collect(),
+            nodes: u32::try_from(plan.nodes.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Every running job: `GET /v1/jobs` on both runtimes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct JobsView {
+    /// The jobs, by name.
+    pub jobs: Vec<JobSummary>,
 }
 
 /// Why a job was refused.

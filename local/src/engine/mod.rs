@@ -5,13 +5,13 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use std::borrow::Cow;
-use timeline::aggregate::{Change, changes, key_contributions, merge_shards};
+use timeline::aggregate::key_contributions;
 use timeline::metric::InputFold;
 
 use timeline::registry::{Job, JobRegistry, SubmitError, Submitted};
 use timeline::{
-    AggFn, AggregateSpec, Evaluation, Event, Group, GroupAggregator, Inputs, KeyClock, LeafData, LeafOp, NodeId,
-    Operator, Output, Partial, Time, Value, ValueTable, WorkerDescription, WorkerKind,
+    AggFn, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator, Output, Time, Value,
+    ValueTable, WorkerDescription, WorkerKind,
 };
 
 /// Which leaf workers a batch of events is for.
@@ -22,6 +22,10 @@ pub enum Target {
     /// One leaf worker (as the feeder and Golem deliver them).
     Leaf(NodeId),
 }
+
+mod aggregates;
+
+use aggregates::AggregateSlot;
 
 /// A live leaf node.
 #[derive(Debug, Clone)]
@@ -58,129 +62,6 @@ pub struct Engine {
     aggregates: FxHashMap<NodeId, AggregateSlot>,
     /// Keys whose leaves changed since the aggregates last took them in.
     dirty: FxHashSet<SmolStr>,
-}
-
-/// A live aggregate node: its aggregators, one per group and shard, and which
-/// groups each key contributes to.
-#[derive(Debug)]
-struct AggregateSlot {
-    source: NodeId,
-    group: Option<NodeId>,
-    spec: AggregateSpec,
-    group_index: FxHashMap<Group, u32>,
-    /// Per group: the group and its aggregators, one per shard.
-    groups: Vec<(Group, Vec<GroupAggregator>)>,
-    /// The groups each key contributes to, to retract it when it leaves one.
-    memberships: FxHashMap<SmolStr, Groups>,
-    /// Every key must be taken in (a new node, or after recovery).
-    stale: bool,
-}
-
-impl AggregateSlot {
-    fn group_id(&mut self, group: Group) -> u32 {
-        if let Some(&id) = self.group_index.get(&group) {
-            return id;
-        }
-        let id = self.groups.len() as u32;
-        let shards = (0..self.spec.shards).map(|_| GroupAggregator::new()).collect();
-        self.groups.push((group.clone(), shards));
-        self.group_index.insert(group, id);
-        id
-    }
-
-    /// Applies a key's contributions now ([`key_contributions`]): the
-    /// [`changes`] from the groups the key is held in.
-    fn take_in(&mut self, key: &SmolStr, now: Vec<(Group, timeline::Timeline)>, latest: Option<Time>) {
-        let shard = self.spec.shard_of(key) as usize;
-        let held: Vec<u32> = self
-            .memberships
-            .get(key)
-            .map(|g| g.as_slice().to_vec())
-            .unwrap_or_default();
-        let before: Vec<(&Group, Option<&timeline::Timeline>)> =
-            held.iter().map(|&id| (&self.groups[id as usize].0, None)).collect();
-        let applied = changes(&before, now);
-        let mut member_of: Vec<u32> = held;
-        for Change { group, contribution } in applied {
-            let id = self.group_id(group);
-            match contribution {
-                Some(c) => {
-                    self.groups[id as usize].1[shard].replace(key, Some(c), latest);
-                    if !member_of.contains(&id) {
-                        member_of.push(id);
-                    }
-                }
-                None => {
-                    self.groups[id as usize].1[shard].replace(key, None, latest);
-                    member_of.retain(|&g| g != id);
-                }
-            }
-        }
-        match member_of.as_slice() {
-            [] => {
-                self.memberships.remove(key);
-            }
-            [one] => {
-                self.memberships.insert(key.clone(), Groups::One(*one));
-            }
-            _ => {
-                self.memberships
-                    .insert(key.clone(), Groups::Many(member_of.into_boxed_slice()));
-            }
-        }
-    }
-
-    /// Each group's fold at `t`, for `functions`, sorted by group.
-    fn fold(&self, t: Time, functions: &[AggFn]) -> Vec<(Group, Partial)> {
-        let mut out: Vec<(Group, Partial)> = self
-            .groups
-            .iter()
-            .filter_map(|(group, shards)| {
-                let partials: Vec<Partial> = shards.iter().map(|s| s.partial(t, functions)).collect();
-                merge_shards(&partials, functions).map(|merged| (group.clone(), merged))
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    fn aggregators(&self) -> usize {
-        self.groups.iter().map(|(_, shards)| shards.len()).sum()
-    }
-
-    fn memory_bytes(&self) -> usize {
-        let memberships = self.memberships.capacity() * (std::mem::size_of::<(SmolStr, Groups)>() + 1)
-            + self.memberships.values().map(|g| g.heap_bytes()).sum::<usize>();
-        let aggregators: usize = self
-            .groups
-            .iter()
-            .flat_map(|(_, shards)| shards.iter().map(GroupAggregator::memory_bytes))
-            .sum();
-        memberships + aggregators
-    }
-}
-
-/// The groups a key contributes to: almost always one, stored inline.
-#[derive(Debug)]
-enum Groups {
-    One(u32),
-    Many(Box<[u32]>),
-}
-
-impl Groups {
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Groups::One(g) => std::slice::from_ref(g),
-            Groups::Many(gs) => gs,
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Groups::One(_) => 0,
-            Groups::Many(gs) => gs.len() * 4,
-        }
-    }
 }
 
 /// An aggregate (or metric) read at one instant: the groups and their values.

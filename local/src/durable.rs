@@ -1,0 +1,269 @@
+//! The durability core of `timeline serve`: recovery from the store, and the
+//! single writer that appends each change to the log (fsynced, concurrent
+//! batches in one commit), applies it to the engine, then acknowledges.
+//! Record encoding and decoding are in [`crate::store`].
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Result;
+use timeline::registry::{SubmitError, Submitted};
+use timeline::{Event, EventParser, NodeId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::body::parse_body;
+use crate::engine::{Engine, ReadError, Target};
+use crate::metrics::Metrics;
+use crate::store::{LogHeader, Store, StoredJob, decode_record};
+
+/// Why the writer did not do what it was asked.
+#[derive(Debug)]
+pub enum DurableError {
+    /// The log or the job table could not be written.
+    Storage(String),
+    /// The job was refused.
+    Submit {
+        /// The DSL submitted.
+        query: String,
+        /// Why.
+        error: SubmitError,
+    },
+    /// What was asked of the engine does not exist.
+    Read(ReadError),
+    /// Anything else (a failed backfill).
+    Internal(String),
+}
+
+/// Opens the jobs and replays the event log of `store` into a new engine.
+pub fn recover(store: &Store) -> Result<Engine> {
+    let started = Instant::now();
+    let mut engine = Engine::new();
+    for job in store.jobs()? {
+        if let Err(e) = engine.submit(Some(&job.name), &job.query) {
+            tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
+        }
+    }
+    let mut replayed = 0u64;
+    store.replay(|seq, record| {
+        replayed += apply_record(&mut engine, seq, record, None)?;
+        Ok(())
+    })?;
+    engine.refresh_aggregates();
+    tracing::info!(
+        jobs = engine.registry().jobs().count(),
+        keys = engine.key_count(),
+        events = replayed,
+        records = store.records(),
+        "recovered in {:.2?}",
+        started.elapsed()
+    );
+    Ok(engine)
+}
+
+/// Starts the writer thread; commands sent to the returned channel run in
+/// order.
+pub fn spawn_writer(
+    store: Store,
+    engine: Arc<RwLock<Engine>>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
+    let (writer, commands) = mpsc::channel(1024);
+    let thread = std::thread::Builder::new()
+        .name("timeline-writer".into())
+        .spawn(move || write_loop(store, engine, metrics, commands))?;
+    Ok((writer, thread))
+}
+
+/// Where the writer answers.
+pub type Reply<T> = oneshot::Sender<Result<T, DurableError>>;
+
+/// A batch waiting for its commit.
+pub struct Ingest {
+    /// The log record (see [`crate::store::encode_record`]).
+    pub record: Vec<u8>,
+    /// Its events, parsed.
+    pub events: Vec<Event>,
+    /// The leaves they are for.
+    pub target: Target,
+    /// Answered once durable and applied.
+    pub reply: Reply<()>,
+}
+
+/// What the writer does, one at a time.
+pub enum Command {
+    /// Append a batch (grouped with the batches queued behind it).
+    Ingest(Ingest),
+    /// Submit a job; answers what the registry did and how many leaves are new.
+    Submit {
+        /// The job's name.
+        name: Option<String>,
+        /// Its DSL.
+        query: String,
+        /// The answer.
+        reply: Reply<(Submitted, usize)>,
+    },
+    /// Delete a job.
+    Delete {
+        /// The job's name.
+        name: String,
+        /// The answer.
+        reply: Reply<()>,
+    },
+}
+
+/// The events of a log record.
+pub fn record_events(record: &[u8]) -> Result<(LogHeader, Vec<Event>)> {
+    let (header, body) = decode_record(record)?;
+    let mut parser = EventParser::new(&header.key_field);
+    if let Some(key) = &header.key {
+        parser = parser.with_default_key(key);
+    }
+    let (events, _) = parse_body(&parser, body, header.key.as_deref());
+    Ok((header, events))
+}
+
+/// Applies log record `seq` to the engine (to the `only` leaves of a new job
+/// if given); returns the number of events.
+pub fn apply_record(engine: &mut Engine, seq: u64, record: &[u8], only: Option<&[NodeId]>) -> Result<u64> {
+    let (header, events) = record_events(record)?;
+    engine.apply(&events, &header.target()?, only);
+    if only.is_none() {
+        engine.note_record(seq, &events);
+    }
+    Ok(events.len() as u64)
+}
+
+/// The writer: group commit, then apply, then acknowledge.
+fn write_loop(
+    mut store: Store,
+    engine: Arc<RwLock<Engine>>,
+    metrics: Arc<Metrics>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    const GROUP_EVENTS: usize = 200_000;
+    while let Some(first) = commands.blocking_recv() {
+        let mut ingests = Vec::new();
+        let mut pending = Some(first);
+        let mut events_in_group = 0;
+        // Collect ingests that are already queued into one commit; anything else
+        // runs on its own, in order.
+        while let Some(command) = pending.take() {
+            match command {
+                Command::Ingest(ingest) => {
+                    events_in_group += ingest.events.len();
+                    ingests.push(ingest);
+                    if events_in_group < GROUP_EVENTS {
+                        pending = commands.try_recv().ok();
+                    }
+                }
+                other => {
+                    commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
+                    run_admin(&mut store, &engine, other);
+                    pending = commands.try_recv().ok();
+                }
+            }
+        }
+        commit_ingests(&mut store, &engine, &metrics, ingests);
+    }
+}
+
+fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, ingests: Vec<Ingest>) {
+    if ingests.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let records: Vec<&[u8]> = ingests.iter().map(|i| i.record.as_slice()).collect();
+    let result = store.append(&records);
+    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+    metrics.commits.inc();
+    match result {
+        Ok(first) => {
+            let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+            for (seq, ingest) in (first..).zip(&ingests) {
+                engine.apply(&ingest.events, &ingest.target, None);
+                engine.note_record(seq, &ingest.events);
+            }
+            engine.refresh_aggregates();
+            metrics.keys.set(engine.key_count() as i64);
+            drop(engine);
+            for ingest in ingests {
+                let _ = ingest.reply.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::error!("cannot write the event log: {e:#}");
+            for ingest in ingests {
+                let _ = ingest
+                    .reply
+                    .send(Err(DurableError::Storage(format!("events not stored: {e:#}"))));
+            }
+        }
+    }
+}
+
+fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
+    let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+    match command {
+        Command::Submit { name, query, reply } => {
+            let result = match engine.submit(name.as_deref(), &query) {
+                Err(error) => Err(DurableError::Submit {
+                    query: query.clone(),
+                    error,
+                }),
+                Ok((submitted, new_leaves)) => {
+                    let Submitted::Created(job) = &submitted else {
+                        let _ = reply.send(Ok((submitted, 0)));
+                        return;
+                    };
+                    let stored = StoredJob {
+                        name: job.name.clone(),
+                        query: query.clone(),
+                    };
+                    match store.put_job(&stored) {
+                        Err(e) => {
+                            engine.delete(&job.name);
+                            Err(DurableError::Storage(format!("job not stored: {e:#}")))
+                        }
+                        Ok(()) => {
+                            // Feed the new leaves every event seen so far.
+                            let mut replayed = 0;
+                            let backfill = store.replay(|seq, record| {
+                                replayed += apply_record(&mut engine, seq, record, Some(&new_leaves))?;
+                                Ok(())
+                            });
+                            engine.refresh_aggregates();
+                            match backfill {
+                                Ok(()) => {
+                                    tracing::info!(
+                                        job = job.name,
+                                        new_leaves = new_leaves.len(),
+                                        replayed,
+                                        "job created"
+                                    );
+                                    Ok((submitted, new_leaves.len()))
+                                }
+                                Err(e) => Err(DurableError::Internal(format!("backfill failed: {e:#}"))),
+                            }
+                        }
+                    }
+                }
+            };
+            let _ = reply.send(result);
+        }
+        Command::Delete { name, reply } => {
+            let result = match engine.job(&name) {
+                Err(e) => Err(DurableError::Read(e)),
+                Ok(_) => match store.delete_job(&name) {
+                    Ok(()) => {
+                        engine.delete(&name);
+                        tracing::info!(job = name, "job deleted");
+                        Ok(())
+                    }
+                    Err(e) => Err(DurableError::Storage(format!("job not deleted: {e:#}"))),
+                },
+            };
+            let _ = reply.send(result);
+        }
+        Command::Ingest(_) => unreachable!("ingests are grouped"),
+    }
+}
