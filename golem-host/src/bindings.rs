@@ -7,8 +7,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     with: {
         "golem:core/types@2.0.0": golem_schema::wit::wire,
-        "golem:agent/host@2.0.0.wasm-rpc": crate::imports::RpcClient,
-        "golem:agent/host@2.0.0.future-invoke-result": crate::imports::PendingCall,
+        "golem:agent/host@2.0.0.wasm-rpc": crate::call::RpcClient,
+        "golem:agent/host@2.0.0.future-invoke-result": crate::call::PendingCall,
     },
     require_store_data_send: true,
 });

@@ -12,7 +12,7 @@ use wasmtime_wasi::WasiCtx;
 
 use crate::agent_type::AgentTypeInfo;
 use crate::bindings::AgentComponentPre;
-use crate::runtime::AgentState;
+use crate::state::AgentState;
 
 /// A component ready to instantiate, with its agent types.
 pub struct LoadedComponent {
@@ -118,7 +118,7 @@ async fn discover(pre: &AgentComponentPre<AgentState>, id: uuid::Uuid) -> Result
         .call_discover_agent_types(&mut store)
         .await
         .map_err(|e| anyhow!("{e:?}"))?
-        .map_err(|e| anyhow!("{}", crate::runtime::describe_agent_error(&e)))?;
+        .map_err(|e| anyhow!("{}", crate::state::describe_agent_error(&e)))?;
     declared
         .into_iter()
         .map(|t| {

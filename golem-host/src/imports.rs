@@ -4,29 +4,19 @@
 
 use anyhow::anyhow;
 use golem_schema::wit::{decode_value, encode_typed, encode_value, wire};
-use golem_schema::{SchemaGraph, SchemaValue, TypedSchemaValue};
+use golem_schema::{SchemaGraph, TypedSchemaValue};
 use tokio::sync::oneshot;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Accessor, Component, HasData, Linker, Resource, ResourceType};
 
+use crate::agent_id::{agent_id, constructor_type};
 use crate::bindings::golem::agent::common::{AgentError, TypedAgentConfigValue};
 use crate::bindings::golem::agent::host::{
     self, AsyncInvocationWithMetadata, InvocationMetadata, PermissionCard, RpcError,
 };
 use crate::bindings::wasi::logging::logging::{self, Level};
-use crate::runtime::{AgentState, CallError, Caller, Runtime};
-
-/// A `wasm-rpc` client: the agent it calls.
-pub struct RpcClient {
-    agent_type: String,
-    constructor: SchemaValue,
-    agent_id: String,
-}
-
-/// A call in flight (`future-invoke-result`).
-pub struct PendingCall {
-    answer: Option<oneshot::Receiver<Result<Option<wire::SchemaValueTree>, CallError>>>,
-}
+use crate::call::{CallError, Caller, PendingCall, RpcClient};
+use crate::state::{AgentState, uuid_wire};
 
 /// Selects the agent state as the data of the host functions.
 pub struct AgentHost;
@@ -69,7 +59,7 @@ impl host::Host for AgentState {
         input: wire::SchemaValueTree,
         phantom_id: Option<wire::Uuid>,
     ) -> wasmtime::Result<Result<String, AgentError>> {
-        let Some(ty) = self.runtime()?.agent_type(&agent_type_name) else {
+        let Some(ty) = self.dispatch()?.agent_type(&agent_type_name) else {
             return Ok(Err(AgentError::InvalidType(agent_type_name)));
         };
         let value = match decode_value(&input) {
@@ -77,24 +67,25 @@ impl host::Host for AgentState {
             Err(e) => return Ok(Err(AgentError::InvalidInput(e.to_string()))),
         };
         let phantom = phantom_id.map(|u| uuid::Uuid::from_u64_pair(u.high_bits, u.low_bits));
-        Ok(Runtime::agent_id(ty, &value, phantom).map_err(AgentError::InvalidInput))
+        Ok(agent_id(&ty, &value, phantom).map_err(AgentError::InvalidInput))
     }
 
     fn parse_agent_id(
         &mut self,
         agent_id: String,
     ) -> wasmtime::Result<Result<(String, wire::TypedSchemaValue, Option<wire::Uuid>), AgentError>> {
-        let (ty, value, phantom) = match self.runtime()?.parse_agent_id(&agent_id) {
-            Ok(parsed) => parsed,
-            Err(e) => return Ok(Err(AgentError::InvalidAgentId(e))),
-        };
+        let (ty, value, phantom) =
+            match crate::agent_id::parse_agent_id(&agent_id, |name| self.dispatch().ok()?.agent_type(name)) {
+                Ok(parsed) => parsed,
+                Err(e) => return Ok(Err(AgentError::InvalidAgentId(e))),
+            };
         let graph = SchemaGraph {
             defs: ty.graph.defs.clone(),
-            root: Runtime::constructor_type(&ty),
+            root: constructor_type(&ty),
         };
         let typed = encode_typed(&TypedSchemaValue::new(graph, value))
             .map_err(|e| wasmtime::format_err!("encoding the parameters of {agent_id}: {e}"))?;
-        Ok(Ok((ty.name.clone(), typed, phantom.map(crate::runtime::uuid_wire))))
+        Ok(Ok((ty.name.clone(), typed, phantom.map(uuid_wire))))
     }
 }
 
@@ -106,7 +97,7 @@ impl host::HostWasmRpc for AgentState {
         phantom_id: Option<wire::Uuid>,
         agent_config: Vec<TypedAgentConfigValue>,
     ) -> wasmtime::Result<Result<Resource<RpcClient>, RpcError>> {
-        let Some(ty) = self.runtime()?.agent_type(&agent_type_name) else {
+        let Some(ty) = self.dispatch()?.agent_type(&agent_type_name) else {
             return Ok(Err(RpcError::NotFound(format!(
                 "no agent type `{agent_type_name}` is deployed"
             ))));
@@ -120,7 +111,7 @@ impl host::HostWasmRpc for AgentState {
             Ok(v) => v,
             Err(e) => return Ok(Err(RpcError::ProtocolError(e.to_string()))),
         };
-        let agent_id = match Runtime::agent_id(ty, &constructor, None) {
+        let agent_id = match agent_id(&ty, &constructor, None) {
             Ok(id) => id,
             Err(e) => return Ok(Err(RpcError::ProtocolError(e))),
         };
@@ -160,7 +151,7 @@ impl host::HostWasmRpc for AgentState {
                 let _ = reply.send(Err(CallError::NotFound(format!("input of `{method_name}`: {e}"))));
                 answer
             }
-            Ok(_) => self.runtime()?.call(
+            Ok(_) => self.dispatch()?.clone().call(
                 &agent_type,
                 constructor,
                 &method_name,
@@ -283,9 +274,7 @@ impl wire::HostSchemaValueStreamWithStore<AgentState> for AgentHost {
 
 impl wire::HostWithStore<AgentState> for AgentHost {
     async fn parse_uuid(_: &Accessor<AgentState, Self>, text: String) -> anyhow::Result<Result<wire::Uuid, String>> {
-        Ok(uuid::Uuid::parse_str(&text)
-            .map(crate::runtime::uuid_wire)
-            .map_err(|e| e.to_string()))
+        Ok(uuid::Uuid::parse_str(&text).map(uuid_wire).map_err(|e| e.to_string()))
     }
 
     async fn uuid_to_string(_: &Accessor<AgentState, Self>, id: wire::Uuid) -> anyhow::Result<String> {

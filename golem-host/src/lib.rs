@@ -20,12 +20,18 @@
 //! does not snapshot start again from their constructor). No deploy API, no
 //! worker executor limits, no authentication, no CORS, no webhooks.
 //!
-//! Layers: [`manifest`] and [`components`] load; [`agent_type`] reads
-//! declarations; [`runtime`] runs agents; [`imports`] are the host functions
-//! they call; [`gateway`] is HTTP.
+//! Layers, each importing only those below it: [`values`], [`routes`] and
+//! [`manifest`] (pure); [`call`] (what a call is); [`bindings`] (the WIT);
+//! [`agent_type`] and [`agent_id`] (declarations, identities); [`state`]
+//! (an instance's store data, and [`state::Dispatch`], what its host
+//! functions need of the runtime); [`imports`] (the host functions);
+//! [`components`] (loading); [`runtime`] (agents and their queues);
+//! [`gateway`] (HTTP); [`cli`].
 
+pub mod agent_id;
 pub mod agent_type;
 pub mod bindings;
+pub mod call;
 pub mod cli;
 pub mod components;
 pub mod gateway;
@@ -33,6 +39,7 @@ pub mod imports;
 pub mod manifest;
 pub mod routes;
 pub mod runtime;
+pub mod state;
 pub mod values;
 
 use std::path::PathBuf;

@@ -15,48 +15,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use golem_schema::SchemaValue;
 use golem_schema::wit::{decode_value, encode_value, wire};
-use golem_schema::{SchemaType, SchemaValue};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtx;
 
+use crate::agent_id;
 use crate::agent_type::{AgentTypeInfo, Cache};
 use crate::bindings::AgentComponent;
 use crate::bindings::exports::golem::api::load_snapshot::Snapshot as LoadSnapshot;
-use crate::bindings::golem::agent::common::{AgentError, AgentPrincipal, Principal};
+use crate::bindings::golem::agent::common::{AgentPrincipal, Principal};
+use crate::call::Answer;
+pub use crate::call::{CallError, Caller};
 use crate::components::LoadedComponent;
+use crate::state::{AgentState, Dispatch, describe_agent_error, uuid_wire};
 use crate::values::Typed;
-
-/// Why a call did not return a value.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// The agent answered with an error of its own (bad input, unknown method).
-    #[error("{0}")]
-    Agent(String),
-    /// No agent type of that name, or a constructor that does not fit it.
-    #[error("{0}")]
-    NotFound(String),
-    /// The agent trapped, failed to start, or did not answer in time.
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Who makes a call.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// A request to the HTTP gateway.
-    Http,
-    /// Another agent.
-    Agent {
-        /// Its agent id.
-        agent_id: String,
-        /// Its component's id.
-        component_id: uuid::Uuid,
-    },
-}
 
 struct Invocation {
     method: String,
@@ -172,57 +147,9 @@ impl Runtime {
         self.types.values().map(|(_, t)| t)
     }
 
-    /// The agent id of an agent of type `ty` with `constructor`:
-    /// `Type(param,...)`, each parameter in Golem's JSON, with `[uuid]` for
-    /// a phantom.
-    pub fn agent_id(
-        ty: &AgentTypeInfo,
-        constructor: &SchemaValue,
-        phantom: Option<uuid::Uuid>,
-    ) -> Result<String, String> {
-        let SchemaValue::Record { fields } = constructor else {
-            return Err("constructor parameters are not a record".to_string());
-        };
-        if fields.len() != ty.constructor.len() {
-            return Err(format!(
-                "{} takes {} constructor parameters, not {}",
-                ty.name,
-                ty.constructor.len(),
-                fields.len()
-            ));
-        }
-        let mut parts = Vec::with_capacity(fields.len());
-        for (param, value) in ty.constructor.iter().zip(fields) {
-            let json = ty.typed(param).to_json(value)?;
-            parts.push(serde_json::to_string(&json).map_err(|e| e.to_string())?);
-        }
-        let mut id = format!("{}({})", ty.name, parts.join(","));
-        if let Some(p) = phantom {
-            id.push_str(&format!("[{p}]"));
-        }
-        Ok(id)
-    }
-
-    /// Reads an agent id back: the type, its constructor parameters and the
-    /// phantom id.
+    /// Reads an agent id back (see [`agent_id::parse_agent_id`]).
     pub fn parse_agent_id(&self, id: &str) -> Result<(Arc<AgentTypeInfo>, SchemaValue, Option<uuid::Uuid>), String> {
-        parse_agent_id(id, |name| self.agent_type(name).cloned())
-    }
-
-    /// The constructor parameters' record type of `ty`, for typed values.
-    pub fn constructor_type(ty: &AgentTypeInfo) -> SchemaType {
-        SchemaType::Record {
-            fields: ty
-                .constructor
-                .iter()
-                .map(|p| golem_schema::NamedFieldType {
-                    name: p.name.clone(),
-                    body: p.ty.clone(),
-                    metadata: Default::default(),
-                })
-                .collect(),
-            metadata: Default::default(),
-        }
+        agent_id::parse_agent_id(id, |name| self.agent_type(name).cloned())
     }
 
     /// Calls `method` of the agent of type `agent_type` with `constructor`,
@@ -285,7 +212,7 @@ impl Runtime {
         };
         if ty.ephemeral {
             let phantom = uuid::Uuid::new_v4();
-            let id = match Self::agent_id(&ty, &parameters, Some(phantom)) {
+            let id = match agent_id::agent_id(&ty, &parameters, Some(phantom)) {
                 Ok(id) => id,
                 Err(e) => return Err((invocation.reply, CallError::NotFound(e))),
             };
@@ -303,7 +230,7 @@ impl Runtime {
             });
             return Ok(());
         }
-        let id = match Self::agent_id(&ty, &parameters, None) {
+        let id = match agent_id::agent_id(&ty, &parameters, None) {
             Ok(id) => id,
             Err(e) => return Err((invocation.reply, CallError::NotFound(e))),
         };
@@ -449,86 +376,20 @@ impl Runtime {
     }
 }
 
-/// Reads an agent id (as [`Runtime::agent_id`] writes it) back: the type,
-/// its constructor parameters and the phantom id; `lookup` finds types.
-pub fn parse_agent_id(
-    id: &str,
-    lookup: impl Fn(&str) -> Option<Arc<AgentTypeInfo>>,
-) -> Result<(Arc<AgentTypeInfo>, SchemaValue, Option<uuid::Uuid>), String> {
-    let bad = || format!("`{id}` is not an agent id (`Type(params)` or `Type(params)[uuid]`)");
-    let open = id.find('(').ok_or_else(bad)?;
-    let (name, rest) = id.split_at(open);
-    let (params, phantom) = match rest.rfind(")[") {
-        Some(i) if rest.ends_with(']') => (&rest[1..i], Some(&rest[i + 2..rest.len() - 1])),
-        _ => (
-            rest.strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(bad)?,
-            None,
-        ),
-    };
-    let ty = lookup(name.trim()).ok_or_else(|| format!("no agent type `{}`", name.trim()))?;
-    let values: Vec<serde_json::Value> =
-        serde_json::from_str(&format!("[{params}]")).map_err(|e| format!("{}: {e}", bad()))?;
-    if values.len() != ty.constructor.len() {
-        return Err(format!(
-            "{}: {} takes {} parameters",
-            bad(),
-            ty.name,
-            ty.constructor.len()
-        ));
-    }
-    let fields = ty
-        .constructor
-        .iter()
-        .zip(&values)
-        .map(|(p, v)| ty.typed(p).from_json(v))
-        .collect::<Result<Vec<_>, _>>()?;
-    let phantom = phantom
-        .map(|p| uuid::Uuid::parse_str(p).map_err(|e| format!("phantom id of `{id}`: {e}")))
-        .transpose()?;
-    Ok((ty, SchemaValue::Record { fields }, phantom))
-}
-
-/// The store data of one agent instance.
-pub struct AgentState {
-    wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
-    runtime: Option<Arc<Runtime>>,
-    /// This agent's id and component id, as callers see them.
-    pub(crate) agent_id: String,
-    pub(crate) component_id: uuid::Uuid,
-    /// The method running now, if it is read-only.
-    pub(crate) read_only: Option<String>,
-}
-
-impl AgentState {
-    /// The state of an instance that is no agent (to discover agent types).
-    pub(crate) fn detached(wasi: WasiCtx, table: ResourceTable) -> Self {
-        AgentState {
-            wasi,
-            table,
-            runtime: None,
-            agent_id: String::new(),
-            component_id: uuid::Uuid::nil(),
-            read_only: None,
-        }
+impl Dispatch for Runtime {
+    fn agent_type(&self, name: &str) -> Option<Arc<AgentTypeInfo>> {
+        Runtime::agent_type(self, name).cloned()
     }
 
-    /// The runtime the agent lives in.
-    pub(crate) fn runtime(&self) -> wasmtime::Result<&Arc<Runtime>> {
-        self.runtime
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("agent types are being discovered: no agent exists to call"))
-    }
-}
-
-impl WasiView for AgentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+    fn call(
+        self: Arc<Self>,
+        agent_type: &str,
+        constructor: wire::SchemaValueTree,
+        method: &str,
+        input: wire::SchemaValueTree,
+        caller: Caller,
+    ) -> oneshot::Receiver<Answer> {
+        Runtime::call(&self, agent_type, constructor, method, input, caller)
     }
 }
 
@@ -564,14 +425,8 @@ impl Agent {
             .env("GOLEM_AGENT_TYPE", &ty.name)
             .inherit_stderr()
             .build();
-        let state = AgentState {
-            wasi,
-            table: ResourceTable::new(),
-            runtime: Some(runtime.clone()),
-            agent_id: id.to_string(),
-            component_id: loaded.id,
-            read_only: None,
-        };
+        let dispatch: Arc<dyn Dispatch> = runtime.clone();
+        let state = AgentState::new(wasi, dispatch, id, loaded.id);
         let mut store = Store::new(loaded.pre.engine(), state);
         let bindings = loaded
             .pre
@@ -691,28 +546,6 @@ impl Agent {
     }
 }
 
-/// golem-schema's wire UUID of a uuid.
-pub(crate) fn uuid_wire(id: uuid::Uuid) -> wire::Uuid {
-    let (high_bits, low_bits) = id.as_u64_pair();
-    wire::Uuid { high_bits, low_bits }
-}
-
-pub(crate) fn describe_agent_error(e: &AgentError) -> String {
-    match e {
-        AgentError::InvalidInput(m) => format!("invalid input: {m}"),
-        AgentError::InvalidMethod(m) => format!("invalid method: {m}"),
-        AgentError::InvalidType(m) => format!("invalid type: {m}"),
-        AgentError::InvalidAgentId(m) => format!("invalid agent id: {m}"),
-        AgentError::CustomError(typed) => match golem_schema::wit::decode_typed(typed) {
-            Ok(t) => match golem_schema::render::to_json_value(t.graph(), t.root_type(), t.value()) {
-                Ok(json) => json.to_string(),
-                Err(_) => "a custom error".to_string(),
-            },
-            Err(_) => "a custom error".to_string(),
-        },
-    }
-}
-
 /// A read-only answer kept for later calls with the same input.
 struct Cached {
     input: Vec<u8>,
@@ -812,60 +645,4 @@ async fn run_agent(
 /// A byte form of a value tree, to compare inputs.
 fn serialize_tree(tree: &wire::SchemaValueTree) -> Vec<u8> {
     format!("{tree:?}").into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent_type::Param;
-
-    fn aggregator() -> Arc<AgentTypeInfo> {
-        Arc::new(AgentTypeInfo {
-            name: "Aggregator".to_string(),
-            ephemeral: false,
-            snapshotting: true,
-            graph: golem_schema::SchemaGraph::empty(),
-            constructor: vec![
-                Param {
-                    name: "node".to_string(),
-                    ty: SchemaType::string(),
-                },
-                Param {
-                    name: "shard".to_string(),
-                    ty: SchemaType::U32 {
-                        restrictions: None,
-                        metadata: Default::default(),
-                    },
-                },
-            ],
-            methods: Vec::new(),
-            mount: None,
-        })
-    }
-
-    #[test]
-    fn agent_ids_name_the_type_and_its_parameters_and_read_back() {
-        let ty = aggregator();
-        let params = SchemaValue::Record {
-            fields: vec![SchemaValue::String("a\"b(c)".to_string()), SchemaValue::U32(3)],
-        };
-        let id = Runtime::agent_id(&ty, &params, None).unwrap();
-        assert_eq!(id, r#"Aggregator("a\"b(c)",3)"#);
-        let lookup = |name: &str| (name == "Aggregator").then(|| ty.clone());
-        let (back, value, phantom) = parse_agent_id(&id, lookup).unwrap();
-        assert_eq!((back.name.as_str(), &value, phantom), ("Aggregator", &params, None));
-        let p = uuid::Uuid::new_v4();
-        let with = Runtime::agent_id(&ty, &params, Some(p)).unwrap();
-        assert_eq!(parse_agent_id(&with, lookup).unwrap().2, Some(p));
-        for bad in [
-            "Aggregator",
-            "Nope(\"x\",1)",
-            "Aggregator(\"x\")",
-            "Aggregator(\"x\",-1)",
-        ] {
-            assert!(parse_agent_id(bad, lookup).is_err(), "{bad}");
-        }
-        let short = SchemaValue::Record { fields: vec![] };
-        assert!(Runtime::agent_id(&ty, &short, None).unwrap_err().contains("takes 2"));
-    }
 }
