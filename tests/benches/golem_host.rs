@@ -148,7 +148,7 @@ fn main() {
     }
     println!(
         "Golem agent calls: {ingest_calls} for the events ({:.3} per event; one add_events per leaf and key batch, \
-         plus Core.node at each leaf's first batch); {read_calls:.1} per read (Core.evaluation + {leaves} leaves).",
+         plus Core.node at each leaf's first batch); {read_calls:.1} per read (the HTTP call to the timeline processor, then Core.evaluation and the {leaves} leaves, concurrently).",
         ingest_calls as f64 / events as f64
     );
 }

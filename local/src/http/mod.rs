@@ -345,15 +345,13 @@ struct RangeQuery {
 
 /// Reads a time parameter: milliseconds or RFC 3339.
 fn parse_time(name: &str, text: &str) -> Result<Time, ApiError> {
-    text.parse::<i64>()
-        .or_else(|_| timeline::event::parse_rfc3339_ms(text))
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("`{name}` must be milliseconds or an RFC 3339 time, found `{text}`"),
-            )
-        })
+    timeline_api::views::parse_time(text).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{name}` must be milliseconds or an RFC 3339 time, found `{text}`"),
+        )
+    })
 }
 
 fn node_id(text: &str) -> Result<NodeId, ApiError> {
