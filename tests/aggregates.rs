@@ -31,21 +31,6 @@ fn submit(server: &Server, name: &str, query: &str) -> Value {
     body
 }
 
-fn cirr(sessions: u64, seed: u64) -> Vec<String> {
-    let mut data = Vec::new();
-    timeline_local::generate::write_cirr(
-        &timeline_local::generate::CirrOptions {
-            sessions,
-            seed,
-            late: 0.05,
-            duplicates: 0.05,
-        },
-        &mut data,
-    )
-    .unwrap();
-    String::from_utf8(data).unwrap().lines().map(str::to_string).collect()
-}
-
 /// Per group of the CDN at `t`: (attempts, completed), as a group-by over
 /// `timeline eval`'s per-key results.
 fn group_by_eval(lines: &[String], t: i64) -> BTreeMap<String, (i64, i64, u64)> {
@@ -129,7 +114,7 @@ fn completion_rate_over_http_equals_a_group_by_of_timeline_eval_and_a_later_job_
     );
 
     // Shuffled, in several batches: late events retract what was taken in.
-    let mut lines = cirr(300, 4);
+    let mut lines = support::generated_cirr(300, 4);
     lines.shuffle(&mut rand::rngs::StdRng::seed_from_u64(8));
     for chunk in lines.chunks(1500) {
         let (status, body) = call(agent().post(&server.url("/v1/events")).send_string(&chunk.join("\n")));

@@ -16,25 +16,10 @@ use serde_json::{Value, json};
 use support::CIRR;
 use support::feeder::Feeder;
 use support::golem::{GolemHost, int, scalar};
-use timeline::{CompiledPlan, EventParser, ExecutionPlan};
+use timeline::EventParser;
 use timeline_local::batch::Batch;
 
 const RATE: &str = include_str!("../examples/completion-rate.tl");
-
-fn generated(sessions: u64, seed: u64) -> Vec<String> {
-    let mut data = Vec::new();
-    timeline_local::generate::write_cirr(
-        &timeline_local::generate::CirrOptions {
-            sessions,
-            seed,
-            late: 0.05,
-            duplicates: 0.05,
-        },
-        &mut data,
-    )
-    .unwrap();
-    String::from_utf8(data).unwrap().lines().map(str::to_string).collect()
-}
 
 /// Delivers `lines` with the feeder, as to a Golem deployment.
 fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, lines: &[String]) {
@@ -82,32 +67,19 @@ type Workers = BTreeMap<String, Vec<(String, Spans, Option<i64>)>>;
 /// Every per-key node's spans for every key, as `timeline eval`'s code
 /// computes them from `lines`.
 fn expected(query: &str, lines: &[String]) -> Workers {
-    let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
-    let parser = EventParser::default();
-    let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
-    for line in lines {
-        let e = parser.parse(line).unwrap();
-        let states = keys.entry(e.key.to_string()).or_insert_with(|| plan.new_leaf_states());
-        plan.apply(states, &e);
-    }
-    keys.into_iter()
-        .map(|(key, states)| {
-            let nodes = plan
-                .evaluation()
-                .nodes()
-                .iter()
-                .zip(plan.evaluate(&states))
+    support::per_key_outputs(query, lines)
+        .into_iter()
+        .map(|(key, nodes)| {
+            let nodes = nodes
+                .into_iter()
                 .map(|(node, out)| {
                     let spans = out
                         .timeline
                         .clip(None, None)
                         .iter()
-                        .map(|s| {
-                            let value = serde_json::to_value(&s.value).unwrap();
-                            (s.start, s.end, value, s.rising)
-                        })
+                        .map(|s| (s.start, s.end, serde_json::to_value(&s.value).unwrap(), s.rising))
                         .collect();
-                    (node.to_string(), spans, out.latest)
+                    (node, spans, out.latest)
                 })
                 .collect();
             (key, nodes)
@@ -148,7 +120,7 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
     let plan = host.submit("cirr", CIRR);
     assert_eq!(plan["created"], true, "{plan}");
     assert_eq!(plan["leaves"].as_array().unwrap().len(), 4);
-    let lines = generated(24, 11);
+    let lines = support::generated_cirr(24, 11);
     let (first, rest) = lines.split_at(lines.len() * 2 / 3);
     feed(&host, dir.path(), "first.jsonl", first);
     let so_far = expected(CIRR, first);
@@ -253,7 +225,7 @@ fn completion_rate_equals_the_local_runtime_and_survives_a_restart_of_every_agen
     let host = GolemHost::start();
     let plan = host.submit("rate", RATE);
     assert_eq!(plan["aggregates"].as_array().unwrap().len(), 2, "{plan}");
-    let lines = generated(30, 3);
+    let lines = support::generated_cirr(30, 3);
     feed(&host, dir.path(), "events.jsonl", &lines);
 
     let mut batch = Batch::new(RATE, "session_id").unwrap();

@@ -37,7 +37,7 @@ struct Invocation {
     method: String,
     input: wire::SchemaValueTree,
     caller: Caller,
-    reply: oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 enum Command {
@@ -162,7 +162,7 @@ impl Runtime {
         method: &str,
         input: wire::SchemaValueTree,
         caller: Caller,
-    ) -> oneshot::Receiver<Result<Option<wire::SchemaValueTree>, CallError>> {
+    ) -> oneshot::Receiver<Answer> {
         let (reply, answer) = oneshot::channel();
         let started = self.start_call(agent_type, constructor, method, input, caller, reply);
         if let Err((reply, e)) = started {
@@ -171,7 +171,7 @@ impl Runtime {
         answer
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Queues the call, or gives `reply` back with why it cannot be made.
     fn start_call(
         self: &Arc<Self>,
         agent_type: &str,
@@ -179,14 +179,8 @@ impl Runtime {
         method: &str,
         input: wire::SchemaValueTree,
         caller: Caller,
-        reply: oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
-    ) -> Result<
-        (),
-        (
-            oneshot::Sender<Result<Option<wire::SchemaValueTree>, CallError>>,
-            CallError,
-        ),
-    > {
+        reply: oneshot::Sender<Answer>,
+    ) -> Result<(), (oneshot::Sender<Answer>, CallError)> {
         let Some((component, ty)) = self.types.get(agent_type).cloned() else {
             return Err((
                 reply,
@@ -482,12 +476,7 @@ impl Agent {
         }
     }
 
-    async fn invoke(
-        &mut self,
-        method: String,
-        input: wire::SchemaValueTree,
-        caller: Caller,
-    ) -> Result<Option<wire::SchemaValueTree>, CallError> {
+    async fn invoke(&mut self, method: String, input: wire::SchemaValueTree, caller: Caller) -> Answer {
         let read_only = self.ty.method(&method).and_then(|m| m.read_only).is_some();
         self.store.data_mut().read_only = read_only.then(|| method.clone());
         let principal = match caller {

@@ -1,6 +1,5 @@
 //! The feeder as a child process, a producer, and result checks.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,16 +29,7 @@ impl Feeder {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the feeder");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = super::drain(child.stderr.take().unwrap());
         Feeder { child, log }
     }
 

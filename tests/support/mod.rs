@@ -96,8 +96,25 @@ pub fn call(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Va
 
 pub const CIRR: &str = include_str!("../../examples/cirr.tl");
 
-/// Every node's timeline per key, as `timeline eval`'s code computes it.
-pub fn expected(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, Value)>> {
+/// Generated CIRR sessions (5% late and 5% repeated events), one JSON line each.
+pub fn generated_cirr(sessions: u64, seed: u64) -> Vec<String> {
+    let mut data = Vec::new();
+    timeline_local::generate::write_cirr(
+        &timeline_local::generate::CirrOptions {
+            sessions,
+            seed,
+            late: 0.05,
+            duplicates: 0.05,
+        },
+        &mut data,
+    )
+    .unwrap();
+    String::from_utf8(data).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Every per-key node's output for every key, as `timeline eval`'s code
+/// computes them from `lines`: per key, (node, output) in plan order.
+pub fn per_key_outputs(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, timeline::Output)>> {
     let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
     let parser = EventParser::default();
     let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
@@ -108,20 +125,43 @@ pub fn expected(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, 
     }
     keys.into_iter()
         .map(|(k, states)| {
-            let outputs = plan.evaluate(&states);
             let nodes = plan
-                .plan()
-                .nodes
+                .evaluation()
+                .nodes()
                 .iter()
-                .zip(outputs)
-                .map(|(n, o)| {
-                    (
-                        n.id.to_string(),
-                        serde_json::to_value(o.timeline.clip(None, None)).unwrap(),
-                    )
-                })
+                .map(|n| n.to_string())
+                .zip(plan.evaluate(&states))
                 .collect();
             (k, nodes)
         })
         .collect()
+}
+
+/// Every node's timeline per key, as `timeline eval`'s code computes it.
+pub fn expected(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, Value)>> {
+    per_key_outputs(query, lines)
+        .into_iter()
+        .map(|(k, nodes)| {
+            let nodes = nodes
+                .into_iter()
+                .map(|(n, o)| (n, serde_json::to_value(o.timeline.clip(None, None)).unwrap()))
+                .collect();
+            (k, nodes)
+        })
+        .collect()
+}
+
+/// Keeps reading `stream` (a child's stderr) into the returned log, so the
+/// child never blocks on a full pipe.
+pub fn drain(stream: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
 }
