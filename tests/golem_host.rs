@@ -120,7 +120,12 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
     let plan = host.submit("cirr", CIRR);
     assert_eq!(plan["created"], true, "{plan}");
     assert_eq!(plan["leaves"].as_array().unwrap().len(), 4);
-    let lines = support::generated_cirr(24, 11);
+    // The example's viewers, then generated sessions with late and repeated events.
+    let mut lines: Vec<String> = include_str!("../examples/cirr.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.extend(support::generated_cirr(24, 11));
     let (first, rest) = lines.split_at(lines.len() * 2 / 3);
     feed(&host, dir.path(), "first.jsonl", first);
     let so_far = expected(CIRR, first);

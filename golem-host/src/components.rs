@@ -24,8 +24,6 @@ pub struct LoadedComponent {
     pub pre: AgentComponentPre<AgentState>,
     /// What `discover-agent-types` answered.
     pub agent_types: Vec<Arc<AgentTypeInfo>>,
-    /// Size of the `.wasm`.
-    pub wasm_bytes: u64,
 }
 
 /// The engine the host runs components on: component model with async.
@@ -97,7 +95,6 @@ pub async fn load(engine: &Engine, name: &str, wasm: &Path, cache: Option<&Path>
         id,
         pre,
         agent_types,
-        wasm_bytes: std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0),
     })
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use golem_schema::SchemaValue;
 use golem_schema::wit::{decode_value, encode_value, wire};
 use serde::Serialize;
@@ -31,7 +31,6 @@ use crate::call::Answer;
 pub use crate::call::{CallError, Caller};
 use crate::components::LoadedComponent;
 use crate::state::{AgentState, Dispatch, describe_agent_error, uuid_wire};
-use crate::values::Typed;
 
 struct Invocation {
     method: String,
@@ -258,54 +257,6 @@ impl Runtime {
         }
     }
 
-    /// Calls a method with JSON arguments (constructor parameters and method
-    /// parameters, in order) and returns its JSON result.
-    pub async fn call_json(
-        self: &Arc<Self>,
-        agent_type: &str,
-        constructor: &[serde_json::Value],
-        method: &str,
-        args: &[serde_json::Value],
-    ) -> Result<Option<serde_json::Value>> {
-        let ty = self
-            .agent_type(agent_type)
-            .with_context(|| format!("no agent type `{agent_type}`"))?
-            .clone();
-        let m = ty
-            .method(method)
-            .with_context(|| format!("{agent_type} has no method `{method}`"))?;
-        let record =
-            |params: &[crate::agent_type::Param], values: &[serde_json::Value]| -> Result<wire::SchemaValueTree> {
-                if params.len() != values.len() {
-                    bail!("{} values for {} parameters", values.len(), params.len());
-                }
-                let fields = params
-                    .iter()
-                    .zip(values)
-                    .map(|(p, v)| ty.typed(p).from_json(v).map_err(|e| anyhow!("`{}`: {e}", p.name)))
-                    .collect::<Result<Vec<_>>>()?;
-                encode_value(&SchemaValue::Record { fields }).map_err(|e| anyhow!("{e}"))
-            };
-        let constructor = record(&ty.constructor, constructor)?;
-        let input = record(&m.params, args)?;
-        let answer = self.call(agent_type, constructor, method, input, Caller::Http).await?;
-        let tree = answer?;
-        match (&m.output, tree) {
-            (Some(out), Some(tree)) => {
-                let value = decode_value(&tree).map_err(|e| anyhow!("{e}"))?;
-                Ok(Some(
-                    Typed {
-                        graph: &ty.graph,
-                        ty: out,
-                    }
-                    .to_json(&value)
-                    .map_err(|e| anyhow!(e))?,
-                ))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Restarts every live agent: each saves a snapshot (if its type
     /// snapshots), drops its instance and starts a fresh one from it (or from
     /// its constructor). Returns how many agents restarted and how many of
@@ -416,7 +367,6 @@ impl Agent {
         let wasi = WasiCtx::builder()
             .env("GOLEM_AGENT_ID", id)
             .env("GOLEM_COMPONENT_ID", loaded.id.to_string())
-            .env("GOLEM_AGENT_TYPE", &ty.name)
             .inherit_stderr()
             .build();
         let dispatch: Arc<dyn Dispatch> = runtime.clone();
