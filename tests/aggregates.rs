@@ -14,8 +14,10 @@ use timeline::{EventParser, Value as V};
 use timeline_local::batch::Batch;
 
 const RATE: &str = include_str!("../examples/completion-rate.tl");
-const ATTEMPTS: &str =
-    r#"attempts = count_where(has_existed(playerStateChange == "play")) | aggregate(group_by(cdnChange), sum);"#;
+const ATTEMPTS: &str = r#"from completions;
+attempts = count_where(has_existed(playerStateChange == "play")) | aggregate(group_by(cdnChange), sum);"#;
+/// Where the completion rate's events go: its query reads `from completions;`.
+const EVENTS: &str = "/v1/streams/completions/events";
 
 fn get(server: &Server, path: &str) -> (u16, Value) {
     call(agent().get(&server.url(path)).call())
@@ -117,7 +119,7 @@ fn completion_rate_over_http_equals_a_group_by_of_timeline_eval_and_a_later_job_
     let mut lines = support::generated_cirr(300, 4);
     lines.shuffle(&mut rand::rngs::StdRng::seed_from_u64(8));
     for chunk in lines.chunks(1500) {
-        let (status, body) = call(agent().post(&server.url("/v1/events")).send_string(&chunk.join("\n")));
+        let (status, body) = call(agent().post(&server.url(EVENTS)).send_string(&chunk.join("\n")));
         assert_eq!(status, 200, "{body}");
     }
     let parser = EventParser::default();
@@ -178,7 +180,7 @@ fn aggregate_reads_report_clear_errors() {
     let job = submit(&server, "rate", RATE);
     let (status, body) = call(
         agent()
-            .post(&server.url("/v1/events"))
+            .post(&server.url(EVENTS))
             .send_string(include_str!("../examples/completion-rate.jsonl")),
     );
     assert_eq!(status, 200, "{body}");
@@ -220,7 +222,7 @@ fn aggregate_reads_report_clear_errors() {
     submit(
         &server,
         "mixed",
-        r#"played = has_existed(playerStateChange == "play"); plays = played | aggregate(count_true);"#,
+        r#"from completions; played = has_existed(playerStateChange == "play"); plays = played | aggregate(count_true);"#,
     );
     let (status, r) = get(&server, "/v1/jobs/mixed/keys/s4/result?output=played");
     assert_eq!(status, 200, "{r}");

@@ -103,3 +103,48 @@ fn generated_data_evaluates_the_same_in_any_order() {
     let nonzero = in_order.lines().filter(|l| !l.ends_with("\"value\":0}")).count();
     assert!(nonzero > 30, "CIRR data has rebuffering on CDN1: {nonzero}");
 }
+
+#[test]
+fn a_misspelt_column_is_a_warning_in_eval_and_strict_refuses_it() {
+    let events = include_str!("../examples/cirr.jsonl");
+    let typo = "duration_where(\n  has_existed(playerStateChnage == \"play\"))";
+    let (stdout, stderr, code) = timeline(&["eval", "-q", typo, "-e", "-"], events);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "the results are still printed: {stdout}");
+    assert!(
+        stderr.contains("Warning: no event of stream `default` has carried the column `playerStateChnage`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("query:2:15"), "{stderr}");
+    assert!(stderr.contains("did you mean `playerStateChange`?"), "{stderr}");
+
+    let (stdout, stderr, code) = timeline(&["eval", "--strict", "-q", typo], events);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("--strict"), "{stderr}");
+    let (stdout, _, code) = timeline(&["eval", "--strict", "-q", CIRR], events);
+    assert_eq!(
+        (code, stdout.lines().count()),
+        (Some(0), 2),
+        "a clean query passes --strict"
+    );
+}
+
+#[test]
+fn the_key_comes_from_the_header_or_from_key() {
+    let events = include_str!("../examples/card-swipes.jsonl");
+    let query = r#"has_existed(suburb == "Newtown")"#;
+    let (stdout, _, code) = timeline(&["eval", "-q", &format!("from cards key card; {query}")], events);
+    assert_eq!((code, stdout.lines().count()), (Some(0), 3), "{stdout}");
+    let (by_flag, _, code) = timeline(&["eval", "--key", "card", "-q", query], events);
+    assert_eq!((code, &by_flag), (Some(0), &stdout));
+    let (_, stderr, code) = timeline(&["eval", "-q", query], events);
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("name the key field with --key FIELD"), "{stderr}");
+    let (_, stderr, code) = timeline(
+        &["eval", "-q", "from cards key card; has_existed(x == 1)"],
+        include_str!("../examples/cirr.jsonl"),
+    );
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("are they events of stream `cards`?"), "{stderr}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pulsar_test_broker::Broker;
 use rand::{Rng, SeedableRng};
 use support::feeder::{Feeder, assert_results, cirr, produce, submit, wait_until, without_ids_with_ties};
-use support::{CIRR, Server, agent, call};
+use support::{CARDS, CIRR, Server, agent, call, generated_swipes};
 
 const TOPIC: &str = "events";
 const SUB: &str = "timeline-feeder";
@@ -82,6 +82,8 @@ async fn per_worker_delivery_refreshes_the_contributors_of_aggregates() {
             "200",
             "--metrics-addr",
             &metrics.to_string(),
+            "--stream",
+            "completions",
         ],
     );
     let lines = cirr(30, 19);
@@ -118,6 +120,55 @@ async fn per_worker_delivery_refreshes_the_contributors_of_aggregates() {
             assert_eq!(g["keys"], e.keys);
         }
     }
+}
+
+/// Two topics feed two streams with different key fields and equal key
+/// values: each job's results are those of its own stream's events only.
+async fn two_topics_into_two_streams(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    submit(&server, "cirr", CIRR);
+    submit(&server, "cards", CARDS);
+    let broker = Broker::start().await.unwrap();
+    let mut args = vec!["--stream-topic", "cards=swipes"];
+    args.extend_from_slice(extra);
+    let f = feeder(&broker, &server, &args);
+    let plays = cirr(20, 41);
+    let cards = generated_swipes(20, 43);
+    let url = broker.url();
+    tokio::join!(produce(&url, TOPIC, &plays), produce(&url, "swipes", &cards));
+    wait_until(
+        "both topics to be acknowledged",
+        60,
+        || broker.backlog(TOPIC, SUB) == 0 && broker.backlog("swipes", SUB) == 0,
+        || f.log(),
+    );
+    assert_results(&server, CIRR, &plays);
+    assert_results(&server, CARDS, &cards);
+    for dlq in [format!("{TOPIC}-{SUB}-DLQ"), format!("swipes-{SUB}-DLQ")] {
+        assert!(broker.messages(&dlq).is_empty(), "{dlq}: {}", f.log());
+    }
+    let (status, stream) = call(agent().get(&server.url("/v1/streams/cards")).call());
+    assert_eq!(status, 200, "{stream}");
+    assert_eq!(stream["key"], "card");
+    assert_eq!(stream["keys"], 20);
+    let columns: Vec<&str> = stream["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["kind", "suburb"], "{stream}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_topics_feed_two_streams_with_their_own_key_fields() {
+    two_topics_into_two_streams(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_topics_feed_two_streams_per_worker_as_on_golem() {
+    two_topics_into_two_streams(&["--delivery", "worker"]).await;
 }
 
 /// Two feeders share a subscription (so one key's events, and their ties at

@@ -21,13 +21,15 @@ use timeline_local::batch::Batch;
 
 const RATE: &str = include_str!("../examples/completion-rate.tl");
 
-/// Delivers `lines` with the feeder, as to a Golem deployment.
-fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, lines: &[String]) {
+/// Delivers `lines` of `stream` with the feeder, as to a Golem deployment.
+fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, stream: &str, lines: &[String]) {
     let file = dir.join(name);
     std::fs::write(&file, lines.join("\n")).unwrap();
     let feeder = Feeder::start(&[
         "--from-file",
         file.to_str().unwrap(),
+        "--stream",
+        stream,
         "--target",
         &host.base,
         "--delivery",
@@ -127,7 +129,7 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
         .collect();
     lines.extend(support::generated_cirr(24, 11));
     let (first, rest) = lines.split_at(lines.len() * 2 / 3);
-    feed(&host, dir.path(), "first.jsonl", first);
+    feed(&host, dir.path(), "first.jsonl", "default", first);
     let so_far = expected(CIRR, first);
     assert_workers(&host, &so_far, "after the first events");
 
@@ -168,7 +170,7 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
     assert_eq!(jobs["jobs"][0]["name"], "cirr", "Core keeps its jobs: {jobs}");
 
     // The restored agents go on taking events.
-    feed(&host, dir.path(), "rest.jsonl", rest);
+    feed(&host, dir.path(), "rest.jsonl", "default", rest);
     assert_workers(&host, &expected(CIRR, &lines), "after the rest of the events");
 }
 
@@ -231,14 +233,14 @@ fn completion_rate_equals_the_local_runtime_and_survives_a_restart_of_every_agen
     let plan = host.submit("rate", RATE);
     assert_eq!(plan["aggregates"].as_array().unwrap().len(), 2, "{plan}");
     let lines = support::generated_cirr(30, 3);
-    feed(&host, dir.path(), "events.jsonl", &lines);
+    feed(&host, dir.path(), "events.jsonl", "completions", &lines);
 
     let mut batch = Batch::new(RATE, "session_id").unwrap();
     batch
         .read(lines.join("\n").as_bytes(), |bad| panic!("{bad:?}"), |_| {})
         .unwrap();
     let parser = EventParser::default();
-    let end = batch.engine().latest().unwrap();
+    let end = batch.latest().unwrap();
     let start = lines.iter().map(|l| parser.parse(l).unwrap().time).min().unwrap();
     let times = [end, (start + end) / 2, start + 1000];
     assert_aggregates(&host, &mut batch, &times, "after the events");
@@ -259,6 +261,38 @@ fn completion_rate_equals_the_local_runtime_and_survives_a_restart_of_every_agen
     let (status, view) = host.get(&format!("/v1/metrics/{rate}"));
     assert_eq!(status, 200, "{view}");
     assert_eq!(int(&view["t"]), Some(end));
+}
+
+/// CIRR on the default stream and card swipes on `cards` (keyed by `card`,
+/// on equal key values): Core knows each job's stream, the feeder reads each
+/// stream with its own key field, and no worker sees the other's events.
+#[test]
+fn two_streams_with_their_own_key_fields_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    host.submit("cirr", CIRR);
+    let cards = host.submit("cards", support::CARDS);
+    assert_eq!(cards["stream"]["name"], "cards", "{cards}");
+    assert_eq!(cards["stream"]["key"], "card", "{cards}");
+    let (_, jobs) = host.get("/v1/jobs");
+    let streams: Vec<(&str, &str)> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["stream"]["name"].as_str().unwrap(),
+                j["stream"]["key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(streams, [("cards", "card"), ("default", "session_id")], "{jobs}");
+    let plays = support::generated_cirr(6, 5);
+    let swipes = support::generated_swipes(6, 7);
+    feed(&host, dir.path(), "plays.jsonl", "default", &plays);
+    feed(&host, dir.path(), "swipes.jsonl", "cards", &swipes);
+    assert_workers(&host, &expected(CIRR, &plays), "CIRR");
+    assert_workers(&host, &expected(support::CARDS, &swipes), "card swipes");
 }
 
 #[test]

@@ -268,6 +268,9 @@ pub struct JobView {
     pub outputs: Vec<String>,
     /// Every node, children before parents.
     pub nodes: Vec<NodeView>,
+    /// The stream the job reads.
+    #[serde(default)]
+    pub stream: StreamView,
 }
 
 impl JobView {
@@ -287,6 +290,7 @@ impl JobView {
                 .collect(),
             outputs: plan.outputs.iter().map(|o| format!("{}={}", o.name, o.node)).collect(),
             nodes: plan.nodes.iter().map(NodeView::from).collect(),
+            stream: StreamView::from(&plan.stream),
         }
     }
 }
@@ -321,6 +325,46 @@ impl From<&timeline::plan::PlanOutput> for OutputView {
     }
 }
 
+/// A stream's name and the fields its events' key, time and id are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct StreamView {
+    /// Name.
+    pub name: String,
+    /// The key field.
+    pub key: String,
+    /// The time field.
+    pub time: String,
+    /// The id field.
+    pub id: String,
+}
+
+impl Default for StreamView {
+    fn default() -> Self {
+        StreamView::from(&timeline::StreamSpec::default())
+    }
+}
+
+impl From<&timeline::StreamSpec> for StreamView {
+    fn from(s: &timeline::StreamSpec) -> Self {
+        StreamView {
+            name: s.name.to_string(),
+            key: s.key.to_string(),
+            time: s.time.to_string(),
+            id: s.id.to_string(),
+        }
+    }
+}
+
+impl From<&StreamView> for timeline::StreamSpec {
+    fn from(s: &StreamView) -> Self {
+        let mut spec = timeline::StreamSpec::new(&s.name, &s.key);
+        spec.time = s.time.as_str().into();
+        spec.id = s.id.as_str().into();
+        spec
+    }
+}
+
 /// A running job in a list: what feeders route by and what a reader reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
@@ -342,6 +386,9 @@ pub struct JobSummary {
     /// How many nodes the plan has.
     #[serde(default)]
     pub nodes: u32,
+    /// The stream the job reads (the default stream when absent).
+    #[serde(default)]
+    pub stream: StreamView,
 }
 
 impl JobSummary {
@@ -360,6 +407,7 @@ impl JobSummary {
                 .map(|n| n.id.to_string())
                 .collect(),
             nodes: u32::try_from(plan.nodes.len()).unwrap_or(u32::MAX),
+            stream: StreamView::from(&plan.stream),
         }
     }
 }

@@ -15,6 +15,7 @@ pub fn submit(registry: &mut JobRegistry, name: Option<&str>, query: &str) -> Re
                 SubmitError::Query(d) => ("bad_query", Some(d)),
                 SubmitError::Name(_) => ("bad_name", None),
                 SubmitError::Conflict(_) => ("conflict", None),
+                SubmitError::Stream(_) => ("stream_conflict", None),
             };
             Err(JobError::new(query, code, e.to_string(), dsl))
         }

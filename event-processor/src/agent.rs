@@ -9,9 +9,6 @@ use timeline_api::views::{AddEventsResult, DescriptionView, ResultView, Timeline
 
 use crate::LeafWorker;
 
-/// The key field of events posted without one.
-const KEY_FIELD: &str = timeline::event::DEFAULT_KEY_FIELD;
-
 #[derive(Serialize, Deserialize)]
 struct EventProcessorImpl {
     node: String,
@@ -43,7 +40,7 @@ impl EventProcessor for EventProcessorImpl {
             self.worker = Some(LeafWorker::new(&self.key, definition)?);
         }
         let worker = self.worker.as_mut().ok_or("no worker")?;
-        Ok(worker.add_events(KEY_FIELD, &events))
+        Ok(worker.add_events(&events))
     }
 
     fn get_timeline_result(&self, t: Option<String>) -> Result<ResultView, String> {

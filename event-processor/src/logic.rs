@@ -38,11 +38,18 @@ impl LeafWorker {
         &self.node.id
     }
 
-    /// Applies a batch of JSON events of this worker's key (the key field may
-    /// be omitted); events of another key and invalid ones are rejected by
-    /// position, the rest applied.
-    pub fn add_events(&mut self, key_field: &str, events: &[String]) -> AddEventsResult {
-        let parser = EventParser::new(key_field).with_default_key(&self.key);
+    /// Applies a batch of JSON events of this worker's key, read with its
+    /// stream's key, time and id fields (the key field may be omitted);
+    /// events of another key and invalid ones are rejected by position, the
+    /// rest applied.
+    pub fn add_events(&mut self, events: &[String]) -> AddEventsResult {
+        let parser: EventParser = self
+            .node
+            .stream
+            .as_ref()
+            .map(timeline::StreamSpec::parser)
+            .unwrap_or_default()
+            .with_default_key(&self.key);
         let (good, rejected) = parse_events(&parser, events, &self.key);
         self.worker.add_events(&good);
         AddEventsResult {
@@ -75,15 +82,12 @@ mod tests {
     fn takes_its_keys_events_and_rejects_others() {
         let def = serde_json::to_string(&node("has_existed(x == 1)")).unwrap();
         let mut w = LeafWorker::from_definition("k", &def).unwrap();
-        let r = w.add_events(
-            "session_id",
-            &[
-                r#"{"time":5,"x":1}"#.into(),
-                r#"{"session_id":"other","time":1,"x":1}"#.into(),
-                "garbage".into(),
-                r#"{"session_id":"k","time":2}"#.into(),
-            ],
-        );
+        let r = w.add_events(&[
+            r#"{"time":5,"x":1}"#.into(),
+            r#"{"session_id":"other","time":1,"x":1}"#.into(),
+            "garbage".into(),
+            r#"{"session_id":"k","time":2}"#.into(),
+        ]);
         assert_eq!(r.accepted, 2);
         let positions: Vec<u32> = r.rejected.iter().map(|e| e.index).collect();
         assert_eq!(
@@ -93,6 +97,25 @@ mod tests {
         );
         assert_eq!(w.output().timeline.to_string(), "[2,5):false [5,∞):true");
         assert_eq!(w.describe().events, Some(2));
+    }
+
+    #[test]
+    fn reads_events_with_its_streams_fields() {
+        let query = timeline::dsl::parse_query("from cards key card time at; has_existed(x == 1)").unwrap();
+        let spec = query.stream.resolve(None, "session_id").unwrap();
+        let plan = timeline::ExecutionPlan::from_outputs(&query.outputs)
+            .unwrap()
+            .in_stream(spec);
+        let def = serde_json::to_string(&plan.nodes[0]).unwrap();
+        let mut w = LeafWorker::from_definition("k", &def).unwrap();
+        let r = w.add_events(&[
+            r#"{"card":"k","at":5,"x":1}"#.into(),
+            r#"{"session_id":"k","time":1,"x":1}"#.into(),
+            r#"{"card":"other","at":1,"x":1}"#.into(),
+        ]);
+        let positions: Vec<u32> = r.rejected.iter().map(|e| e.index).collect();
+        assert_eq!((r.accepted, positions), (1, vec![1, 2]), "{:?}", r.rejected);
+        assert_eq!(w.output().timeline.to_string(), "[5,∞):true");
     }
 
     #[test]

@@ -4,13 +4,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::metrics::{self, Metrics};
-use crate::options::{LogFormat, Options};
+use crate::options::{LogFormat, Options, StreamTopics};
 use crate::pipeline::{Pipeline, Settings, refresh_routes};
 use crate::routes::Routes;
 use crate::source;
 use crate::target::{Delivery, Target};
 use clap::Parser;
-use timeline::EventParser;
 use tokio::sync::{Notify, watch};
 
 /// Runs `feeder` with the process's arguments; the exit code is 0 when done,
@@ -67,9 +66,19 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--key-field `{key_field}` differs from the runtime's key field `{runtime_field}`");
     }
+    let streams = if options.from_file.is_some() {
+        vec![StreamTopics {
+            stream: options.stream.clone(),
+            topics: Vec::new(),
+        }]
+    } else {
+        options.streams()
+    };
+    check_topics(&streams)?;
     tracing::info!(
         target = %options.target,
         delivery = if bulk { "bulk" } else { "worker" },
+        streams = ?streams.iter().map(|s| s.stream.as_str()).collect::<Vec<_>>(),
         %key_field,
         "delivering"
     );
@@ -81,24 +90,36 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
         options.refresh,
         refresh.clone(),
         metrics.clone(),
+        health.local,
     ));
-    let pipeline = Pipeline {
-        parser: EventParser::new(&key_field),
-        target,
-        routes,
-        refresh,
-        settings: Settings {
-            batch_size: options.batch_size as usize,
-            linger: options.linger,
-            concurrency: options.concurrency,
-            in_flight: options.in_flight as usize,
-            bulk,
-        },
+    let settings = Settings {
+        batch_size: options.batch_size as usize,
+        linger: options.linger,
+        concurrency: options.concurrency,
+        in_flight: options.in_flight as usize,
+        bulk,
+    };
+    let pipeline = |stream: &str| Pipeline {
+        stream: stream.to_string(),
+        fallback: (stream == timeline::stream::DEFAULT_STREAM).then(|| timeline::StreamSpec::new(stream, &key_field)),
+        target: target.clone(),
+        routes: routes.clone(),
+        refresh: refresh.clone(),
+        settings: settings.clone(),
         metrics: metrics.clone(),
     };
     let summary = match &options.from_file {
-        Some(path) => source::run_file(path, pipeline, options.batch_size as usize).await?,
-        None => source::run_pulsar(&options, pipeline, metrics, shutdown_signal()).await?,
+        Some(path) => source::run_file(path, pipeline(&options.stream), options.batch_size as usize).await?,
+        None => {
+            let pipelines = streams
+                .into_iter()
+                .map(|s| {
+                    let p = pipeline(&s.stream);
+                    (s, p)
+                })
+                .collect();
+            source::run_pulsar(&options, pipelines, metrics, shutdown_signal()).await?
+        }
     };
     tracing::info!(
         consumed = summary.consumed,
@@ -111,6 +132,24 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A topic feeds one stream only: its events cannot have two key fields.
+fn check_topics(streams: &[StreamTopics]) -> anyhow::Result<()> {
+    let mut owner: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for s in streams {
+        for topic in s.full_topics() {
+            if let Some(other) = owner.insert(topic.clone(), &s.stream)
+                && other != s.stream
+            {
+                anyhow::bail!(
+                    "topic `{topic}` is given for stream `{other}` and for stream `{}`",
+                    s.stream
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the runtime answers, so that a feeder started before its

@@ -17,14 +17,24 @@ pub struct Options {
     /// Pulsar service URL.
     #[arg(long, env = "PULSAR_URL", default_value = "pulsar://127.0.0.1:6650")]
     pub service_url: String,
-    /// Topic(s) to consume (repeat the option, or separate with commas).
+    /// Topic(s) to consume into `--stream` (repeat the option, or separate
+    /// with commas).
     #[arg(
         long = "topic",
         env = "FEEDER_TOPICS",
         value_delimiter = ',',
-        required_unless_present = "from_file"
+        required_unless_present_any = ["from_file", "stream_topics"]
     )]
     pub topics: Vec<String>,
+    /// The stream that `--topic` and `--from-file` events belong to (a
+    /// query's `from` header names it): its jobs receive them, read with its
+    /// key, time and id fields.
+    #[arg(long, default_value = timeline::stream::DEFAULT_STREAM, value_parser = parse_stream_name)]
+    pub stream: String,
+    /// A topic of another stream, as STREAM=TOPIC (repeat for more): one
+    /// feeder feeds several streams, each with its own consumer.
+    #[arg(long = "stream-topic", value_name = "STREAM=TOPIC", value_parser = parse_stream_topic)]
+    pub stream_topics: Vec<(String, String)>,
     /// Subscription name.
     #[arg(long, default_value = "timeline-feeder")]
     pub subscription: String,
@@ -55,7 +65,8 @@ pub struct Options {
     /// How events reach the workers.
     #[arg(long, value_enum, default_value = "auto")]
     pub delivery: Delivery,
-    /// The event field that names the key [default: the runtime's, else session_id].
+    /// The key field of the default stream [default: the runtime's, else
+    /// session_id]; other streams' fields come from the runtime.
     #[arg(long)]
     pub key_field: Option<String>,
     /// Largest batch, in messages.
@@ -119,6 +130,27 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
 
+fn parse_stream_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 64 || text.contains('=') || text.chars().any(char::is_control) {
+        Err(format!(
+            "`{text}` is not a stream name (1 to 64 characters, without `=`)"
+        ))
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+fn parse_stream_topic(text: &str) -> Result<(String, String), String> {
+    let (stream, topic) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not STREAM=TOPIC"))?;
+    if topic.is_empty() {
+        return Err(format!("`{text}` names no topic"));
+    }
+    let stream = parse_stream_name(stream).map_err(|e| format!("in `{text}`: {e}"))?;
+    Ok((stream, topic.to_string()))
+}
+
 fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
     if text == "off" {
         return Ok(MetricsAddr(None));
@@ -128,17 +160,50 @@ fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
         .map_err(|e| format!("`{text}` is not ADDR:PORT or `off`: {e}"))
 }
 
-impl Options {
+/// The topics one consumer reads into one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTopics {
+    /// The stream.
+    pub stream: String,
+    /// Its topics, as given.
+    pub topics: Vec<String>,
+}
+
+impl StreamTopics {
     /// The topics in full (`persistent://tenant/namespace/name`): brokers
     /// complete short names, but not every Pulsar-protocol broker does.
     pub fn full_topics(&self) -> Vec<String> {
         self.topics.iter().map(|t| full_topic_name(t)).collect()
     }
+}
 
-    /// The dead-letter topic, defaulted as Pulsar's own clients do.
-    pub fn dead_letter_topic(&self) -> String {
+impl Options {
+    /// The topics of each stream, in the order first given: `--topic`s for
+    /// `--stream`, then each `--stream-topic`.
+    pub fn streams(&self) -> Vec<StreamTopics> {
+        let mut out: Vec<StreamTopics> = Vec::new();
+        let given = self
+            .topics
+            .iter()
+            .map(|t| (&self.stream, t))
+            .chain(self.stream_topics.iter().map(|(s, t)| (s, t)));
+        for (stream, topic) in given {
+            match out.iter_mut().find(|s| s.stream == *stream) {
+                Some(s) => s.topics.push(topic.clone()),
+                None => out.push(StreamTopics {
+                    stream: stream.clone(),
+                    topics: vec![topic.clone()],
+                }),
+            }
+        }
+        out
+    }
+
+    /// The dead-letter topic of `stream`'s consumer, defaulted as Pulsar's own
+    /// clients do (after its first topic).
+    pub fn dead_letter_topic(&self, stream: &StreamTopics) -> String {
         full_topic_name(&self.dead_letter_topic.clone().unwrap_or_else(|| {
-            let topic = self.topics.first().map(String::as_str).unwrap_or("events");
+            let topic = stream.topics.first().map(String::as_str).unwrap_or("events");
             format!("{topic}-{}-DLQ", self.subscription)
         }))
     }
@@ -165,12 +230,15 @@ mod tests {
         let o = Options::try_parse_from(["feeder", "--topic", "a,b", "--linger", "5ms"]).unwrap();
         assert_eq!(o.topics, ["a", "b"]);
         assert_eq!(o.linger, Duration::from_millis(5));
+        let streams = o.streams();
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].stream, "default");
         assert_eq!(
-            o.dead_letter_topic(),
+            o.dead_letter_topic(&streams[0]),
             "persistent://public/default/a-timeline-feeder-DLQ"
         );
         assert_eq!(
-            o.full_topics(),
+            streams[0].full_topics(),
             ["persistent://public/default/a", "persistent://public/default/b"]
         );
         assert_eq!(full_topic_name("t/ns/x"), "persistent://t/ns/x");
@@ -183,5 +251,46 @@ mod tests {
         assert!(e.to_string().contains("soon"), "{e}");
         let o = Options::try_parse_from(["feeder", "--topic", "a", "--metrics-addr", "off"]).unwrap();
         assert_eq!(o.metrics_addr, MetricsAddr(None));
+    }
+
+    #[test]
+    fn topics_map_to_streams() {
+        let o = Options::try_parse_from([
+            "feeder",
+            "--stream-topic",
+            "cards=swipes",
+            "--topic",
+            "plays",
+            "--stream-topic",
+            "cards=t/ns/more=swipes",
+        ])
+        .unwrap();
+        let streams = o.streams();
+        let pairs: Vec<(&str, Vec<&str>)> = streams
+            .iter()
+            .map(|s| (s.stream.as_str(), s.topics.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("default", vec!["plays"]),
+                ("cards", vec!["swipes", "t/ns/more=swipes"])
+            ],
+            "a topic name may hold `=`; a stream name may not"
+        );
+        assert_eq!(
+            o.dead_letter_topic(&streams[1]),
+            "persistent://public/default/swipes-timeline-feeder-DLQ"
+        );
+        assert!(
+            Options::try_parse_from(["feeder", "--stream-topic", "cards=x"]).is_ok(),
+            "no --topic needed"
+        );
+        for bad in ["cards", "=t", "cards="] {
+            let e = Options::try_parse_from(["feeder", "--stream-topic", bad]).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+        let e = Options::try_parse_from(["feeder", "--from-file", "x", "--stream", ""]).unwrap_err();
+        assert!(e.to_string().contains("not a stream name"), "{e}");
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use timeline::EventParser;
+use timeline::StreamSpec;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::prepare::{DeadLetter, Incoming, prepare};
-use crate::routes::Routes;
+use crate::routes::{Routes, StreamRoutes};
 use crate::target::{Fatal, Outcome, Target};
 
 /// Where a source settles its messages once the runtime holds them.
@@ -35,7 +35,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Batches being delivered at once.
     pub in_flight: usize,
-    /// One request per batch to `/v1/events` instead of one per worker.
+    /// One request per batch to the stream's events (`/v1/events` for the
+    /// default stream) instead of one per worker.
     pub bulk: bool,
 }
 
@@ -53,11 +54,15 @@ pub struct Summary {
 /// A worker's answer, the batch positions it was sent, and its leaf's index.
 type WorkerOutcome = (Outcome, Vec<usize>, usize);
 
-/// Delivers batches of messages to the runtime.
+/// Delivers batches of messages of one stream to the runtime.
 #[derive(Clone)]
 pub struct Pipeline {
-    /// Validates events as the runtime does.
-    pub parser: EventParser,
+    /// The stream the messages belong to.
+    pub stream: String,
+    /// The stream's fields while the runtime names none (the default stream,
+    /// with `--key-field` or the runtime's key field); other streams wait
+    /// until the runtime knows them.
+    pub fallback: Option<StreamSpec>,
     /// The runtime.
     pub target: Target,
     /// The current routes (kept fresh by [`refresh_routes`]).
@@ -156,7 +161,8 @@ impl Pipeline {
     /// Delivers one batch; returns the number of events the runtime holds
     /// and the dead letters (refused by the feeder or by the runtime).
     async fn deliver(&mut self, batch: &[Incoming]) -> Delivered {
-        let prepared = prepare(&self.parser, batch);
+        let routes = self.stream_routes(!self.settings.bulk).await;
+        let prepared = prepare(&routes.spec.parser(), batch);
         let mut dead = prepared.dead;
         for _ in &dead {
             self.metrics.dead_letter("invalid");
@@ -169,7 +175,11 @@ impl Pipeline {
         let mut reasons: HashMap<usize, String> = HashMap::new();
         if self.settings.bulk {
             let events: Vec<&str> = ready.iter().map(|r| r.json.as_str()).collect();
-            let url = self.target.url(["v1", "events"]);
+            let url = if routes.spec.is_default_stream() {
+                self.target.url(["v1", "events"])
+            } else {
+                self.target.url(["v1", "streams", self.stream.as_str(), "events"])
+            };
             if let Outcome::Accepted(rejected) = self.target.deliver(&url, &events, true).await? {
                 for (i, reason) in rejected {
                     if let Some(r) = ready.get(i) {
@@ -179,7 +189,6 @@ impl Pipeline {
                 }
             }
         } else {
-            let routes = self.wait_for_routes().await;
             // One request per (leaf, key): the worker that owns them.
             let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
             for (i, r) in ready.iter().enumerate() {
@@ -239,7 +248,7 @@ impl Pipeline {
     /// Tells each aggregate's contributor of every key of the batch that the
     /// key's leaves changed, once they hold the events durably: on Golem, the
     /// contributor then pushes the key's new contributions to its aggregators.
-    async fn refresh_contributors(&self, routes: &Routes, ready: &[crate::prepare::Ready]) -> Result<(), Fatal> {
+    async fn refresh_contributors(&self, routes: &StreamRoutes, ready: &[crate::prepare::Ready]) -> Result<(), Fatal> {
         if routes.aggregates.is_empty() {
             return Ok(());
         }
@@ -278,7 +287,12 @@ impl Pipeline {
             loop {
                 self.refresh.notify_one();
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.routes.changed()).await;
-                if !self.routes.borrow().leaves.contains(leaf) {
+                let runs = self
+                    .routes
+                    .borrow()
+                    .stream(&self.stream)
+                    .is_some_and(|s| s.leaves.contains(leaf));
+                if !runs {
                     tracing::info!(%leaf, "the leaf's job was removed; its events are not delivered to it");
                     break;
                 }
@@ -295,17 +309,26 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The routes, once at least one job runs: events are not consumed into
-    /// nowhere.
-    async fn wait_for_routes(&mut self) -> Routes {
+    /// The stream's routes, once the runtime knows the stream (and, with
+    /// `leaves`, once a job reads it): events are not consumed into nowhere.
+    async fn stream_routes(&mut self, leaves: bool) -> StreamRoutes {
         let mut told = false;
         loop {
-            let routes = self.routes.borrow().clone();
-            if !routes.is_empty() {
-                return routes;
+            let known = self.routes.borrow().stream(&self.stream).cloned().or_else(|| {
+                self.fallback.clone().map(|spec| StreamRoutes {
+                    spec,
+                    ..StreamRoutes::default()
+                })
+            });
+            match known {
+                Some(routes) if !leaves || !routes.leaves.is_empty() => return routes,
+                _ => {}
             }
             if !told {
-                tracing::info!("no job runs yet: waiting for one before delivering");
+                tracing::info!(
+                    stream = %self.stream,
+                    "no job reads the stream yet: waiting for one before delivering"
+                );
                 told = true;
             }
             let _ = self.routes.changed().await;
@@ -347,26 +370,30 @@ async fn collect_batches<T>(
 
 /// Keeps `routes` up to date with the runtime's jobs: every `every`, and at
 /// once when `now` is notified.
+/// With `streams`, streams no job reads yet are read too (the local runtime's
+/// `GET /v1/streams`).
 pub async fn refresh_routes(
     target: Target,
     routes: watch::Sender<Routes>,
     every: Duration,
     now: Arc<Notify>,
     metrics: Arc<Metrics>,
+    streams: bool,
 ) {
     let mut failing = false;
     loop {
-        match target.routes().await {
+        match target.routes(streams).await {
             Ok(fresh) => {
                 if failing {
                     tracing::info!("job plans readable again");
                     failing = false;
                 }
-                metrics.leaves.set(fresh.leaves.len() as i64);
-                metrics.jobs.set(fresh.jobs.len() as i64);
+                metrics.leaves.set(fresh.leaves() as i64);
+                metrics.jobs.set(fresh.jobs().len() as i64);
                 routes.send_if_modified(|current| {
                     if *current != fresh {
-                        tracing::info!(jobs = ?fresh.jobs, leaves = fresh.leaves.len(), "routes changed");
+                        let streams: Vec<&String> = fresh.streams.keys().collect();
+                        tracing::info!(jobs = ?fresh.jobs(), ?streams, leaves = fresh.leaves(), "routes changed");
                         *current = fresh;
                         true
                     } else {
@@ -440,7 +467,8 @@ mod tests {
         let target = Target::new(&base, None, Duration::from_secs(1), metrics.clone()).unwrap();
         let (_, routes) = watch::channel(Routes::default());
         let pipeline = Pipeline {
-            parser: EventParser::default(),
+            stream: "default".into(),
+            fallback: Some(StreamSpec::default()),
             target,
             routes,
             refresh: Arc::new(Notify::new()),

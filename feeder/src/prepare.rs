@@ -10,7 +10,8 @@ pub struct Incoming {
     /// The message body: one JSON event.
     pub payload: Vec<u8>,
     /// The message's stable id in its source (for Pulsar, its message id);
-    /// it becomes the event's `event_id` when the event has none.
+    /// it becomes the event's id (its stream's id field, `event_id` by
+    /// default) when the event has none.
     pub source_id: Option<String>,
     /// The message key (Pulsar's partition key); it names the event's key
     /// when the event has no key field.
@@ -26,7 +27,7 @@ pub struct Ready {
     pub index: usize,
     /// The event's key.
     pub key: String,
-    /// The event as JSON, with its key field and `event_id` filled in.
+    /// The event as JSON, with its key and id fields filled in.
     pub json: String,
 }
 
@@ -72,10 +73,11 @@ fn prepare_one(parser: &EventParser, message: &Incoming) -> Result<(String, Stri
     {
         object.insert(key_field.to_string(), Value::String(key.clone()));
     }
-    if !object.contains_key("event_id")
+    let id_field = parser.id_field();
+    if !object.contains_key(id_field)
         && let Some(id) = &message.source_id
     {
-        object.insert("event_id".into(), Value::String(id.clone()));
+        object.insert(id_field.to_string(), Value::String(id.clone()));
     }
     let value = Value::Object(object);
     let event = parser.from_json(&value).map_err(|e| e.to_string())?;
@@ -145,6 +147,30 @@ mod tests {
         assert!(p.dead[1].reason.contains("time"), "{}", p.dead[1].reason);
         assert!(p.dead[2].reason.contains("session_id"), "{}", p.dead[2].reason);
         assert!(p.dead[3].reason.contains("array"), "{}", p.dead[3].reason);
+    }
+
+    #[test]
+    fn a_streams_own_key_and_id_fields_are_filled_in() {
+        let parser = timeline::StreamSpec {
+            name: "cards".into(),
+            key: "card".into(),
+            time: "at".into(),
+            id: "swipe".into(),
+        }
+        .parser();
+        let batch = [
+            msg(r#"{"at":5,"x":1}"#, Some("m1"), Some("c1")),
+            msg(r#"{"session_id":"a","at":5}"#, Some("m2"), None),
+        ];
+        let p = prepare(&parser, &batch);
+        assert_eq!(p.ready.len(), 1, "{:?}", p.dead);
+        let event: Value = serde_json::from_str(&p.ready[0].json).unwrap();
+        assert_eq!(
+            (&event["card"], &event["swipe"]),
+            (&Value::from("c1"), &Value::from("m1"))
+        );
+        assert!(event.get("event_id").is_none());
+        assert!(p.dead[0].reason.contains("card"), "{}", p.dead[0].reason);
     }
 
     #[test]

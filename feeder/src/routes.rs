@@ -1,38 +1,53 @@
-//! Which workers a key's events concern: the union of the leaves of every
-//! job's plan, and the aggregate nodes whose contributors must hear of them.
+//! Which workers a key's events concern, stream by stream: the union of the
+//! leaves of every job reading the stream, the aggregate nodes whose
+//! contributors must hear of them, and the stream's key, time and id fields.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use timeline::StreamSpec;
 use timeline_api::views::JobsView;
 
-/// The leaf nodes events must reach, each once however many jobs share it.
+/// The routes of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Routes {
+pub struct StreamRoutes {
+    /// The stream's name and fields.
+    pub spec: StreamSpec,
     /// Leaf node ids, sorted, without repeats.
     pub leaves: Vec<String>,
     /// Aggregate node ids, sorted, without repeats.
     pub aggregates: Vec<String>,
-    /// Job names, sorted.
+    /// Names of the jobs reading the stream, sorted.
     pub jobs: Vec<String>,
+}
+
+/// The routes of every stream the runtime knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// By stream name.
+    pub streams: BTreeMap<String, StreamRoutes>,
 }
 
 impl Routes {
     /// The routes of the running jobs, as `GET /v1/jobs` lists them (the
     /// same view on the local runtime and on Golem).
     pub fn from_jobs(view: &JobsView) -> Routes {
-        let mut leaves = BTreeSet::new();
-        let mut aggregates = BTreeSet::new();
-        let mut names = BTreeSet::new();
+        let mut streams: BTreeMap<String, StreamRoutes> = BTreeMap::new();
         for job in &view.jobs {
-            leaves.extend(job.leaves.iter().cloned());
-            aggregates.extend(job.aggregates.iter().cloned());
-            names.insert(job.name.clone());
+            let routes = streams.entry(job.stream.name.clone()).or_insert_with(|| StreamRoutes {
+                spec: StreamSpec::from(&job.stream),
+                ..StreamRoutes::default()
+            });
+            routes.leaves.extend(job.leaves.iter().cloned());
+            routes.aggregates.extend(job.aggregates.iter().cloned());
+            routes.jobs.push(job.name.clone());
         }
-        Routes {
-            leaves: leaves.into_iter().collect(),
-            aggregates: aggregates.into_iter().collect(),
-            jobs: names.into_iter().collect(),
+        for routes in streams.values_mut() {
+            for list in [&mut routes.leaves, &mut routes.aggregates, &mut routes.jobs] {
+                list.sort();
+                list.dedup();
+            }
         }
+        Routes { streams }
     }
 
     /// Reads the body of `GET /v1/jobs`.
@@ -41,9 +56,35 @@ impl Routes {
         Ok(Self::from_jobs(&view))
     }
 
-    /// Whether no job runs.
-    pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+    /// Adds streams the runtime knows though no job reads them yet (the local
+    /// runtime's `GET /v1/streams`): their events are kept for later jobs.
+    pub fn with_streams(mut self, specs: impl IntoIterator<Item = StreamSpec>) -> Routes {
+        for spec in specs {
+            self.streams
+                .entry(spec.name.to_string())
+                .or_insert_with(|| StreamRoutes {
+                    spec,
+                    ..StreamRoutes::default()
+                });
+        }
+        self
+    }
+
+    /// The routes of stream `name`, if the runtime knows it.
+    pub fn stream(&self, name: &str) -> Option<&StreamRoutes> {
+        self.streams.get(name)
+    }
+
+    /// Every job's name, sorted.
+    pub fn jobs(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = self.streams.values().flat_map(|s| s.jobs.iter().cloned()).collect();
+        jobs.sort();
+        jobs
+    }
+
+    /// How many leaves all streams have.
+    pub fn leaves(&self) -> usize {
+        self.streams.values().map(|s| s.leaves.len()).sum()
     }
 }
 
@@ -60,12 +101,36 @@ mod tests {
              "outputs": [{"name": "n", "node": "aggregate-1", "worker": "aggregator", "functions": [], "group_by": null}]}
         ]}"#;
         let routes = Routes::from_body(body).unwrap();
+        let default = routes.stream("default").unwrap();
         assert_eq!(
-            routes.leaves,
+            default.leaves,
             ["has_existed-1", "has_existed_within-3", "latest_event_to_state-2"]
         );
-        assert_eq!(routes.jobs, ["a", "b"]);
-        assert_eq!(routes.aggregates, ["aggregate-1"]);
+        assert_eq!(default.jobs, ["a", "b"]);
+        assert_eq!(default.aggregates, ["aggregate-1"]);
+        assert_eq!(default.spec, StreamSpec::default());
+    }
+
+    #[test]
+    fn each_stream_has_its_own_leaves_and_fields() {
+        let body = r#"{"jobs": [
+            {"name": "cirr", "query": "q", "result": "r", "leaves": ["has_existed-1"]},
+            {"name": "cards", "query": "q", "result": "r", "leaves": ["has_existed-2"],
+             "stream": {"name": "cards", "key": "card", "time": "time", "id": "event_id"}}
+        ]}"#;
+        let routes = Routes::from_body(body)
+            .unwrap()
+            .with_streams([StreamSpec::new("games", "user"), StreamSpec::new("cards", "other")]);
+        assert_eq!(routes.stream("default").unwrap().leaves, ["has_existed-1"]);
+        let cards = routes.stream("cards").unwrap();
+        assert_eq!(
+            (cards.leaves.as_slice(), cards.spec.key.as_str()),
+            (&["has_existed-2".to_string()][..], "card")
+        );
+        let games = routes.stream("games").unwrap();
+        assert!(games.leaves.is_empty() && games.spec.key == "user");
+        assert_eq!(routes.jobs(), ["cards", "cirr"]);
+        assert_eq!(routes.leaves(), 2);
     }
 
     #[test]
@@ -73,6 +138,6 @@ mod tests {
         let e = Routes::from_body(r#"{"jobs": [{"name": "a"}]}"#).unwrap_err();
         assert!(e.contains("leaves") || e.contains("missing field"), "{e}");
         assert!(Routes::from_body(r#""x""#).is_err());
-        assert!(Routes::from_body(r#"{"jobs": []}"#).unwrap().is_empty());
+        assert!(Routes::from_body(r#"{"jobs": []}"#).unwrap().streams.is_empty());
     }
 }

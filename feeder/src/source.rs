@@ -13,17 +13,18 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::options::{self, Options};
+use crate::options::{self, Options, StreamTopics};
 use crate::pipeline::{Pipeline, Settle, Summary};
 use crate::prepare::{Incoming, pulsar_event_id};
 
-/// Consumes the Pulsar subscription of `options` into `pipeline` until
-/// `stop` resolves; then finishes the batch in hand and closes the consumer.
+/// Consumes the Pulsar subscription of `options` on every stream's topics,
+/// each stream through its own consumer and pipeline, until `stop` resolves;
+/// then finishes the batches in hand and closes the consumers.
 pub async fn run_pulsar(
     options: &Options,
-    pipeline: Pipeline,
+    streams: Vec<(StreamTopics, Pipeline)>,
     metrics: Arc<Metrics>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
     let mut builder = Pulsar::builder(options.service_url.clone(), TokioExecutor).with_connection_retry_options(
         pulsar::ConnectionRetryOptions {
@@ -43,6 +44,36 @@ pub async fn run_pulsar(
         .build()
         .await
         .with_context(|| format!("cannot connect to Pulsar at {}", options.service_url))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let consumers = streams.into_iter().map(|(topics, pipeline)| {
+        let mut stopped = stop_rx.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        consume(options, pulsar.clone(), topics, pipeline, metrics.clone(), stop)
+    });
+    let mut total = Summary::default();
+    for summary in futures::future::try_join_all(consumers).await? {
+        total.consumed += summary.consumed;
+        total.delivered += summary.delivered;
+        total.dead_lettered += summary.dead_lettered;
+    }
+    Ok(total)
+}
+
+/// Consumes one stream's topics into its pipeline until `stop` resolves.
+async fn consume(
+    options: &Options,
+    pulsar: Pulsar<TokioExecutor>,
+    stream: StreamTopics,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Summary> {
     let kind = match options.subscription_type {
         options::SubscriptionType::Exclusive => SubType::Exclusive,
         options::SubscriptionType::Failover => SubType::Failover,
@@ -55,7 +86,7 @@ pub async fn run_pulsar(
     };
     let mut consumer = pulsar
         .consumer()
-        .with_topics(options.full_topics())
+        .with_topics(stream.full_topics())
         .with_subscription(&options.subscription)
         .with_subscription_type(kind)
         .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
@@ -63,15 +94,16 @@ pub async fn run_pulsar(
         .with_batch_size(options.batch_size.max(1000))
         .build::<Vec<u8>>()
         .await
-        .with_context(|| format!("cannot subscribe `{}` to {:?}", options.subscription, options.topics))?;
-    tracing::info!(topics = ?options.topics, subscription = %options.subscription, "consuming");
+        .with_context(|| format!("cannot subscribe `{}` to {:?}", options.subscription, stream.topics))?;
+    tracing::info!(stream = %stream.stream, topics = ?stream.topics, subscription = %options.subscription, "consuming");
 
     let capacity = options.batch_size as usize * 2;
     let (tx, rx) = mpsc::channel::<(Incoming, Token)>(capacity);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Token>>();
     let settle = PulsarSettle {
         pulsar: pulsar.clone(),
-        topic: options.dead_letter_topic(),
+        topic: options.dead_letter_topic(&stream),
+        stream: stream.stream.clone(),
         producer: None,
         acks: ack_tx,
         metrics,
@@ -171,6 +203,7 @@ pub struct Token {
 struct PulsarSettle {
     pulsar: Pulsar<TokioExecutor>,
     topic: String,
+    stream: String,
     producer: Option<pulsar::Producer<TokioExecutor>>,
     acks: mpsc::UnboundedSender<Vec<Token>>,
     metrics: Arc<Metrics>,
@@ -221,6 +254,7 @@ impl PulsarSettle {
         let mut properties = HashMap::new();
         properties.insert("reason".to_string(), reason.to_string());
         properties.insert("origin".to_string(), message.origin.clone());
+        properties.insert("stream".to_string(), self.stream.clone());
         let receipt = producer
             .send_non_blocking(producer::Message {
                 payload: message.payload.clone(),

@@ -126,20 +126,39 @@ impl Target {
         })
     }
 
-    /// Reads every job's leaves from `GET /v1/jobs`.
-    pub async fn routes(&self) -> Result<Routes, String> {
+    /// Reads every job's leaves and stream from `GET /v1/jobs`; with
+    /// `streams`, also the streams no job reads yet from `GET /v1/streams`
+    /// (the local runtime's).
+    pub async fn routes(&self, streams: bool) -> Result<Routes, String> {
+        let routes = Routes::from_body(&self.get_text(["v1", "jobs"]).await?)?;
+        if !streams {
+            return Ok(routes);
+        }
+        #[derive(serde::Deserialize)]
+        struct Streams {
+            streams: Vec<timeline_api::views::StreamView>,
+        }
+        let list: Streams = serde_json::from_str(&self.get_text(["v1", "streams"]).await?)
+            .map_err(|e| format!("the stream list is not one: {e}"))?;
+        Ok(routes.with_streams(list.streams.iter().map(timeline::StreamSpec::from)))
+    }
+
+    async fn get_text(&self, segments: [&str; 2]) -> Result<String, String> {
         let response = self
-            .request(reqwest::Method::GET, self.url(["v1", "jobs"]))
+            .request(reqwest::Method::GET, self.url(segments))
             .send()
             .await
             .map_err(|e| describe(&e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("GET /v1/jobs answered {status}: {}", text.trim()));
+            return Err(format!(
+                "GET /{} answered {status}: {}",
+                segments.join("/"),
+                text.trim()
+            ));
         }
-        let body = response.text().await.map_err(|e| describe(&e))?;
-        Routes::from_body(&body)
+        response.text().await.map_err(|e| describe(&e))
     }
 
     /// Posts `events` to `url` until the runtime answers for good: retries
@@ -267,6 +286,12 @@ impl Target {
                 message(&body, &text)
             )),
             StatusCode::NOT_FOUND if !bulk => Attempt::Done(Outcome::UnknownWorker),
+            // The stream's last job was removed meanwhile, or the runtime
+            // restarted without it: wait for it to be known again.
+            StatusCode::NOT_FOUND if code(&body) == Some("unknown_stream") => Attempt::Retry(format!(
+                "the runtime does not know the stream: {}",
+                message(&body, &text)
+            )),
             StatusCode::NOT_FOUND => Attempt::Fatal(format!("{url} does not exist: is --target right?")),
             StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => Attempt::Retry(status.to_string()),
             s if s.is_server_error() => Attempt::Retry(format!("{status}: {}", message(&body, &text))),
@@ -318,6 +343,10 @@ fn rejected(body: &Value) -> Vec<(usize, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body.get("error")?.get("code")?.as_str()
 }
 
 fn message(body: &Value, text: &str) -> String {

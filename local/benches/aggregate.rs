@@ -118,7 +118,7 @@ fn main() {
     let started = Instant::now();
     let mut refresh = Duration::ZERO;
     for batch in events.chunks(BATCH) {
-        engine.apply(batch, &Target::AllLeaves, None);
+        engine.apply(0, batch, &Target::AllLeaves, None);
         let t = Instant::now();
         engine.refresh_aggregates();
         refresh += t.elapsed();
@@ -149,7 +149,7 @@ fn main() {
     );
 
     let functions = [AggFn::Count, AggFn::Avg, AggFn::Percentile(90), AggFn::Max];
-    let end = engine.latest().unwrap();
+    let end = engine.latest(0).unwrap();
     let mut reads = Vec::with_capacity(READS);
     let mut groups = 0;
     for i in 0..READS {

@@ -9,11 +9,12 @@ use std::io::BufRead;
 use std::path::Path;
 
 use smol_str::SmolStr;
+use timeline::dsl::DslError;
 use timeline::plan::PlanOutput;
 use timeline::registry::SubmitError;
-use timeline::{Event, EventError, EventParser, NodeId, Output, Time, WorkerKind};
+use timeline::{Columns, Event, EventError, EventParser, NodeId, Output, StreamSpec, Time, WorkerKind};
 
-use crate::engine::{Engine, GroupValues, ReadError};
+use crate::engine::{Engine, GroupValues, ReadError, StreamId, Target};
 
 /// A rejected input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +31,14 @@ pub struct Batch {
     shards: Vec<Shard>,
     outputs: Vec<PlanOutput>,
     result: NodeId,
+    query: String,
 }
 
 /// One share of the keys: its engine and its reading state.
 struct Shard {
     engine: Engine,
+    /// The job's stream in the engine.
+    stream: StreamId,
     parser: EventParser,
     lines: u64,
     scratch: Event,
@@ -44,7 +48,8 @@ struct Shard {
 }
 
 impl Batch {
-    /// A run of the DSL `query` over events keyed by `key_field`.
+    /// A run of the DSL `query` over events of the stream its header names;
+    /// `key_field` is the key of a stream whose header names none.
     pub fn new(query: &str, key_field: &str) -> Result<Self, SubmitError> {
         Self::with_shards(query, key_field, 1)
     }
@@ -53,15 +58,16 @@ impl Batch {
     /// [`Batch::read_path`] fills in parallel. Queries with aggregates across
     /// keys run in one shard.
     pub fn with_shards(query: &str, key_field: &str, shards: usize) -> Result<Self, SubmitError> {
+        let default = StreamSpec::new(timeline::stream::DEFAULT_STREAM, key_field);
         let mut engines = Vec::new();
-        let mut first = Engine::new();
+        let mut first = Engine::with_default_stream(default.clone());
         let (submitted, _) = first.submit(Some("eval"), query)?;
         let plan = submitted.job().plan.clone();
         let per_key_only = plan.outputs.iter().all(|o| o.worker == WorkerKind::TimelineProcessor);
         engines.push(first);
         let shards = if per_key_only { shards.max(1) } else { 1 };
         for _ in 1..shards {
-            let mut engine = Engine::new();
+            let mut engine = Engine::with_default_stream(default.clone());
             engine.submit(Some("eval"), query)?;
             engines.push(engine);
         }
@@ -69,8 +75,9 @@ impl Batch {
             shards: engines
                 .into_iter()
                 .map(|engine| Shard {
+                    stream: engine.job_stream("eval").expect("the job was submitted"),
                     engine,
-                    parser: EventParser::new(key_field),
+                    parser: plan.stream.parser(),
                     lines: 0,
                     scratch: Event {
                         key: SmolStr::default(),
@@ -83,7 +90,42 @@ impl Batch {
                 .collect(),
             outputs: plan.outputs.clone(),
             result: plan.result.clone(),
+            query: query.to_string(),
         })
+    }
+
+    /// The stream the query reads, with its fields.
+    pub fn stream(&self) -> &StreamSpec {
+        self.shards[0].engine.stream_spec(self.shards[0].stream)
+    }
+
+    /// The columns the events read so far carried.
+    pub fn columns(&self) -> Columns {
+        let mut all = Columns::new();
+        for s in &self.shards {
+            all.merge(s.engine.columns(s.stream));
+        }
+        all
+    }
+
+    /// The query's warnings against the columns read so far (a column no
+    /// event carried, a comparison with a literal of a type never seen, the
+    /// key, time or id field used as a column).
+    pub fn warnings(&self) -> Vec<DslError> {
+        match timeline::dsl::parse_query(&self.query) {
+            Ok(q) => timeline::dsl::warnings(&self.query, &q, self.stream(), &self.columns()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The latest event time of any key read.
+    pub fn latest(&self) -> Option<Time> {
+        self.shards.iter().filter_map(|s| s.engine.latest(s.stream)).max()
+    }
+
+    /// The query's text.
+    pub fn query(&self) -> &str {
+        &self.query
     }
 
     /// Number of shards.
@@ -197,7 +239,10 @@ impl Batch {
         moved.sort_by_key(|(line, _)| *line);
         for (_, event) in moved {
             let owner = key_shard(event.key.as_bytes(), shards);
-            self.shards[owner].engine.apply_one(&event);
+            let shard = &mut self.shards[owner];
+            shard
+                .engine
+                .apply(shard.stream, std::slice::from_ref(&event), &Target::AllLeaves, None);
         }
     }
 }
@@ -214,7 +259,12 @@ impl Shard {
             self.misrouted.push((self.lines, self.scratch.clone()));
             return Ok(());
         }
-        self.engine.apply_one(&self.scratch);
+        self.engine.apply(
+            self.stream,
+            std::slice::from_ref(&self.scratch),
+            &Target::AllLeaves,
+            None,
+        );
         Ok(())
     }
 
@@ -426,7 +476,7 @@ impl Batch {
     pub fn results_of(&self, node: &NodeId) -> Vec<(SmolStr, Output)> {
         let of_shard = |s: &Shard| -> Vec<(SmolStr, Output)> {
             s.engine
-                .keys(None, usize::MAX)
+                .keys(s.stream, None, usize::MAX)
                 .into_iter()
                 .map(|k| {
                     let out = s.engine.output(node, &k).expect("listed keys have outputs");

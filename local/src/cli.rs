@@ -26,9 +26,16 @@ pub struct Cli {
 enum Command {
     /// Evaluate a query over a JSONL file of events, one result per key.
     ///
+    /// The query's header (`from cards key card;`) names the events' key,
+    /// time and id fields; `--key` names the key of a query without one.
+    /// Warnings about the query against the columns the events carried (a
+    /// misspelt column, a comparison with a value of another type) are printed
+    /// on stderr.
+    ///
     /// Exit status: 0 on success; 1 on a bad query or an I/O error; 3 when
     /// some input lines were rejected (each is reported on stderr with its line
-    /// number; the results of the good lines are still printed).
+    /// number; the results of the good lines are still printed); 4 when
+    /// `--strict` is given and the query has warnings (nothing is printed).
     Eval(EvalArgs),
     /// Generate synthetic events.
     #[command(subcommand)]
@@ -52,9 +59,13 @@ struct EvalArgs {
     /// JSONL events: a file path, or - for standard input.
     #[arg(short, long, default_value = "-")]
     events: String,
-    /// The field that names an event's key.
+    /// The field that names an event's key, for a query whose header names
+    /// none.
     #[arg(long, default_value = timeline::event::DEFAULT_KEY_FIELD)]
     key: String,
+    /// Treat warnings as errors: print them and no result, exit 4.
+    #[arg(long)]
+    strict: bool,
     /// When to read each key's result: `end` (the key's latest event time),
     /// milliseconds, or an RFC 3339 time.
     #[arg(long, default_value = "end", allow_negative_numbers = true)]
@@ -86,7 +97,8 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <token>` on every route but /v1/health.
     #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// The field that names an event's key.
+    /// The key field of the default stream (of queries without a `from`
+    /// header).
     #[arg(long, default_value = timeline::event::DEFAULT_KEY_FIELD)]
     key: String,
     /// Largest request body accepted, in bytes.
@@ -195,8 +207,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { query } => {
-            let (parsed, _) = load_query(&query)?;
-            let plan = timeline::ExecutionPlan::from_outputs(&parsed.outputs)?;
+            let (_, text) = load_query(&query)?;
+            let mut registry = timeline::registry::JobRegistry::new();
+            let plan = registry
+                .submit(Some("plan"), &text)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .job()
+                .plan
+                .clone();
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -206,6 +224,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// Reads `--query`: inline DSL or `@file`; returns the checked query and its
 /// text. A DSL error is printed with a caret and becomes an error.
 pub fn load_query(arg: &str) -> Result<(timeline::dsl::Query, String)> {
+    let (_, text, query) = load_named_query(arg)?;
+    Ok((query, text))
+}
+
+/// Like [`load_query`], with the name the query is shown under (its file).
+fn load_named_query(arg: &str) -> Result<(String, String, timeline::dsl::Query)> {
     let (name, text) = match arg.strip_prefix('@') {
         Some(path) => (
             path.to_string(),
@@ -214,7 +238,7 @@ pub fn load_query(arg: &str) -> Result<(timeline::dsl::Query, String)> {
         None => ("query".to_string(), arg.to_string()),
     };
     match timeline::dsl::parse_query(&text) {
-        Ok(query) => Ok((query, text)),
+        Ok(query) => Ok((name, text, query)),
         Err(e) => {
             eprint!("{}", e.render(&text, &name));
             anyhow::bail!("invalid query ({name}:{}:{}): {}", e.line, e.column, e.message)
@@ -235,7 +259,8 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
-    let (_, text) = load_query(&args.query)?;
+    let (query_name, text, parsed) = load_named_query(&args.query)?;
+    let header_names_key = parsed.stream.key.is_some();
     let at = parse_at(&args.at)?;
     let from_file = args.events != "-";
     let threads = match args.threads {
@@ -282,7 +307,34 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     for bad in bad_lines.iter().take(100) {
         eprintln!("{}: line {}: {}", args.events, bad.line, bad.error);
     }
+    if let Some(timeline::EventError::MissingKey(field)) = bad_lines
+        .iter()
+        .map(|b| &b.error)
+        .find(|e| matches!(e, timeline::EventError::MissingKey(_)))
+    {
+        if header_names_key {
+            eprintln!(
+                "hint: the query's header reads each event's key from `{field}`, which these events lack: \
+                 are they events of stream `{}`?",
+                batch.stream().name
+            );
+        } else {
+            eprintln!(
+                "hint: events without the key field `{field}`: name the key field with --key FIELD, \
+                 or in the query's header (from <stream> key FIELD;)"
+            );
+        }
+    }
     let read_time = started.elapsed();
+    let warnings = batch.warnings();
+    for w in &warnings {
+        eprint!("{}", w.render(&text, &query_name));
+    }
+    if args.strict && !warnings.is_empty() {
+        eprintln!("{} warning(s) and --strict: no result printed", warnings.len());
+        std::mem::forget(batch);
+        return Ok(ExitCode::from(4));
+    }
 
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     let several = !batch.per_key_only() || batch.outputs().len() > 1;

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use timeline::registry::{SubmitError, Submitted};
-use timeline::{Event, EventParser, NodeId};
+use timeline::{Event, NodeId, StreamSpec};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::parse_body;
-use crate::engine::{Engine, ReadError, Target};
+use crate::engine::{Engine, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
 
@@ -34,10 +34,11 @@ pub enum DurableError {
     Internal(String),
 }
 
-/// Opens the jobs and replays the event log of `store` into a new engine.
-pub fn recover(store: &Store) -> Result<Engine> {
+/// Opens the jobs and replays the event log of `store` into a new engine
+/// whose default stream is `default`.
+pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
     let started = Instant::now();
-    let mut engine = Engine::new();
+    let mut engine = Engine::with_default_stream(default);
     for job in store.jobs()? {
         if let Err(e) = engine.submit(Some(&job.name), &job.query) {
             tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
@@ -83,6 +84,8 @@ pub struct Ingest {
     pub record: Vec<u8>,
     /// Its events, parsed.
     pub events: Vec<Event>,
+    /// Their stream.
+    pub stream: StreamId,
     /// The leaves they are for.
     pub target: Target,
     /// Answered once durable and applied.
@@ -114,7 +117,7 @@ pub enum Command {
 /// The events of a log record.
 pub fn record_events(record: &[u8]) -> Result<(LogHeader, Vec<Event>)> {
     let (header, body) = decode_record(record)?;
-    let mut parser = EventParser::new(&header.key_field);
+    let mut parser = header.stream().parser();
     if let Some(key) = &header.key {
         parser = parser.with_default_key(key);
     }
@@ -126,9 +129,10 @@ pub fn record_events(record: &[u8]) -> Result<(LogHeader, Vec<Event>)> {
 /// if given); returns the number of events.
 pub fn apply_record(engine: &mut Engine, seq: u64, record: &[u8], only: Option<&[NodeId]>) -> Result<u64> {
     let (header, events) = record_events(record)?;
-    engine.apply(&events, &header.target()?, only);
+    let stream = engine.open_stream(&header.stream());
+    engine.apply(stream, &events, &header.target()?, only);
     if only.is_none() {
-        engine.note_record(seq, &events);
+        engine.note_record(stream, seq, &events);
     }
     Ok(events.len() as u64)
 }
@@ -180,8 +184,8 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
         Ok(first) => {
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
             for (seq, ingest) in (first..).zip(&ingests) {
-                engine.apply(&ingest.events, &ingest.target, None);
-                engine.note_record(seq, &ingest.events);
+                engine.apply(ingest.stream, &ingest.events, &ingest.target, None);
+                engine.note_record(ingest.stream, seq, &ingest.events);
             }
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);

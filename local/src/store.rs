@@ -37,6 +37,9 @@ pub struct LogHeader {
     pub key: Option<String>,
     /// The key field the events were read with.
     pub key_field: String,
+    /// The stream they belong to, when not the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<timeline::StreamSpec>,
 }
 
 /// Encodes a record: the header as one JSON line, then the raw body.
@@ -58,6 +61,14 @@ pub fn decode_record(record: &[u8]) -> Result<(LogHeader, &[u8])> {
 }
 
 impl LogHeader {
+    /// The stream of the record's events (the default stream keyed as the
+    /// record says, for records without one).
+    pub fn stream(&self) -> timeline::StreamSpec {
+        self.stream
+            .clone()
+            .unwrap_or_else(|| timeline::StreamSpec::new(timeline::stream::DEFAULT_STREAM, &self.key_field))
+    }
+
     /// The target of the record's events.
     pub fn target(&self) -> Result<Target> {
         match &self.leaf {

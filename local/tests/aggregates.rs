@@ -126,7 +126,7 @@ type Rows = Vec<(String, u64, Vec<Option<Value>>)>;
 fn group_by(oracle: &Engine, source: &NodeId, group: Option<&NodeId>, t: i64) -> Rows {
     // `null` first, then by value, as the engine sorts groups.
     let mut groups: BTreeMap<(bool, String), Vec<Value>> = BTreeMap::new();
-    for key in oracle.keys(None, usize::MAX) {
+    for key in oracle.keys(0, None, usize::MAX) {
         let Some(value) = oracle.output(source, &key).unwrap().value_at(t) else {
             continue;
         };
@@ -183,11 +183,11 @@ proptest! {
                 break;
             }
             let (batch, tail) = rest.split_at((*cut).min(rest.len()));
-            engine.apply(batch, &Target::AllLeaves, None);
+            engine.apply(0, batch, &Target::AllLeaves, None);
             engine.refresh_aggregates();
             rest = tail;
         }
-        engine.apply(rest, &Target::AllLeaves, None);
+        engine.apply(0, rest, &Target::AllLeaves, None);
         engine.refresh_aggregates();
 
         let mut oracle = Engine::new();
@@ -195,7 +195,7 @@ proptest! {
         let src = src.job().plan.result.clone();
         let (grp, _) = oracle.submit(Some("grp"), "latest_event_to_state(cdn)").unwrap();
         let grp = grp.job().plan.result.clone();
-        oracle.apply(&events, &Target::AllLeaves, None);
+        oracle.apply(0, &events, &Target::AllLeaves, None);
 
         let end = events.iter().map(|e| e.time).max().unwrap();
         for t in (-1..=end + 3).chain([end + 40]) {

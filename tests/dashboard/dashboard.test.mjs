@@ -1,7 +1,8 @@
 // The dashboard in headless Chromium against a real `timeline serve`:
 // submitting a job in the editor, DSL errors at their line and column, the
 // plan graph, the key view's plotted spans against the API's timelines
-// (whole and zoomed), the cursor's values, live updates, and aggregates.
+// (whole and zoomed), the cursor's values, live updates, aggregates, and
+// streams with their columns and a job's warnings.
 // Screenshots go to target/dashboard/.
 //
 // TIMELINE_BIN names the `timeline` binary; CHROMIUM the browser
@@ -211,7 +212,7 @@ test("the key view follows new events without a reload", async () => {
 test("aggregates show each group's figures at a chosen time", async () => {
   const { status } = await api("/v1/jobs?name=rate", { method: "POST", body: example("completion-rate.tl") });
   assert.equal(status, 201);
-  await api("/v1/events", { method: "POST", body: example("completion-rate.jsonl") });
+  await api("/v1/streams/completions/events", { method: "POST", body: example("completion-rate.jsonl") });
   for (const t of ["end", "10000"]) {
     await page.goto(`${base}/#/jobs/rate/aggregates`);
     await page.fill("#agg-t", t);
@@ -230,4 +231,47 @@ test("aggregates show each group's figures at a chosen time", async () => {
     }
     if (t === "end") await page.screenshot({ path: join(shots, "aggregates.png"), fullPage: true });
   }
+});
+
+test("streams list their fields and counts, and a stream's columns", async () => {
+  const { status } = await api("/v1/jobs?name=cards", { method: "POST", body: example("card-swipes.tl") });
+  assert.equal(status, 201);
+  await api("/v1/streams/cards/events", { method: "POST", body: example("card-swipes.jsonl") });
+  await page.goto(`${base}/#/jobs/cards/keys/card-1`);
+  await page.waitForSelector("g.row rect.span");
+  // The key view's events are the job's stream's, not the default stream's.
+  assert.equal(await page.locator("line.event-tick").count(), 2);
+
+  await page.goto(`${base}/#/streams/cards`);
+  const { body: list } = await api("/v1/streams");
+  await page.waitForSelector('#columns-table[data-stream="cards"]');
+  for (const s of list.streams) {
+    const cells = await page.locator(`#streams-table tr[data-stream="${s.name}"] td`).allTextContents();
+    assert.deepEqual(cells.slice(0, 6), [s.name, s.key, s.time, s.id, String(s.events), String(s.keys)], s.name);
+  }
+  const { body: cards } = await api("/v1/streams/cards");
+  const shown = await page.locator("#columns-table tr[data-column]").evaluateAll((rows) => rows.map((r) => r.dataset.column));
+  assert.deepEqual(shown, cards.columns.map((c) => c.name));
+  for (const c of cards.columns) {
+    const cells = await page.locator(`#columns-table tr[data-column="${c.name}"] td`).allTextContents();
+    assert.equal(cells[1], c.types.join(""));
+    assert.ok(cells[2].startsWith(`${c.events} `), cells[2]);
+  }
+  await page.screenshot({ path: join(shots, "streams.png"), fullPage: true });
+});
+
+test("a job's warnings show in the editor and on its plan", async () => {
+  await page.goto(`${base}/#/`);
+  await page.fill("#job-name", "typo");
+  await page.fill("#job-query", 'from cards key card;\nhas_existed(suburbb == "Newtown")');
+  await page.click("#job-submit");
+  const box = await page.waitForSelector(".warning-box");
+  assert.equal(await box.getAttribute("data-line"), "2");
+  assert.equal(await box.getAttribute("data-column"), "13");
+  assert.match(await box.textContent(), /did you mean `suburb`/);
+  assert.equal(await page.textContent('#jobs-table tr[data-job="typo"] a[data-stream]'), "cards");
+  await page.goto(`${base}/#/jobs/typo/plan`);
+  await page.waitForSelector("#plan-stream");
+  assert.match(await page.textContent("#plan-stream"), /cards.*key card/);
+  assert.match(await page.textContent(".warning-box"), /suburbb/);
 });

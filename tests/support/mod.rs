@@ -13,7 +13,7 @@ pub mod golem;
 pub mod pulsar_lite;
 
 use serde_json::Value;
-use timeline::{CompiledPlan, EventParser, ExecutionPlan};
+use timeline::{CompiledPlan, ExecutionPlan};
 
 pub struct Server {
     child: Child,
@@ -96,6 +96,28 @@ pub fn call(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Va
 
 pub const CIRR: &str = include_str!("../../examples/cirr.tl");
 
+/// The card-swipes example: a job on the stream `cards`, keyed by `card`.
+pub const CARDS: &str = include_str!("../../examples/card-swipes.tl");
+
+/// Generated card swipes keyed by `card`, on the same key values as
+/// [`generated_cirr`]'s sessions (`session-000000`, ...).
+pub fn generated_swipes(cards: u64, seed: u64) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut lines = Vec::new();
+    for card in 0..cards {
+        for i in 0..rng.random_range(1..6) {
+            let suburb = ["Newtown", "Parramatta", "Bondi"][rng.random_range(0..3)];
+            let kind = if rng.random_bool(0.8) { "swipe" } else { "refund" };
+            let time = rng.random_range(0..3_600_000);
+            lines.push(format!(
+                r#"{{"card":"session-{card:06}","time":{time},"event_id":"w{card}-{i}","kind":"{kind}","suburb":"{suburb}"}}"#
+            ));
+        }
+    }
+    lines
+}
+
 /// Generated CIRR sessions (5% late and 5% repeated events), one JSON line each.
 pub fn generated_cirr(sessions: u64, seed: u64) -> Vec<String> {
     let mut data = Vec::new();
@@ -115,8 +137,9 @@ pub fn generated_cirr(sessions: u64, seed: u64) -> Vec<String> {
 /// Every per-key node's output for every key, as `timeline eval`'s code
 /// computes them from `lines`: per key, (node, output) in plan order.
 pub fn per_key_outputs(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(String, timeline::Output)>> {
-    let plan = CompiledPlan::new(ExecutionPlan::new(&timeline::dsl::parse(query).unwrap()).unwrap());
-    let parser = EventParser::default();
+    let plan = plan_of(query);
+    let parser = plan.stream.parser();
+    let plan = CompiledPlan::new(plan);
     let mut keys: BTreeMap<String, Vec<timeline::LeafState>> = BTreeMap::new();
     for line in lines {
         let e = parser.parse(line).unwrap();
@@ -135,6 +158,17 @@ pub fn per_key_outputs(query: &str, lines: &[String]) -> BTreeMap<String, Vec<(S
             (k, nodes)
         })
         .collect()
+}
+
+/// The plan a server gives `query` (on its stream, with its node ids) when no
+/// other job runs.
+pub fn plan_of(query: &str) -> ExecutionPlan {
+    timeline::registry::JobRegistry::new()
+        .submit(Some("q"), query)
+        .unwrap()
+        .job()
+        .plan
+        .clone()
 }
 
 /// Every node's timeline per key, as `timeline eval`'s code computes it.

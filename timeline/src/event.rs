@@ -33,11 +33,17 @@ impl Event {
 
     /// Renders the event back as a JSON object with `key_field` as its key.
     pub fn to_json(&self, key_field: &str) -> serde_json::Value {
+        self.to_json_with(key_field, "time", "event_id")
+    }
+
+    /// Renders the event back as a JSON object with its key, time and id in
+    /// the fields named.
+    pub fn to_json_with(&self, key_field: &str, time_field: &str, id_field: &str) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         map.insert(key_field.to_string(), self.key.as_str().into());
-        map.insert("time".into(), self.time.into());
+        map.insert(time_field.into(), self.time.into());
         if let Some(id) = &self.id {
-            map.insert("event_id".into(), id.as_str().into());
+            map.insert(id_field.into(), id.as_str().into());
         }
         for (name, value) in &self.columns {
             map.insert(name.to_string(), serde_json::to_value(value).unwrap_or_default());
@@ -55,12 +61,17 @@ pub enum EventError {
     /// Valid JSON, but not an object.
     #[error("an event must be a JSON object, found {0}")]
     NotAnObject(&'static str),
-    /// No `time` field.
-    #[error("missing field `time`")]
-    MissingTime,
-    /// A `time` that is neither whole milliseconds nor RFC 3339.
-    #[error("field `time`: {0}")]
-    BadTime(String),
+    /// No time field (named by the stream, `time` by default).
+    #[error("missing field `{0}`")]
+    MissingTime(String),
+    /// A time that is neither whole milliseconds nor RFC 3339.
+    #[error("field `{field}`: {reason}")]
+    BadTime {
+        /// The time field's name.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No key field.
     #[error("missing key field `{0}`")]
     MissingKey(String),
@@ -72,9 +83,14 @@ pub enum EventError {
         /// The JSON type found.
         found: &'static str,
     },
-    /// An `event_id` that is not a string or an integer.
-    #[error("field `event_id` must be a string or an integer, found {0}")]
-    BadId(&'static str),
+    /// An id that is not a string or an integer.
+    #[error("field `{field}` must be a string or an integer, found {found}")]
+    BadId {
+        /// The id field's name.
+        field: String,
+        /// The JSON type found.
+        found: &'static str,
+    },
     /// A column holding an array or an object.
     #[error("column `{column}` must be a string, number, boolean or null, found {found}")]
     BadColumn {
@@ -92,6 +108,8 @@ pub enum EventError {
 #[derive(Debug, Clone)]
 pub struct EventParser {
     key_field: SmolStr,
+    time_field: SmolStr,
+    id_field: SmolStr,
     default_key: Option<SmolStr>,
 }
 
@@ -106,8 +124,18 @@ impl EventParser {
     pub fn new(key_field: &str) -> Self {
         Self {
             key_field: SmolStr::new(key_field),
+            time_field: SmolStr::new_static("time"),
+            id_field: SmolStr::new_static("event_id"),
             default_key: None,
         }
+    }
+
+    /// The same parser, reading an event's time from `time` and its id from
+    /// `id` (a stream's fields).
+    pub fn with_fields(mut self, time: &str, id: &str) -> Self {
+        self.time_field = SmolStr::new(time);
+        self.id_field = SmolStr::new(id);
+        self
     }
 
     /// The same parser, giving events without a key field the key `key`
@@ -120,6 +148,11 @@ impl EventParser {
     /// The key field.
     pub fn key_field(&self) -> &str {
         &self.key_field
+    }
+
+    /// The id field.
+    pub fn id_field(&self) -> &str {
+        &self.id_field
     }
 
     /// Parses one JSON text (a JSONL line, a message payload).
@@ -246,18 +279,24 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                 continue;
             }
             let seen_twice = |slot_filled: bool| slot_filled.then(|| EventError::DuplicateField(name.to_string()));
-            if name == "time" {
+            if name == self.parser.time_field.as_str() {
                 problem = seen_twice(time.is_some());
-                time = Some(scalar.into_time());
+                time = Some(scalar.into_time().map_err(|reason| EventError::BadTime {
+                    field: name.to_string(),
+                    reason,
+                }));
             } else if name == key_field {
                 problem = seen_twice(key.is_some());
                 key = Some(scalar.into_name().map_err(|found| EventError::BadKey {
                     field: key_field.to_string(),
                     found,
                 }));
-            } else if name == "event_id" {
+            } else if name == self.parser.id_field.as_str() {
                 problem = seen_twice(id.is_some());
-                id = Some(scalar.into_name().map_err(EventError::BadId));
+                id = Some(scalar.into_name().map_err(|found| EventError::BadId {
+                    field: name.to_string(),
+                    found,
+                }));
             } else {
                 match scalar {
                     Scalar::Null => {}
@@ -280,7 +319,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             return Ok(Err(problem));
         }
         let event = (|| {
-            let time = time.ok_or(EventError::MissingTime)??;
+            let time = time.ok_or_else(|| EventError::MissingTime(self.parser.time_field.to_string()))??;
             let key = match (key, &self.parser.default_key) {
                 (Some(key), _) => key?,
                 (None, Some(default)) => default.clone(),
@@ -335,18 +374,16 @@ impl Scalar {
         }
     }
 
-    fn into_time(self) -> Result<Time, EventError> {
+    fn into_time(self) -> Result<Time, String> {
         match self {
             Scalar::Value(Value::Int(ms)) => Ok(ms),
             Scalar::Value(Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e18 => Ok(x as i64),
-            Scalar::Value(Value::Float(x)) => Err(EventError::BadTime(format!(
-                "{x} is not a whole number of milliseconds"
-            ))),
-            Scalar::Value(Value::Str(s)) => parse_rfc3339_ms(&s).map_err(EventError::BadTime),
-            other => Err(EventError::BadTime(format!(
+            Scalar::Value(Value::Float(x)) => Err(format!("{x} is not a whole number of milliseconds")),
+            Scalar::Value(Value::Str(s)) => parse_rfc3339_ms(&s),
+            other => Err(format!(
                 "expected milliseconds or an RFC 3339 string, found {}",
                 other.type_name()
-            ))),
+            )),
         }
     }
 

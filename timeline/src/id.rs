@@ -85,6 +85,13 @@ impl NodeId {
         shape_ok.then(|| NodeId(SmolStr::new(text)))
     }
 
+    /// The id of this node on stream `stream`: the same expression on
+    /// another stream is another node (with workers of its own).
+    pub fn in_stream(&self, stream: &str) -> NodeId {
+        let operator = self.0.rsplit_once('-').map_or(self.0.as_str(), |(op, _)| op);
+        NodeId::derive(operator, &format!("{stream}\u{0}{}", self.0))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -38,7 +38,7 @@
 //!
 //! Each module imports only those below it, the algebra first:
 //! [`value`] (with [`Time`]) and [`id`] (column identifiers, node ids);
-//! [`timeline`] and [`event`]; [`predicate`] and [`ops`]; [`op`] (per-key
+//! [`timeline`], [`event`] and [`stream`]; [`predicate`] and [`ops`]; [`op`] (per-key
 //! nodes); [`aggregate`] and [`metric`]; [`plan`] (every node kind,
 //! [`Operator`], and a job's outputs); [`worker`] (leaf state, the
 //! evaluator); [`dsl`]; [`registry`] (jobs: DSL in, plans out).
@@ -58,6 +58,7 @@ pub mod ops;
 pub mod plan;
 pub mod predicate;
 pub mod registry;
+pub mod stream;
 pub mod timeline;
 pub mod value;
 pub mod worker;
@@ -70,6 +71,7 @@ pub use op::{DerivedOp, KeyOp, LeafOp, TimeLineOp, TimelineType, WorkerDetail};
 pub use ops::latest_event_to_state::ValueTable;
 pub use plan::{AggregateDefinition, ExecutionPlan, Operator, PlanNode};
 pub use predicate::Predicate;
+pub use stream::{Columns, StreamSpec};
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
 pub use value::{CmpOp, Time, Value};
 pub use worker::{

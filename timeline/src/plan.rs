@@ -7,6 +7,7 @@ use crate::aggregate::{AggFn, AggregateNode, AggregateSpec};
 use crate::id::{NodeId, WorkerKind};
 use crate::metric::{MetricExpr, MetricNode};
 use crate::op::{DerivedOp, KeyOp, LeafOp, TimeLineOp, TypeError};
+use crate::stream::StreamSpec;
 
 /// A node's operator: per key (leaf or derived), or across keys (aggregate
 /// or metric).
@@ -124,6 +125,10 @@ pub struct PlanNode {
     /// Whether another job already ran this node when the plan was made.
     #[serde(default)]
     pub reused: bool,
+    /// For a leaf: the stream whose events it reads, when not the default
+    /// one with the default fields (its workers parse events with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSpec>,
 }
 
 /// The execution plan of a job: every node, children before parents; the leaf
@@ -142,6 +147,9 @@ pub struct ExecutionPlan {
     /// Every named output, in the order of the query.
     #[serde(default)]
     pub outputs: Vec<PlanOutput>,
+    /// The stream the job reads.
+    #[serde(default, skip_serializing_if = "StreamSpec::is_default")]
+    pub stream: StreamSpec,
 }
 
 impl ExecutionPlan {
@@ -189,6 +197,7 @@ impl ExecutionPlan {
                     expression: n.canonical().to_string(),
                     children: n.children().iter().map(|c| c.id().clone()).collect(),
                     reused: false,
+                    stream: None,
                 });
             }
         }
@@ -203,6 +212,7 @@ impl ExecutionPlan {
                     .map(|c| c.id().clone())
                     .collect(),
                 reused: false,
+                stream: None,
             });
         }
         for m in &metrics {
@@ -213,6 +223,7 @@ impl ExecutionPlan {
                 expression: m.canonical().to_string(),
                 children: m.inputs().iter().map(|i| i.id().clone()).collect(),
                 reused: false,
+                stream: None,
             });
         }
         let leaves = nodes
@@ -259,7 +270,41 @@ impl ExecutionPlan {
             leaves,
             result,
             outputs: plan_outputs,
+            stream: StreamSpec::default(),
         })
+    }
+
+    /// The plan reading `stream`. On a stream other than the default one,
+    /// every node id is scoped to it ([`NodeId::in_stream`]), so equal
+    /// sub-expressions share workers within one stream only; the canonical
+    /// query starts with the stream's header.
+    pub fn in_stream(mut self, stream: StreamSpec) -> Self {
+        if !stream.is_default_stream() {
+            let name = stream.name.clone();
+            let scope = |id: &mut NodeId| *id = id.in_stream(&name);
+            for node in &mut self.nodes {
+                scope(&mut node.id);
+                node.children.iter_mut().for_each(scope);
+            }
+            self.leaves.iter_mut().for_each(scope);
+            scope(&mut self.result);
+            for output in &mut self.outputs {
+                scope(&mut output.node);
+            }
+        }
+        let header = stream.header();
+        if !header.is_empty() {
+            self.query = format!("{header}\n{}", self.query);
+        }
+        if !stream.is_default() {
+            for node in &mut self.nodes {
+                if node.worker == WorkerKind::EventProcessor {
+                    node.stream = Some(stream.clone());
+                }
+            }
+        }
+        self.stream = stream;
+        self
     }
 
     /// The output named `name`.

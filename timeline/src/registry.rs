@@ -7,10 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
 use crate::dsl::DslError;
 use crate::id::NodeId;
 use crate::plan::{ExecutionPlan, PlanNode};
-use serde::{Deserialize, Serialize};
+use crate::stream::{Columns, DEFAULT_STREAM, StreamConflict, StreamRef, StreamSpec};
 
 /// A running job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,9 @@ pub enum SubmitError {
     /// Another job already has the name.
     #[error("a different job named `{0}` exists; delete it first or choose another name")]
     Conflict(String),
+    /// The query names a field of a known stream otherwise than the stream does.
+    #[error("{0}")]
+    Stream(#[from] StreamConflict),
 }
 
 /// What a submission did.
@@ -55,11 +61,15 @@ impl Submitted {
     }
 }
 
-/// The jobs and the nodes they run, with how many jobs use each node.
+/// The jobs and the nodes they run, with how many jobs use each node, and
+/// the streams they read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobRegistry {
     jobs: BTreeMap<String, Job>,
     nodes: HashMap<NodeId, (PlanNode, usize)>,
+    /// Every stream a job has named (the default one always), by name.
+    #[serde(default)]
+    streams: BTreeMap<SmolStr, StreamSpec>,
 }
 
 /// Whether `name` is a valid job name.
@@ -71,16 +81,66 @@ pub fn valid_job_name(name: &str) -> bool {
 }
 
 impl JobRegistry {
-    /// An empty registry.
+    /// An empty registry whose default stream is keyed by `session_id`.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_default_stream(StreamSpec::default())
+    }
+
+    /// An empty registry whose default stream (of queries without a
+    /// `from` header) is `default`.
+    pub fn with_default_stream(default: StreamSpec) -> Self {
+        let mut registry = JobRegistry::default();
+        registry.streams.insert(default.name.clone(), default);
+        registry
+    }
+
+    /// The default stream.
+    pub fn default_stream(&self) -> StreamSpec {
+        self.streams.get(DEFAULT_STREAM).cloned().unwrap_or_default()
+    }
+
+    /// Every stream, by name.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamSpec> {
+        self.streams.values()
+    }
+
+    /// The stream named `name`.
+    pub fn stream(&self, name: &str) -> Option<&StreamSpec> {
+        self.streams.get(name)
+    }
+
+    /// Declares a stream (as a job's header would); fields that differ from
+    /// a known stream of that name are refused.
+    pub fn declare_stream(&mut self, wanted: &StreamRef) -> Result<StreamSpec, StreamConflict> {
+        let default_key = self.default_stream().key;
+        let spec = wanted.resolve(self.streams.get(wanted.name()), &default_key)?;
+        self.streams.insert(spec.name.clone(), spec.clone());
+        Ok(spec)
+    }
+
+    /// The warnings of job `name` against the columns its stream's events
+    /// carried so far (see [`crate::dsl::warnings`]).
+    pub fn warnings(&self, name: &str, columns: &Columns) -> Vec<DslError> {
+        let Some(job) = self.jobs.get(name) else {
+            return Vec::new();
+        };
+        match crate::dsl::parse_query(&job.query) {
+            Ok(query) => crate::dsl::warnings(&job.query, &query, &job.plan.stream, columns),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Checks and plans a job. Without a name, the job is named after its
     /// result node. Submitting the same name and query again is a no-op.
     pub fn submit(&mut self, name: Option<&str>, query: &str) -> Result<Submitted, SubmitError> {
         let parsed = crate::dsl::parse_query(query).map_err(SubmitError::Query)?;
-        let mut plan = ExecutionPlan::from_outputs(&parsed.outputs).expect("the DSL type-checks what it parses");
+        let default_key = self.default_stream().key;
+        let stream = parsed
+            .stream
+            .resolve(self.streams.get(parsed.stream.name()), &default_key)?;
+        let mut plan = ExecutionPlan::from_outputs(&parsed.outputs)
+            .expect("the DSL type-checks what it parses")
+            .in_stream(stream.clone());
         let name = name.map(str::to_string).unwrap_or_else(|| plan.result.to_string());
         if !valid_job_name(&name) {
             return Err(SubmitError::Name(name));
@@ -98,6 +158,7 @@ impl JobRegistry {
         for node in &plan.nodes {
             self.nodes.entry(node.id.clone()).or_insert_with(|| (node.clone(), 0)).1 += 1;
         }
+        self.streams.insert(stream.name.clone(), stream);
         let job = Job {
             name: name.clone(),
             query: query.to_string(),
@@ -214,5 +275,38 @@ mod tests {
         assert!(matches!(&e, SubmitError::Query(d) if d.column == 15), "{e}");
         let unnamed = r.submit(None, "has_existed(a == 1)").unwrap();
         assert!(unnamed.job().name.starts_with("has_existed-"));
+    }
+
+    #[test]
+    fn workers_are_shared_within_a_stream_and_never_across_streams() {
+        let mut r = JobRegistry::new();
+        let query = "has_existed(kind == \"swipe\")";
+        let plain = r.submit(Some("plain"), query).unwrap().job().clone();
+        let cards = r
+            .submit(Some("cards"), &format!("from cards key card;\n{query}"))
+            .unwrap()
+            .job()
+            .clone();
+        assert_ne!(plain.plan.result, cards.plan.result, "another stream, another worker");
+        assert!(!cards.plan.nodes[0].reused);
+        assert_eq!(cards.plan.query, format!("from cards key card;\n{query}"));
+        assert_eq!(
+            cards.plan.nodes[0].stream.as_ref().map(|s| s.key.as_str()),
+            Some("card"),
+            "a leaf knows its stream's fields"
+        );
+        assert_eq!(plain.plan.nodes[0].stream, None);
+
+        // The stream's fields come from its first job; a later one may omit them.
+        let again = r.submit(Some("again"), &format!("from cards; {query}")).unwrap();
+        assert_eq!(again.job().plan.result, cards.plan.result);
+        assert!(again.job().plan.nodes.iter().all(|n| n.reused));
+        let e = r
+            .submit(Some("other"), &format!("from cards key id2; {query}"))
+            .unwrap_err();
+        assert!(matches!(e, SubmitError::Stream(_)), "{e}");
+        assert!(e.to_string().contains("`card`"), "{e}");
+        assert_eq!(r.stream("cards").map(|s| s.key.as_str()), Some("card"));
+        assert_eq!(r.default_stream().key, crate::event::DEFAULT_KEY_FIELD);
     }
 }

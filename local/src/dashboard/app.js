@@ -115,13 +115,17 @@ function route() {
     if (parts[2] === "keys") return show(keyView(job, parts[3] || ""), job, "keys");
     if (parts[2] === "aggregates") return show(aggregatesView(job), job, "aggregates");
   }
+  if (parts[0] === "streams") return show(streamsView(parts[1] || ""), null, "streams");
   show(jobsView(), null, "jobs");
 }
 
 function show(next, job, tab) {
   view = next;
   const nav = $("#nav");
-  nav.replaceChildren(el("a", { href: "#/", class: tab === "jobs" ? "active" : "" }, "Jobs"));
+  nav.replaceChildren(
+    el("a", { href: "#/", class: tab === "jobs" ? "active" : "" }, "Jobs"),
+    el("a", { href: "#/streams", class: tab === "streams" ? "active" : "", "data-tab": "streams" }, "Streams"),
+  );
   if (job) {
     for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"], ["aggregates", "Aggregates"]]) {
       nav.append(el("a", { href: `#/jobs/${enc(job)}/${name}`, class: tab === name ? "active" : "", "data-tab": name }, `${label} · ${job}`));
@@ -160,10 +164,11 @@ function jobsView() {
     try {
       const job = await api(path, { method: "POST", body: query.value, headers: { "content-type": "text/plain" } });
       result.replaceChildren(el("div", { class: "ok-box", id: "job-ok" }, [
-        job.created ? "Job " : "Job already running: ", el("b", {}, job.name), " — ",
+        job.created ? "Job " : "Job already running: ", el("b", {}, job.name), " on stream ",
+        el("a", { href: `#/streams/${enc(job.stream.name)}` }, job.stream.name), " — ",
         el("a", { href: `#/jobs/${enc(job.name)}/plan` }, "plan"), " · ",
         el("a", { href: `#/jobs/${enc(job.name)}/keys` }, "key view"),
-      ]));
+      ]), ...warningBoxes(job.warnings));
       await root.refresh();
     } catch (e) {
       const error = e.error || {};
@@ -205,9 +210,10 @@ function jobsView() {
         const { jobs } = await api("/v1/jobs");
         if (!jobs.length) return list.replaceChildren(el("p", { class: "muted" }, "No job yet: submit one below."));
         list.replaceChildren(el("table", { id: "jobs-table" }, [
-          el("tr", {}, ["name", "outputs", "nodes", "query", ""].map((h) => el("th", {}, h))),
+          el("tr", {}, ["name", "stream", "outputs", "nodes", "query", ""].map((h) => el("th", {}, h))),
           ...jobs.map((j) => el("tr", { "data-job": j.name }, [
             el("td", {}, el("b", {}, j.name)),
+            el("td", {}, el("a", { href: `#/streams/${enc(j.stream.name)}`, "data-stream": j.stream.name }, j.stream.name)),
             el("td", {}, (j.outputs || []).map((o) => el("span", { class: "badge" }, `${o.name} (${o.worker})`))),
             el("td", {}, j.nodes),
             el("td", {}, el("code", {}, j.query.length > 140 ? `${j.query.slice(0, 140)}…` : j.query)),
@@ -278,7 +284,10 @@ function planView(job) {
         graph.append(g);
       }
       const legend = el("p", { class: "muted" }, "Leaves (blue) run in event processors, derived nodes in timeline processors, aggregates and metrics (purple) across keys; yellow nodes were already running for another job. Hover a node for its expression.");
-      box.replaceChildren(el("div", { style: "overflow-x:auto" }, graph), legend,
+      const stream = body.stream;
+      const reads = el("p", { id: "plan-stream" }, ["Reads stream ", el("a", { href: `#/streams/${enc(stream.name)}` }, el("b", {}, stream.name)),
+        el("span", { class: "muted" }, ` · key ${stream.key} · time ${stream.time} · id ${stream.id}`)]);
+      box.replaceChildren(reads, ...warningBoxes(body.warnings), el("div", { style: "overflow-x:auto" }, graph), legend,
         el("h3", {}, "Nodes"),
         el("table", {}, [el("tr", {}, ["node", "worker", "expression", ""].map((h) => el("th", {}, h))),
           ...nodes.map((n) => el("tr", {}, [el("td", {}, el("code", {}, n.id)), el("td", {}, n.worker),
@@ -298,6 +307,7 @@ function keyView(job, initialKey) {
   const values = el("div", { id: "cursor-values", class: "cursor-values" });
   let zoom = null; // [from, to) when zoomed
   let plan = null;
+  let stream = null;
   let data = null; // { rows: [{node, kind, spans, expression}], events, from, to }
 
   const go = () => {
@@ -319,11 +329,15 @@ function keyView(job, initialKey) {
 
   async function load() {
     const key = initialKey;
-    if (!plan) plan = (await api(`/v1/jobs/${enc(job)}`)).plan;
+    if (!plan) {
+      const body = await api(`/v1/jobs/${enc(job)}`);
+      plan = body.plan;
+      stream = body.stream.name;
+    }
     const nodes = plan.nodes.filter((n) => n.worker === "event-processor" || n.worker === "timeline-processor");
     const range = zoom ? `?from=${zoom[0]}&to=${zoom[1]}` : "";
     const timelines = await Promise.all(nodes.map((n) => api(`/v1/workers/${enc(n.id)}/${enc(key)}/timeline${range}`)));
-    const events = await api(`/v1/keys/${enc(key)}/events${range}`);
+    const events = await api(`/v1/streams/${enc(stream)}/keys/${enc(key)}/events${range}`);
     let from, to;
     if (zoom) { [from, to] = zoom; } else {
       const origin = Math.min(...timelines.map((t) => t.origin).filter((t) => t !== null));
@@ -554,6 +568,56 @@ function aggregatesView(job) {
     },
   };
   return root;
+}
+
+// ---------------------------------------------------------------- streams
+
+/// A job's warnings (a column no event carried, a literal of another type), each with its diagnostic.
+function warningBoxes(warnings) {
+  return (warnings || []).map((w) => el("div", { class: "warning-box", "data-line": w.line, "data-column": w.column }, [
+    el("b", {}, `warning · line ${w.line}, column ${w.column}`),
+    el("pre", {}, w.diagnostic || w.message),
+  ]));
+}
+
+function streamsView(selected) {
+  const list = el("div", { id: "streams" });
+  const detail = el("div", { id: "stream-detail" });
+  return {
+    root: el("div", {}, [el("div", { class: "panel" }, [el("h2", {}, "Streams"), list]), detail]),
+    async refresh() {
+      let streams;
+      try { ({ streams } = await api("/v1/streams")); } catch (e) { return list.replaceChildren(errorBox(e)); }
+      list.replaceChildren(el("table", { id: "streams-table" }, [
+        el("tr", {}, ["stream", "key", "time", "id", "events", "keys", "latest", "columns", "jobs"].map((h) => el("th", {}, h))),
+        ...streams.map((s) => el("tr", { "data-stream": s.name, class: s.name === selected ? "selected" : "" }, [
+          el("td", {}, el("a", { href: `#/streams/${enc(s.name)}` }, el("b", {}, s.name))),
+          el("td", {}, el("code", {}, s.key)), el("td", {}, el("code", {}, s.time)), el("td", {}, el("code", {}, s.id)),
+          el("td", {}, s.events), el("td", {}, s.keys), el("td", {}, s.latest === null ? "—" : fmtTime(s.latest)),
+          el("td", {}, s.columns),
+          el("td", {}, s.jobs.map((j) => el("a", { href: `#/jobs/${enc(j)}/plan`, class: "badge" }, j))),
+        ])),
+      ]));
+      const name = selected || (streams[0] && streams[0].name);
+      if (!name) return detail.replaceChildren();
+      let stream;
+      try { stream = await api(`/v1/streams/${enc(name)}`); } catch (e) { return detail.replaceChildren(errorBox(e)); }
+      detail.replaceChildren(el("div", { class: "panel" }, [
+        el("h2", {}, `Columns of ${name}`),
+        stream.columns.length
+          ? el("table", { id: "columns-table", "data-stream": name }, [
+            el("tr", {}, ["column", "types", "events", "first seen", "last seen"].map((h) => el("th", {}, h))),
+            ...stream.columns.map((c) => el("tr", { "data-column": c.name }, [
+              el("td", {}, el("code", {}, c.name)),
+              el("td", {}, c.types.map((t) => el("span", { class: "badge" }, t))),
+              el("td", {}, `${c.events} (${Math.round((100 * c.events) / Math.max(1, stream.events))}%)`),
+              el("td", {}, fmtTime(c.first)), el("td", {}, fmtTime(c.last)),
+            ])),
+          ])
+          : el("p", { class: "muted" }, `No event yet: post them to /v1/streams/${name}/events.`),
+      ]));
+    },
+  };
 }
 
 // ---------------------------------------------------------------- live

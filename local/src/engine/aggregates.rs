@@ -11,6 +11,8 @@ use timeline::{AggFn, AggregateSpec, Group, GroupAggregator, NodeId, Partial, Ti
 /// groups each key contributes to.
 #[derive(Debug)]
 pub(super) struct AggregateSlot {
+    /// The stream whose keys it aggregates.
+    pub(super) stream: super::StreamId,
     pub(super) source: NodeId,
     pub(super) group: Option<NodeId>,
     pub(super) spec: AggregateSpec,

@@ -1,6 +1,10 @@
 //! The in-memory engine of the local runtime: every job's workers for every
-//! key, driven by the same `timeline` and `timeline-core` logic the Golem
+//! key of every stream, driven by the same `timeline` logic the Golem
 //! components run. No I/O: the server makes it durable.
+//!
+//! Each stream is a key space of its own: its keys, the leaves that read it,
+//! the catalogue of its columns. An event reaches the leaves of its stream
+//! only.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
@@ -9,15 +13,17 @@ use timeline::aggregate::key_contributions;
 use timeline::metric::InputFold;
 
 use timeline::registry::{Job, JobRegistry, SubmitError, Submitted};
+use timeline::stream::{StreamConflict, StreamRef};
 use timeline::{
-    AggFn, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator, Output, Time, Value,
-    ValueTable, WorkerDescription, WorkerKind,
+    AggFn, Columns, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator, Output, StreamSpec,
+    Time, Value, ValueTable, WorkerDescription, WorkerKind,
 };
 
-/// Which leaf workers a batch of events is for.
+/// Which leaf workers a batch of events (of one stream) is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// Every leaf of every job (the usual case: a key's events concern all).
+    /// Every leaf of every job on the stream (the usual case: a key's events
+    /// concern all).
     AllLeaves,
     /// One leaf worker (as the feeder and Golem deliver them).
     Leaf(NodeId),
@@ -27,12 +33,17 @@ mod aggregates;
 
 use aggregates::AggregateSlot;
 
+/// A stream's index in the engine.
+pub type StreamId = u16;
+
 /// A live leaf node.
 #[derive(Debug, Clone)]
 struct LeafSlot {
     op: LeafOp,
     /// Values of `latest_event_to_state`, shared by all keys.
     values: ValueTable,
+    /// The stream it reads.
+    stream: StreamId,
 }
 
 /// What the engine holds for one key: the key's origin and latest time, shared
@@ -47,21 +58,70 @@ struct KeyState {
     records: Vec<u64>,
 }
 
+/// One stream: its keys, the leaves that read it, its columns.
+#[derive(Debug)]
+struct StreamState {
+    spec: StreamSpec,
+    keys: FxHashMap<SmolStr, KeyState>,
+    /// The live leaf slots that read the stream.
+    leaves: Vec<u32>,
+    columns: Columns,
+    events: u64,
+    /// The latest event time of any key: "the end" for its aggregates.
+    latest: Option<Time>,
+    /// Keys whose leaves changed since the aggregates last took them in.
+    dirty: FxHashSet<SmolStr>,
+}
+
+impl StreamState {
+    fn new(spec: StreamSpec) -> Self {
+        StreamState {
+            spec,
+            keys: FxHashMap::default(),
+            leaves: Vec::new(),
+            columns: Columns::new(),
+            events: 0,
+            latest: None,
+            dirty: FxHashSet::default(),
+        }
+    }
+}
+
+/// A stream as the engine knows it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    /// The stream and its fields.
+    pub spec: StreamSpec,
+    /// Keys with events.
+    pub keys: u64,
+    /// Events received (repeats included).
+    pub events: u64,
+    /// The latest event time of any key.
+    pub latest: Option<Time>,
+    /// The columns its events carried.
+    pub columns: Columns,
+    /// The jobs that read it.
+    pub jobs: Vec<String>,
+}
+
 /// Every job, every leaf state of every key, every aggregator.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
     registry: JobRegistry,
     slots: Vec<Option<LeafSlot>>,
     slot_of: FxHashMap<NodeId, u32>,
     /// For every live per-key node, how to compute it from leaf states.
     eval: FxHashMap<NodeId, NodeEval>,
-    keys: FxHashMap<SmolStr, KeyState>,
+    streams: Vec<StreamState>,
+    stream_of: FxHashMap<SmolStr, StreamId>,
     events: u64,
-    /// The latest event time of any key: "the end" for aggregates.
-    latest: Option<Time>,
     aggregates: FxHashMap<NodeId, AggregateSlot>,
-    /// Keys whose leaves changed since the aggregates last took them in.
-    dirty: FxHashSet<SmolStr>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::with_default_stream(StreamSpec::default())
+    }
 }
 
 /// An aggregate (or metric) read at one instant: the groups and their values.
@@ -103,6 +163,8 @@ pub struct WorkerCounts {
 struct NodeEval {
     eval: Evaluation,
     slots: Vec<u32>,
+    /// The stream whose keys it is computed for.
+    stream: StreamId,
 }
 
 /// A key's leaves as the inputs of an evaluation.
@@ -139,15 +201,125 @@ pub enum ReadError {
     /// The key never sent an event.
     #[error("key `{0}` has no events")]
     UnknownKey(String),
+    /// No job reads a stream of that name.
+    #[error("no stream named `{0}`")]
+    UnknownStream(String),
     /// The node is not of the kind the read needs.
     #[error("`{0}` is {1}; {2}")]
     WrongKind(String, &'static str, &'static str),
 }
 
 impl Engine {
-    /// An engine with no job.
+    /// An engine with no job; its default stream is keyed by `session_id`.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An engine with no job whose default stream (of queries without a
+    /// `from` header) is `default`.
+    pub fn with_default_stream(default: StreamSpec) -> Self {
+        let mut engine = Engine {
+            registry: JobRegistry::with_default_stream(default.clone()),
+            slots: Vec::new(),
+            slot_of: FxHashMap::default(),
+            eval: FxHashMap::default(),
+            streams: Vec::new(),
+            stream_of: FxHashMap::default(),
+            events: 0,
+            aggregates: FxHashMap::default(),
+        };
+        engine.stream_index(&default);
+        engine
+    }
+
+    fn stream_index(&mut self, spec: &StreamSpec) -> StreamId {
+        if let Some(&id) = self.stream_of.get(&spec.name) {
+            return id;
+        }
+        let id = self.streams.len() as StreamId;
+        self.streams.push(StreamState::new(spec.clone()));
+        self.stream_of.insert(spec.name.clone(), id);
+        id
+    }
+
+    /// The stream of log records written for `spec`: known by its name, or
+    /// declared now (recovery meets streams whose jobs are gone).
+    pub fn open_stream(&mut self, spec: &StreamSpec) -> StreamId {
+        if let Some(id) = self.stream_id(&spec.name) {
+            return id;
+        }
+        let wanted = StreamRef {
+            name: Some(spec.name.clone()),
+            key: Some(spec.key.clone()),
+            time: Some(spec.time.clone()),
+            id: Some(spec.id.clone()),
+        };
+        let spec = self.registry.declare_stream(&wanted).unwrap_or_else(|_| spec.clone());
+        self.stream_index(&spec)
+    }
+
+    /// The stream named `name`.
+    pub fn stream_id(&self, name: &str) -> Option<StreamId> {
+        self.stream_of.get(name).copied()
+    }
+
+    /// The stream `id`'s settings.
+    pub fn stream_spec(&self, id: StreamId) -> &StreamSpec {
+        &self.streams[id as usize].spec
+    }
+
+    /// Declares a stream (as a job's header would): a new one, or a known one
+    /// whose fields agree.
+    pub fn declare_stream(&mut self, wanted: &StreamRef) -> Result<StreamId, StreamConflict> {
+        let spec = self.registry.declare_stream(wanted)?;
+        Ok(self.stream_index(&spec))
+    }
+
+    /// The stream job `name` reads.
+    pub fn job_stream(&self, name: &str) -> Result<StreamId, ReadError> {
+        let job = self.job(name)?;
+        self.stream_id(&job.plan.stream.name)
+            .ok_or_else(|| ReadError::UnknownStream(job.plan.stream.name.to_string()))
+    }
+
+    /// The stream a per-key node reads.
+    pub fn node_stream(&self, id: &NodeId) -> Result<StreamId, ReadError> {
+        self.eval
+            .get(id)
+            .map(|n| n.stream)
+            .ok_or_else(|| ReadError::UnknownNode(id.to_string()))
+    }
+
+    /// Every stream, by name.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut all: Vec<StreamInfo> = (0..self.streams.len() as StreamId)
+            .map(|id| self.stream_info(id))
+            .collect();
+        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        all
+    }
+
+    /// What stream `id` holds.
+    pub fn stream_info(&self, id: StreamId) -> StreamInfo {
+        let s = &self.streams[id as usize];
+        StreamInfo {
+            spec: s.spec.clone(),
+            keys: s.keys.len() as u64,
+            events: s.events,
+            latest: s.latest,
+            columns: s.columns.clone(),
+            jobs: self
+                .registry
+                .jobs()
+                .filter(|j| j.plan.stream.name == s.spec.name)
+                .map(|j| j.name.clone())
+                .collect(),
+        }
+    }
+
+    /// The columns stream `id`'s events carried.
+    pub fn columns(&self, id: StreamId) -> &Columns {
+        &self.streams[id as usize].columns
     }
 
     /// Submits a job. Returns what the registry did and the leaf nodes that are
@@ -156,6 +328,7 @@ impl Engine {
         let submitted = self.registry.submit(name, query)?;
         let mut new_leaves = Vec::new();
         if let Submitted::Created(job) = &submitted {
+            let stream = self.stream_index(&job.plan.stream);
             for node in &job.plan.nodes {
                 if let Operator::Leaf(op) = &node.operator
                     && !self.slot_of.contains_key(&node.id)
@@ -164,8 +337,10 @@ impl Engine {
                     self.slots.push(Some(LeafSlot {
                         op: op.clone(),
                         values: ValueTable::default(),
+                        stream,
                     }));
                     self.slot_of.insert(node.id.clone(), slot);
+                    self.streams[stream as usize].leaves.push(slot);
                     new_leaves.push(node.id.clone());
                 }
             }
@@ -176,11 +351,12 @@ impl Engine {
                             let eval = Evaluation::compile(std::slice::from_ref(&node.id), |id| self.registry.node(id))
                                 .expect("plans reference live per-key nodes");
                             let slots = eval.leaves().iter().map(|l| self.slot_of[l]).collect();
-                            self.eval.insert(node.id.clone(), NodeEval { eval, slots });
+                            self.eval.insert(node.id.clone(), NodeEval { eval, slots, stream });
                         }
                     }
                     Operator::Aggregate(spec) => {
                         self.aggregates.entry(node.id.clone()).or_insert_with(|| AggregateSlot {
+                            stream,
                             source: node.children[0].clone(),
                             group: node.children.get(1).cloned(),
                             spec: spec.clone(),
@@ -210,59 +386,65 @@ impl Engine {
             }
         }
         if !dead.is_empty() {
-            for key in self.keys.values_mut() {
-                key.leaves.retain(|(slot, _)| !dead.contains(slot));
+            for stream in &mut self.streams {
+                stream.leaves.retain(|slot| !dead.contains(slot));
+                for key in stream.keys.values_mut() {
+                    key.leaves.retain(|(slot, _)| !dead.contains(slot));
+                }
             }
         }
         Some(job)
     }
 
-    /// Applies events; `only` restricts a replay to some leaves (a new job's).
-    pub fn apply(&mut self, events: &[Event], target: &Target, only: Option<&[NodeId]>) {
-        let chosen: Option<Vec<u32>> = match (target, only) {
+    /// Applies events of stream `stream`; `only` restricts a replay to some
+    /// leaves (a new job's).
+    pub fn apply(&mut self, stream: StreamId, events: &[Event], target: &Target, only: Option<&[NodeId]>) {
+        let Some(state) = self.streams.get_mut(stream as usize) else {
+            return;
+        };
+        let chosen: Vec<u32> = match (target, only) {
             (Target::Leaf(id), _) if only.is_some_and(|o| !o.contains(id)) => return,
             (Target::Leaf(id), _) => match self.slot_of.get(id) {
-                Some(&slot) => Some(vec![slot]),
-                None => return,
+                Some(&slot) if self.slots[slot as usize].as_ref().is_some_and(|l| l.stream == stream) => vec![slot],
+                _ => return,
             },
-            (Target::AllLeaves, Some(only)) => {
-                Some(only.iter().filter_map(|id| self.slot_of.get(id).copied()).collect())
-            }
-            (Target::AllLeaves, None) => None,
+            (Target::AllLeaves, Some(only)) => only
+                .iter()
+                .filter_map(|id| self.slot_of.get(id).copied())
+                .filter(|slot| state.leaves.contains(slot))
+                .collect(),
+            (Target::AllLeaves, None) => state.leaves.clone(),
         };
         let replay = only.is_some();
+        let aggregated = !self.aggregates.is_empty();
         for event in events {
-            let key = match self.keys.get_mut(&event.key) {
+            let key = match state.keys.get_mut(&event.key) {
                 Some(key) => key,
-                None => self.keys.entry(event.key.clone()).or_default(),
+                None => state.keys.entry(event.key.clone()).or_default(),
             };
             if !replay {
                 key.clock.observe(event.time);
+                state.events += 1;
                 self.events += 1;
-                self.latest = Some(self.latest.map_or(event.time, |l| l.max(event.time)));
+                state.latest = Some(state.latest.map_or(event.time, |l| l.max(event.time)));
+                state.columns.observe(event);
             }
-            if !self.aggregates.is_empty() && !self.dirty.contains(&event.key) {
-                self.dirty.insert(event.key.clone());
+            if aggregated && !state.dirty.contains(&event.key) {
+                state.dirty.insert(event.key.clone());
             }
-            match &chosen {
-                Some(slots) => {
-                    for &slot in slots {
-                        apply_to_slot(&mut self.slots, key, slot, event);
-                    }
-                }
-                None => {
-                    for slot in 0..self.slots.len() as u32 {
-                        apply_to_slot(&mut self.slots, key, slot, event);
-                    }
-                }
+            for &slot in &chosen {
+                apply_to_slot(&mut self.slots, key, slot, event);
             }
         }
     }
 
-    /// Notes that log record `seq` holds `events` (of any keys).
-    pub fn note_record(&mut self, seq: u64, events: &[Event]) {
+    /// Notes that log record `seq` holds `events` (of stream `stream`).
+    pub fn note_record(&mut self, stream: StreamId, seq: u64, events: &[Event]) {
+        let Some(state) = self.streams.get_mut(stream as usize) else {
+            return;
+        };
         for event in events {
-            if let Some(key) = self.keys.get_mut(&event.key)
+            if let Some(key) = state.keys.get_mut(&event.key)
                 && key.records.last() != Some(&seq)
             {
                 key.records.push(seq);
@@ -270,17 +452,13 @@ impl Engine {
         }
     }
 
-    /// The log records that hold `key`'s events, in order.
-    pub fn key_records(&self, key: &str) -> Result<&[u64], ReadError> {
-        self.keys
+    /// The log records that hold `key`'s events on stream `stream`, in order.
+    pub fn key_records(&self, stream: StreamId, key: &str) -> Result<&[u64], ReadError> {
+        self.streams[stream as usize]
+            .keys
             .get(key)
             .map(|k| k.records.as_slice())
             .ok_or_else(|| ReadError::UnknownKey(key.to_string()))
-    }
-
-    /// Applies one event to every leaf.
-    pub fn apply_one(&mut self, event: &Event) {
-        self.apply(std::slice::from_ref(event), &Target::AllLeaves, None);
     }
 
     /// The registry of jobs.
@@ -295,9 +473,10 @@ impl Engine {
             .ok_or_else(|| ReadError::UnknownJob(name.to_string()))
     }
 
-    /// Keys with events, sorted, after `after`, at most `limit`.
-    pub fn keys(&self, after: Option<&str>, limit: usize) -> Vec<SmolStr> {
-        let mut keys: Vec<&SmolStr> = self
+    /// Keys of stream `stream` with events, sorted, after `after`, at most
+    /// `limit`.
+    pub fn keys(&self, stream: StreamId, after: Option<&str>, limit: usize) -> Vec<SmolStr> {
+        let mut keys: Vec<&SmolStr> = self.streams[stream as usize]
             .keys
             .keys()
             .filter(|k| after.is_none_or(|a| k.as_bytes() > a.as_bytes()))
@@ -306,9 +485,9 @@ impl Engine {
         keys.into_iter().take(limit).cloned().collect()
     }
 
-    /// Number of keys with events.
+    /// Number of keys with events, every stream's.
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.streams.iter().map(|s| s.keys.len()).sum()
     }
 
     /// Events applied since start (replays of the log included).
@@ -324,14 +503,14 @@ impl Engine {
     /// The output of node `id` for `key`: a leaf's state, or a derived node
     /// computed from its children on demand.
     pub fn output(&self, id: &NodeId, key: &str) -> Result<Output, ReadError> {
-        let state = self
-            .keys
-            .get(key)
-            .ok_or_else(|| ReadError::UnknownKey(key.to_string()))?;
         let node = self
             .eval
             .get(id)
             .ok_or_else(|| ReadError::UnknownNode(id.to_string()))?;
+        let state = self.streams[node.stream as usize]
+            .keys
+            .get(key)
+            .ok_or_else(|| ReadError::UnknownKey(key.to_string()))?;
         let inputs = KeyInputs {
             engine: self,
             key: state,
@@ -346,19 +525,28 @@ impl Engine {
     /// before reading aggregates.
     pub fn refresh_aggregates(&mut self) {
         if self.aggregates.is_empty() {
-            self.dirty.clear();
+            for stream in &mut self.streams {
+                stream.dirty.clear();
+            }
             return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut ids: Vec<NodeId> = self.aggregates.keys().cloned().collect();
-        ids.sort();
-        let (stale, fresh): (Vec<NodeId>, Vec<NodeId>) = ids.into_iter().partition(|id| self.aggregates[id].stale);
-        if !stale.is_empty() {
-            let all: Vec<SmolStr> = self.keys.keys().cloned().collect();
-            self.take_in(&stale, all.iter());
-        }
-        if !fresh.is_empty() {
-            self.take_in(&fresh, dirty.iter());
+        for stream in 0..self.streams.len() as StreamId {
+            let dirty = std::mem::take(&mut self.streams[stream as usize].dirty);
+            let mut ids: Vec<NodeId> = self
+                .aggregates
+                .iter()
+                .filter(|(_, a)| a.stream == stream)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.sort();
+            let (stale, fresh): (Vec<NodeId>, Vec<NodeId>) = ids.into_iter().partition(|id| self.aggregates[id].stale);
+            if !stale.is_empty() {
+                let all: Vec<SmolStr> = self.streams[stream as usize].keys.keys().cloned().collect();
+                self.take_in(&stale, all.iter());
+            }
+            if !fresh.is_empty() {
+                self.take_in(&fresh, dirty.iter());
+            }
         }
     }
 
@@ -410,9 +598,9 @@ impl Engine {
         }
     }
 
-    /// The latest event time of any key.
-    pub fn latest(&self) -> Option<Time> {
-        self.latest
+    /// The latest event time of any key of stream `stream`.
+    pub fn latest(&self, stream: StreamId) -> Option<Time> {
+        self.streams[stream as usize].latest
     }
 
     /// Aggregate `id` at `t` (default: the latest event time of any key):
@@ -426,7 +614,7 @@ impl Engine {
         group: Option<&str>,
     ) -> Result<GroupValues, ReadError> {
         let slot = self.aggregate_slot(id)?;
-        let Some(at) = t.or(self.latest) else {
+        let Some(at) = t.or(self.streams[slot.stream as usize].latest) else {
             return Ok(GroupValues { t, groups: Vec::new() });
         };
         let groups = slot
@@ -468,7 +656,11 @@ impl Engine {
                 "metrics are read at /v1/metrics/{node}",
             ));
         };
-        let Some(at) = t.or(self.latest) else {
+        let stream = match node.children.first() {
+            Some(input) => self.aggregate_slot(input)?.stream,
+            None => 0,
+        };
+        let Some(at) = t.or(self.streams[stream as usize].latest) else {
             return Ok(GroupValues { t, groups: Vec::new() });
         };
         let mut folds = Vec::with_capacity(node.children.len());
@@ -495,7 +687,7 @@ impl Engine {
     /// The groups `key` contributes to in aggregate `id`.
     pub fn key_groups(&self, id: &NodeId, key: &str) -> Result<Vec<Group>, ReadError> {
         let slot = self.aggregate_slot(id)?;
-        if !self.keys.contains_key(key) {
+        if !self.streams[slot.stream as usize].keys.contains_key(key) {
             return Err(ReadError::UnknownKey(key.to_string()));
         }
         Ok(slot.memberships.get(key).map_or_else(Vec::new, |g| {
@@ -508,14 +700,21 @@ impl Engine {
 
     /// How many workers of each kind run.
     pub fn worker_counts(&self) -> WorkerCounts {
-        let derived = self
+        let derived: u64 = self
             .registry
             .nodes()
             .filter(|n| n.worker == WorkerKind::TimelineProcessor)
-            .count() as u64;
+            .filter_map(|n| self.eval.get(&n.id))
+            .map(|e| self.streams[e.stream as usize].keys.len() as u64)
+            .sum();
         WorkerCounts {
-            event_processors: self.keys.values().map(|k| k.leaves.len() as u64).sum(),
-            timeline_processors: derived * self.keys.len() as u64,
+            event_processors: self
+                .streams
+                .iter()
+                .flat_map(|s| s.keys.values())
+                .map(|k| k.leaves.len() as u64)
+                .sum(),
+            timeline_processors: derived,
             aggregators: self.aggregates.values().map(|a| a.aggregators() as u64).sum(),
             metrics: self.registry.nodes().filter(|n| n.worker == WorkerKind::Metric).count() as u64,
         }
@@ -531,7 +730,7 @@ impl Engine {
     pub fn describe(&self, id: &NodeId, key: &str) -> Result<WorkerDescription, ReadError> {
         let out = self.output(id, key)?;
         let node = self.registry.node(id).expect("checked by output");
-        let state = &self.keys[key];
+        let state = &self.streams[self.eval[id].stream as usize].keys[key];
         Ok(WorkerDescription {
             node: id.clone(),
             kind: node.worker,
@@ -547,8 +746,9 @@ impl Engine {
 
     /// Approximate bytes of worker state held for all keys, aggregators included.
     pub fn state_bytes(&self) -> usize {
-        self.keys
+        self.streams
             .iter()
+            .flat_map(|s| s.keys.iter())
             .map(|(k, s)| {
                 std::mem::size_of_val(k)
                     + std::mem::size_of::<KeyState>()
@@ -595,13 +795,13 @@ mod tests {
             r#"{"session_id":"k","time":5,"x":1}"#,
             r#"{"session_id":"k","time":9,"y":2}"#,
         ]);
-        e.apply(&batch, &Target::AllLeaves, None);
+        e.apply(0, &batch, &Target::AllLeaves, None);
         let (submitted, new) = e
             .submit(Some("b"), "has_existed(x == 1) && has_existed(y == 2)")
             .unwrap();
         assert_eq!(new.len(), 1, "has_existed(x == 1) is reused");
         assert!(submitted.job().plan.nodes.iter().any(|n| n.reused));
-        e.apply(&batch, &Target::AllLeaves, Some(&new));
+        e.apply(0, &batch, &Target::AllLeaves, Some(&new));
         let out = e.output(&submitted.job().plan.result, "k").unwrap();
         assert_eq!(out.value_at_end(), Some(Value::Bool(true)));
         let d = e.describe(&submitted.job().plan.leaves[0], "k").unwrap();
@@ -615,6 +815,7 @@ mod tests {
         e.submit(Some("b"), "has_existed(x == 1) && has_existed(y == 2)")
             .unwrap();
         e.apply(
+            0,
             &events(&[r#"{"session_id":"k","time":5,"x":1,"y":2}"#]),
             &Target::AllLeaves,
             None,
@@ -622,7 +823,7 @@ mod tests {
         assert_eq!(e.leaf_count(), 2);
         e.delete("b").unwrap();
         assert_eq!(e.leaf_count(), 1);
-        assert!(e.keys["k"].leaves.len() == 1);
+        assert!(e.streams[0].keys["k"].leaves.len() == 1);
         assert!(matches!(e.job("b"), Err(ReadError::UnknownJob(_))));
     }
 }

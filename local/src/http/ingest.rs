@@ -2,15 +2,56 @@
 
 use super::*;
 
+/// The stream a batch is posted to: by name (none: the default stream), or
+/// the stream of the leaf it is posted to.
+fn resolve_stream(
+    state: &AppState,
+    stream: Option<&str>,
+    leaf: Option<&NodeId>,
+) -> Result<(StreamId, StreamSpec), ApiError> {
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let id = match (leaf, stream) {
+        (Some(leaf), _) => engine.node_stream(leaf)?,
+        (None, name) => {
+            let name = name.unwrap_or(timeline::stream::DEFAULT_STREAM);
+            engine.stream_id(name).ok_or_else(|| unknown_stream(name))?
+        }
+    };
+    Ok((id, engine.stream_spec(id).clone()))
+}
+
+/// When a batch lacks its stream's key field but its first event carries
+/// another stream's: where the events were likely meant to go.
+fn other_streams_help(state: &AppState, spec: &StreamSpec, body: &[u8]) -> Option<String> {
+    let first = body
+        .split(|b| *b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))?;
+    let event: serde_json::Map<String, Json_> = serde_json::from_slice(first).ok()?;
+    if event.contains_key(spec.key.as_str()) {
+        return None;
+    }
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    let other = engine
+        .streams()
+        .into_iter()
+        .find(|s| s.spec.name != spec.name && event.contains_key(s.spec.key.as_str()))?;
+    Some(format!(
+        "stream `{}` is keyed by `{}`, which these events lack; they carry `{}`, the key field of stream `{}`: \
+         post them to /v1/streams/{}/events",
+        spec.name, spec.key, other.spec.key, other.spec.name, other.spec.name
+    ))
+}
+
 pub(super) async fn ingest(
     state: Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
+    stream: Option<String>,
     key: Option<String>,
     leaf: Option<NodeId>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
-    let key_field = state.config.key_field.clone();
-    let mut parser = EventParser::new(&key_field);
+    let (stream_id, spec) = resolve_stream(&state, stream.as_deref(), leaf.as_ref())?;
+    let mut parser = spec.parser();
     if let Some(key) = &key {
         parser = parser.with_default_key(key);
     }
@@ -41,14 +82,17 @@ pub(super) async fn ingest(
         if status == StatusCode::OK {
             return Ok(Json(json!({"accepted": 0, "rejected": []})).into_response());
         }
-        return Err(
-            ApiError::new(status, "bad_events", "no event of the batch is valid").with(json!({"rejected": rejected}))
-        );
+        let mut details = json!({"rejected": rejected});
+        if let Some(help) = other_streams_help(&state, &spec, &body) {
+            details["help"] = json!(help);
+        }
+        return Err(ApiError::new(status, "bad_events", "no event of the batch is valid").with(details));
     }
     let header = LogHeader {
         leaf: leaf.as_ref().map(|l| l.to_string()),
         key,
-        key_field,
+        key_field: spec.key.to_string(),
+        stream: (!spec.is_default_stream()).then(|| spec.clone()),
     };
     let target = match leaf {
         Some(id) => Target::Leaf(id),
@@ -59,6 +103,7 @@ pub(super) async fn ingest(
     let ingest = Ingest {
         record: encode_record(&header, &body),
         events,
+        stream: stream_id,
         target,
         reply,
     };
@@ -73,7 +118,23 @@ pub(super) async fn post_events(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    ingest(state, body, None, None).await
+    ingest(state, body, None, None, None).await
+}
+
+pub(super) async fn post_stream_events(
+    State(state): State<Arc<AppState>>,
+    Path(stream): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    ingest(state, body, Some(stream), None, None).await
+}
+
+pub(super) async fn post_stream_key_events(
+    State(state): State<Arc<AppState>>,
+    Path((stream, key)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    ingest(state, body, Some(stream), Some(key), None).await
 }
 
 pub(super) async fn post_key_events(
@@ -81,7 +142,7 @@ pub(super) async fn post_key_events(
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    ingest(state, body, Some(key), None).await
+    ingest(state, body, None, Some(key), None).await
 }
 
 pub(super) async fn post_worker_events(
@@ -110,5 +171,5 @@ pub(super) async fn post_worker_events(
             }
         }
     }
-    ingest(state, body, Some(key), Some(node)).await
+    ingest(state, body, None, Some(key), Some(node)).await
 }

@@ -7,16 +7,52 @@ use super::*;
 pub(super) struct JobRequest {
     name: Option<String>,
     query: String,
+    /// Refuse the job if the query has warnings.
+    #[serde(default)]
+    strict: bool,
 }
 
-pub(super) fn job_view(job: &timeline::registry::Job, created: bool) -> Json_ {
+/// A warning as JSON: what and where, with the caret drawn.
+pub(super) fn warning_json(query: &str, w: &timeline::dsl::DslError) -> Json_ {
+    json!({
+        "message": w.message,
+        "line": w.line,
+        "column": w.column,
+        "help": w.help,
+        "diagnostic": w.render(query, "query"),
+    })
+}
+
+/// The warnings of job `name` against its stream's columns so far.
+pub(super) fn job_warnings(engine: &Engine, job: &timeline::registry::Job) -> Vec<Json_> {
+    let columns = engine
+        .stream_id(&job.plan.stream.name)
+        .map(|s| engine.columns(s).clone())
+        .unwrap_or_default();
+    engine
+        .registry()
+        .warnings(&job.name, &columns)
+        .iter()
+        .map(|w| warning_json(&job.query, w))
+        .collect()
+}
+
+pub(super) fn job_view(engine: &Engine, job: &timeline::registry::Job, created: bool) -> Json_ {
+    let stream = &job.plan.stream;
+    let events = if stream.is_default_stream() {
+        "/v1/events".to_string()
+    } else {
+        format!("/v1/streams/{}/events", stream.name)
+    };
     json!({
         "name": job.name,
         "query": job.query,
         "created": created,
+        "stream": stream,
+        "warnings": job_warnings(engine, job),
         "plan": job.plan,
         "routes": {
-            "events": "/v1/events",
+            "events": events,
             "leaf_events": "/v1/event-processor/{node}/{key}/events",
             "result": format!("/v1/jobs/{}/keys/{{key}}/result", job.name),
             "metrics": format!("/v1/jobs/{}/metrics", job.name),
@@ -31,6 +67,8 @@ pub(super) fn job_view(job: &timeline::registry::Job, created: bool) -> Json_ {
 #[derive(Debug, Deserialize)]
 pub(super) struct JobName {
     name: Option<String>,
+    #[serde(default)]
+    strict: bool,
 }
 
 /// The body is `{"name", "query"}`, or the DSL itself (any body that is not a
@@ -50,11 +88,42 @@ pub(super) async fn submit_job(
         JobRequest {
             name: named.name,
             query,
+            strict: named.strict,
         }
     };
     // Check before queueing, so a bad query never waits behind ingestion.
-    if let Err(e) = timeline::dsl::parse_query(&request.query) {
-        return Err(submit_error(&request.query, SubmitError::Query(e)));
+    let parsed = match timeline::dsl::parse_query(&request.query) {
+        Ok(parsed) => parsed,
+        Err(e) => return Err(submit_error(&request.query, SubmitError::Query(e))),
+    };
+    if request.strict || named.strict {
+        let warnings = {
+            let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+            let name = parsed.stream.name();
+            let spec = engine
+                .registry()
+                .stream(name)
+                .cloned()
+                .unwrap_or_else(|| timeline::StreamSpec::new(name, &engine.registry().default_stream().key));
+            let columns = engine
+                .stream_id(name)
+                .map(|s| engine.columns(s).clone())
+                .unwrap_or_default();
+            timeline::dsl::warnings(&request.query, &parsed, &spec, &columns)
+        };
+        if !warnings.is_empty() {
+            let list: Vec<Json_> = warnings.iter().map(|w| warning_json(&request.query, w)).collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "warnings",
+                format!(
+                    "the query has {} warning(s) and `strict` is set: {}",
+                    list.len(),
+                    warnings[0]
+                ),
+            )
+            .with(json!({ "warnings": list })));
+        }
     }
     let (reply, response) = oneshot::channel();
     send(
@@ -69,7 +138,8 @@ pub(super) async fn submit_job(
     let (submitted, _) = response.await.map_err(ApiError::internal)??;
     let created = matches!(submitted, Submitted::Created(_));
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(job_view(submitted.job(), created))).into_response())
+    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+    Ok((status, Json(job_view(&engine, submitted.job(), created))).into_response())
 }
 
 pub(super) async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<JobsView> {
@@ -88,7 +158,7 @@ pub(super) async fn show_job(
     Path(job): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    Ok(Json(job_view(engine.job(&job)?, false)))
+    Ok(Json(job_view(&engine, engine.job(&job)?, false)))
 }
 
 pub(super) async fn delete_job(
@@ -113,9 +183,9 @@ pub(super) async fn job_keys(
     Query(q): Query<KeysQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    engine.job(&job)?;
+    let stream = engine.job_stream(&job)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let keys = engine.keys(q.after.as_deref(), limit);
+    let keys = engine.keys(stream, q.after.as_deref(), limit);
     let next = (keys.len() == limit).then(|| keys.last().cloned()).flatten();
     Ok(Json(json!({"job": job, "keys": keys, "next_after": next})))
 }
@@ -142,7 +212,7 @@ pub(super) async fn job_results(
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     let node = per_key_node(&engine, &job, q.output.as_deref())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let keys = engine.keys(q.after.as_deref(), limit);
+    let keys = engine.keys(engine.job_stream(&job)?, q.after.as_deref(), limit);
     let mut results = Vec::with_capacity(keys.len());
     for key in &keys {
         let out = engine.output(&node, key)?;
@@ -280,7 +350,7 @@ pub(super) async fn job_metrics(
         .map(|o| output_json(&engine, &job, o, t, q.group.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(
-        json!({"job": job, "t": t.or(engine.latest()), "outputs": outputs}),
+        json!({"job": job, "t": t.or(engine.latest(engine.job_stream(&job)?)), "outputs": outputs}),
     ))
 }
 

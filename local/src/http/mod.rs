@@ -26,24 +26,28 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use timeline::registry::{SubmitError, Submitted};
-use timeline::{AggFn, Event, EventParser, NodeId, Time, WorkerKind};
+use timeline::{AggFn, Event, NodeId, Time, WorkerKind};
 use tokio::sync::{mpsc, oneshot};
 
 use timeline_api::views::{DescriptionView, JobSummary, JobsView, ResultView, TimelineView};
 
 use crate::body::parse_body;
 use crate::durable::{self, Command, DurableError, Ingest, record_events};
-use crate::engine::{Engine, ReadError, Target};
+use crate::engine::{Engine, ReadError, StreamId, StreamInfo, Target};
 use crate::metrics::Metrics;
 use crate::store::{LogHeader, LogReader, Store, encode_record};
+use timeline::StreamSpec;
+use timeline::stream::StreamRef;
 
 mod ingest;
 mod jobs;
 mod reads;
+mod streams;
 
 use ingest::*;
 use jobs::*;
 use reads::*;
+use streams::*;
 
 /// Settings of `timeline serve`.
 #[derive(Debug, Clone)]
@@ -130,6 +134,7 @@ impl From<ReadError> for ApiError {
             ReadError::UnknownJob(_) => "unknown_job",
             ReadError::UnknownNode(_) => "unknown_worker",
             ReadError::UnknownKey(_) => "unknown_key",
+            ReadError::UnknownStream(name) => return unknown_stream(&name),
             ReadError::WrongKind(..) => {
                 return ApiError::new(StatusCode::BAD_REQUEST, "wrong_kind", e.to_string());
             }
@@ -149,6 +154,7 @@ fn submit_error(query: &str, e: SubmitError) -> ApiError {
             })),
         SubmitError::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string()),
         SubmitError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        SubmitError::Stream(_) => ApiError::new(StatusCode::CONFLICT, "stream_conflict", e.to_string()),
     }
 }
 
@@ -156,7 +162,10 @@ fn submit_error(query: &str, e: SubmitError) -> ApiError {
 /// SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let store = Store::open(&config.data_dir)?;
-    let engine = durable::recover(&store)?;
+    let engine = durable::recover(
+        &store,
+        StreamSpec::new(timeline::stream::DEFAULT_STREAM, &config.key_field),
+    )?;
     let metrics = Arc::new(Metrics::new());
     let log = store.reader();
     let engine = Arc::new(RwLock::new(engine));
@@ -212,6 +221,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/aggregate-feed/{node}/{key}/refresh", post(refresh_contributor))
         .route("/v1/events", post(post_events))
         .route("/v1/keys/{key}/events", post(post_key_events).get(key_events))
+        .route("/v1/streams", get(list_streams))
+        .route("/v1/streams/{stream}", get(show_stream).put(declare_stream))
+        .route("/v1/streams/{stream}/events", post(post_stream_events))
+        .route(
+            "/v1/streams/{stream}/keys/{key}/events",
+            post(post_stream_key_events).get(stream_key_events),
+        )
         .route("/v1/event-processor/{node}/{key}/events", post(post_worker_events))
         .route("/metrics", get(metrics_text));
     for kind in ["event-processor", "timeline-processor", "workers"] {
@@ -416,7 +432,7 @@ mod tests {
     #[test]
     fn openapi_schemas_match_the_api_views() {
         use timeline_api::views::{
-            DescriptionView, JobSummary, JobsView, OutputView, ResultView, SpanView, TimelineView,
+            DescriptionView, JobSummary, JobsView, OutputView, ResultView, SpanView, StreamView, TimelineView,
         };
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
         let span = SpanView {
@@ -440,6 +456,7 @@ mod tests {
             leaves: vec![],
             aggregates: vec![],
             nodes: 1,
+            stream: StreamView::default(),
         };
         let views: Vec<(&str, serde_json::Value)> = vec![
             (
@@ -482,6 +499,7 @@ mod tests {
             ),
             ("JobOutput", serde_json::to_value(&output).unwrap()),
             ("JobSummary", serde_json::to_value(&summary).unwrap()),
+            ("StreamFields", serde_json::to_value(StreamView::default()).unwrap()),
             ("Jobs", serde_json::to_value(JobsView { jobs: vec![summary] }).unwrap()),
         ];
         for (schema, value) in views {

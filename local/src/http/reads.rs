@@ -72,15 +72,32 @@ pub(super) async fn key_events(
     Path(key): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Json_>, ApiError> {
+    stored_events(state, timeline::stream::DEFAULT_STREAM.to_string(), key, q).await
+}
+
+pub(super) async fn stream_key_events(
+    State(state): State<Arc<AppState>>,
+    Path((stream, key)): Path<(String, String)>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Json_>, ApiError> {
+    stored_events(state, stream, key, q).await
+}
+
+async fn stored_events(
+    state: Arc<AppState>,
+    stream: String,
+    key: String,
+    q: EventsQuery,
+) -> Result<Json<Json_>, ApiError> {
     let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?;
     let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
-    let records = {
+    let (records, spec) = {
         let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-        engine.key_records(&key)?.to_vec()
+        let id = engine.stream_id(&stream).ok_or_else(|| unknown_stream(&stream))?;
+        (engine.key_records(id, &key)?.to_vec(), engine.stream_spec(id).clone())
     };
     let log = state.log.clone();
-    let key_field = state.config.key_field.clone();
     let wanted = key.clone();
     let (events, truncated) = tokio::task::spawn_blocking(move || -> Result<(Vec<Json_>, bool)> {
         let mut events: Vec<Event> = Vec::new();
@@ -98,7 +115,7 @@ pub(super) async fn key_events(
         let mut events: Vec<(Event, String)> = events
             .into_iter()
             .map(|e| {
-                let text = e.to_json(&key_field).to_string();
+                let text = e.to_json_with(&spec.key, &spec.time, &spec.id).to_string();
                 (e, text)
             })
             .collect();
@@ -107,12 +124,20 @@ pub(super) async fn key_events(
         let mut events: Vec<Event> = events.into_iter().map(|(e, _)| e).collect();
         let truncated = events.len() > limit;
         events.truncate(limit);
-        Ok((events.iter().map(|e| e.to_json(&key_field)).collect(), truncated))
+        Ok((
+            events
+                .iter()
+                .map(|e| e.to_json_with(&spec.key, &spec.time, &spec.id))
+                .collect(),
+            truncated,
+        ))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    Ok(Json(json!({"key": key, "events": events, "truncated": truncated})))
+    Ok(Json(
+        json!({"stream": stream, "key": key, "events": events, "truncated": truncated}),
+    ))
 }
 
 /// Golem's contributors push a key's contributions when the feeder calls

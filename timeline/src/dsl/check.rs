@@ -4,13 +4,14 @@ use std::collections::HashMap;
 
 use smol_str::SmolStr;
 
+use super::ColumnUse;
 use super::Query;
 use super::error::DslError;
 use super::lexer::Span;
 use super::parser::{Expr, ExprKind, Program};
 use crate::aggregate::{AggFn, AggregateNode};
 use crate::metric::{ArithOp, MetricExpr, MetricNode};
-use crate::op::{TimeLineOp, TimelineType};
+use crate::op::{KeyOp, LeafOp, TimeLineOp, TimelineType};
 use crate::plan::JobOutput;
 use crate::predicate::Predicate;
 use crate::value::{CmpOp, Value};
@@ -144,12 +145,15 @@ fn nearest_function(name: &str) -> Option<&'static str> {
 struct Checker<'s> {
     source: &'s str,
     bindings: HashMap<String, Typed>,
+    /// Every mention of a column, for warnings against a stream's columns.
+    columns: Vec<ColumnUse>,
 }
 
 pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> {
     let mut checker = Checker {
         source,
         bindings: HashMap::new(),
+        columns: Vec::new(),
     };
     let mut bindings = Vec::new();
     let mut outputs: Vec<(String, JobOutput)> = Vec::new();
@@ -195,7 +199,12 @@ pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> 
         }
         outputs.push(("result".to_string(), checker.output(typed, span)?));
     }
-    Ok(Query { bindings, outputs })
+    Ok(Query {
+        stream: Default::default(),
+        bindings,
+        outputs,
+        columns: checker.columns,
+    })
 }
 
 impl Checker<'_> {
@@ -239,7 +248,7 @@ impl Checker<'_> {
                         .error(span, format!("`{name}` is a function; call it with its arguments"))
                         .help(format!("e.g. {canonical}(...)")));
                 }
-                Ok(Typed::Column(SmolStr::new(name)))
+                Ok(self.column(name, span))
             }
             ExprKind::Not(inner) => {
                 let inner = self.check(inner)?;
@@ -623,8 +632,18 @@ impl Checker<'_> {
         Err(err)
     }
 
+    /// A column mentioned at `span`.
+    fn column(&mut self, name: &str, span: Span) -> Typed {
+        self.columns.push(ColumnUse {
+            name: name.to_string(),
+            span,
+            compared_with: None,
+        });
+        Typed::Column(SmolStr::new(name))
+    }
+
     fn compare(
-        &self,
+        &mut self,
         op: CmpOp,
         span: Span,
         (a, a_span): (Typed, Span),
@@ -653,6 +672,21 @@ impl Checker<'_> {
                     .help("comparing two columns or two timelines is not supported; compare each with a value"));
             }
         };
+        let compared = match &subject {
+            Typed::Column(column) => Some(column.to_string()),
+            Typed::Timeline(tl) => match tl.operator() {
+                KeyOp::Leaf(LeafOp::LatestEventToState { column }) => Some(column.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(name) = compared {
+            self.columns.push(ColumnUse {
+                name,
+                span: span.clone(),
+                compared_with: Some(value.clone()),
+            });
+        }
         match subject {
             Typed::Column(column) => Ok(Typed::Predicate(Predicate::compare(column, op, value))),
             Typed::Timeline(tl) => Ok(Typed::Timeline(tl.compare(op, value))),
@@ -700,15 +734,22 @@ impl Checker<'_> {
         }
         match function {
             Function::Col => match &args[0].kind {
-                ExprKind::Str(s) => Ok(Typed::Column(SmolStr::new(s))),
-                ExprKind::Name(n) if !self.bindings.contains_key(n) => Ok(Typed::Column(SmolStr::new(n))),
+                ExprKind::Str(s) => Ok(self.column(s, args[0].span.clone())),
+                ExprKind::Name(n) if !self.bindings.contains_key(n) => Ok(self.column(n, args[0].span.clone())),
                 _ => Err(self
                     .error(args[0].span.clone(), "`col` takes a column name")
                     .help("e.g. col(\"playerStateChange\")")),
             },
             Function::LatestEventToState => match self.check(&args[0])? {
                 Typed::Column(c) => Ok(Typed::Timeline(TimeLineOp::latest_event_to_state(&c))),
-                Typed::Literal(Value::Str(s)) => Ok(Typed::Timeline(TimeLineOp::latest_event_to_state(&s))),
+                Typed::Literal(Value::Str(s)) => {
+                    self.columns.push(ColumnUse {
+                        name: s.to_string(),
+                        span: args[0].span.clone(),
+                        compared_with: None,
+                    });
+                    Ok(Typed::Timeline(TimeLineOp::latest_event_to_state(&s)))
+                }
                 other => Err(self
                     .error(
                         args[0].span.clone(),

@@ -1,4 +1,4 @@
-//! DSL errors: what, where (line, column, span) and a hint.
+//! DSL errors and warnings: what, where (line, column, span) and a hint.
 
 use std::fmt;
 use std::ops::Range;
@@ -22,6 +22,9 @@ pub struct DslError {
     /// A suggestion, such as the nearest known name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// A warning rather than an error: the query runs, but is probably wrong.
+    #[serde(skip)]
+    pub warning: bool,
 }
 
 impl DslError {
@@ -34,7 +37,13 @@ impl DslError {
             span,
             label: "here".to_string(),
             help: None,
+            warning: false,
         }
+    }
+
+    pub(crate) fn into_warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     pub(crate) fn label(mut self, label: impl Into<String>) -> Self {
@@ -51,7 +60,12 @@ impl DslError {
     /// is the file name shown (e.g. `query.tl`). No colours.
     pub fn render(&self, source: &str, name: &str) -> String {
         let end = self.span.end.max(self.span.start + 1);
-        let mut report = Report::build(ReportKind::Error, (name, self.span.start..end))
+        let kind = if self.warning {
+            ReportKind::Warning
+        } else {
+            ReportKind::Error
+        };
+        let mut report = Report::build(kind, (name, self.span.start..end))
             .with_config(Config::default().with_color(false).with_index_type(IndexType::Char))
             .with_message(&self.message)
             .with_label(Label::new((name, self.span.start..end)).with_message(&self.label));

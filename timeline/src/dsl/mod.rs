@@ -28,23 +28,42 @@
 mod builder;
 mod check;
 mod error;
+mod header;
 mod lexer;
 mod parser;
+mod warnings;
 
 pub use builder::*;
 pub use error::DslError;
+pub use warnings::warnings;
 
 use crate::op::TimeLineOp;
 use crate::plan::JobOutput;
+use crate::stream::StreamRef;
 
-/// A parsed query: its bindings and its named outputs.
+/// A parsed query: the stream it reads, its bindings and its named outputs.
 #[derive(Debug, Clone)]
 pub struct Query {
+    /// The stream its header names (none: the default stream).
+    pub stream: StreamRef,
     /// `let` bindings and outputs that are timelines, in order.
     pub bindings: Vec<(String, TimeLineOp)>,
     /// What the job computes, by name, in order: `name = expr;` statements,
     /// then the final expression as `result`.
     pub outputs: Vec<(String, JobOutput)>,
+    /// Every mention of a column, in order.
+    pub columns: Vec<ColumnUse>,
+}
+
+/// A column mentioned in a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnUse {
+    /// The column.
+    pub name: String,
+    /// Where: the column itself, or the comparison that tests it.
+    pub span: std::ops::Range<usize>,
+    /// The literal it is compared with, if it is.
+    pub compared_with: Option<crate::value::Value>,
 }
 
 impl Query {
@@ -74,8 +93,11 @@ pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
 /// Parses and type-checks a query: its bindings and every output.
 pub fn parse_query(source: &str) -> Result<Query, DslError> {
     let tokens = lexer::lex(source)?;
+    let (stream, tokens) = header::split(source, tokens)?;
     let program = parser::parse(source, tokens)?;
-    check::lower(source, &program)
+    let mut query = check::lower(source, &program)?;
+    query.stream = stream;
+    Ok(query)
 }
 
 pub use crate::id::{identifier, is_plain_identifier};
