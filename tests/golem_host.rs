@@ -293,6 +293,21 @@ fn two_streams_with_their_own_key_fields_stay_apart() {
     feed(&host, dir.path(), "swipes.jsonl", "cards", &swipes);
     assert_workers(&host, &expected(CIRR, &plays), "CIRR");
     assert_workers(&host, &expected(support::CARDS, &swipes), "card swipes");
+
+    // Core keeps the streams through a restart from its snapshot.
+    host.restart();
+    let (_, again) = host.get("/v1/jobs");
+    assert_eq!(again, jobs);
+    let more: Vec<String> = support::generated_swipes(8, 9)
+        .iter()
+        .map(|l| l.replace(r#""event_id":"w"#, r#""event_id":"x"#))
+        .collect();
+    feed(&host, dir.path(), "more.jsonl", "cards", &more);
+    assert_workers(
+        &host,
+        &expected(support::CARDS, &[swipes.clone(), more].concat()),
+        "card swipes after a restart",
+    );
 }
 
 #[test]

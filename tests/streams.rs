@@ -120,6 +120,11 @@ fn three_streams_posted_interleaved_give_each_job_the_results_of_its_own_stream(
     let (_, keys) = get(&server, "/v1/jobs/rate/keys");
     assert_eq!(keys["keys"].as_array().unwrap().len(), 5, "{keys}");
 
+    // A job submitted later is fed its own stream's stored events, and only those.
+    let late = "from cards key card; duration_where(has_existed_within(kind == \"refund\", 30m))";
+    submit(&server, "refunds", late);
+    check_results(&server, late, &swipes).unwrap();
+
     // The catalogue: fields, counts, and the columns each stream's events carried.
     let (_, list) = get(&server, "/v1/streams");
     let summary: Vec<(&str, &str, u64, &Value)> = list["streams"]
@@ -138,7 +143,7 @@ fn three_streams_posted_interleaved_give_each_job_the_results_of_its_own_stream(
     assert_eq!(
         summary,
         [
-            ("cards", "card", 20, &json!(["cards"])),
+            ("cards", "card", 20, &json!(["cards", "refunds"])),
             ("completions", "session_id", 5, &json!(["rate"])),
             ("default", "session_id", 20, &json!(["cirr"])),
         ]
