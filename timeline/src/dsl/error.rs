@@ -25,6 +25,9 @@ pub struct DslError {
     /// A warning rather than an error: the query runs, but is probably wrong.
     #[serde(skip)]
     pub warning: bool,
+    /// The query limit exceeded, when that is the error.
+    #[serde(skip)]
+    pub limit: Option<super::limits::QueryLimit>,
 }
 
 impl DslError {
@@ -38,6 +41,7 @@ impl DslError {
             label: "here".to_string(),
             help: None,
             warning: false,
+            limit: None,
         }
     }
 
@@ -48,6 +52,11 @@ impl DslError {
 
     pub(crate) fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
+        self
+    }
+
+    pub(crate) fn limit(mut self, limit: super::limits::QueryLimit) -> Self {
+        self.limit = Some(limit);
         self
     }
 

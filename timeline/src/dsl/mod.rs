@@ -30,11 +30,13 @@ mod check;
 mod error;
 mod header;
 mod lexer;
+mod limits;
 mod parser;
 mod warnings;
 
 pub use builder::*;
 pub use error::DslError;
+pub use limits::{MAX_DEPTH, MAX_NODES, MAX_QUERY_BYTES, QueryLimit};
 pub use warnings::warnings;
 
 use crate::op::TimeLineOp;
@@ -92,9 +94,12 @@ pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
 
 /// Parses and type-checks a query: its bindings and every output.
 pub fn parse_query(source: &str) -> Result<Query, DslError> {
+    limits::check_size(source)?;
     let tokens = lexer::lex(source)?;
+    limits::check_brackets(source, &tokens)?;
     let (stream, tokens) = header::split(source, tokens)?;
     let program = parser::parse(source, tokens)?;
+    limits::check_tree(source, &program)?;
     let mut query = check::lower(source, &program)?;
     query.stream = stream;
     Ok(query)
