@@ -68,6 +68,14 @@ impl DslError {
     /// The error drawn under the source with a caret, as compilers do; `name`
     /// is the file name shown (e.g. `query.tl`). No colours.
     pub fn render(&self, source: &str, name: &str) -> String {
+        // A query over the size limit is shown up to the limit only.
+        let source = match self.limit {
+            Some(super::limits::QueryLimit::Size) => match source.char_indices().nth(self.span.end) {
+                Some((at, _)) => &source[..at],
+                None => source,
+            },
+            _ => source,
+        };
         let end = self.span.end.max(self.span.start + 1);
         let kind = if self.warning {
             ReportKind::Warning
