@@ -182,3 +182,17 @@ fn a_binding_used_twice_is_one_node() {
     assert!(json.len() < 400 * plan.nodes.len(), "{} bytes", json.len());
     assert!(plan.query.len() < 1000, "{}", plan.query);
 }
+
+#[test]
+fn a_long_run_of_bad_characters_is_refused_at_once() {
+    // The lexer retried after each bad character: quadratic (minutes for
+    // 60k digits of an out-of-range integer, 15 s for 65k `@` in a debug build).
+    for (text, message) in [("9", "is out of range"), ("@", "unexpected character `@`")] {
+        let started = std::time::Instant::now();
+        let err = refused(text.repeat(60_000));
+        assert!(err.message.contains(message), "{err}");
+        assert_eq!((err.line, err.column), (1, 1));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(20), "{text}: {took:?}");
+    }
+}
