@@ -20,6 +20,10 @@
 //! work as well. Parsing is [chumsky]; errors carry line and column and render
 //! with a caret through [ariadne].
 //!
+//! A query over a limit ([`MAX_QUERY_BYTES`], [`MAX_DEPTH`], [`MAX_NODES`])
+//! is refused with the limit and where it was exceeded, before any stage
+//! that recurses runs on it.
+//!
 //! Bare identifiers are columns. A comparison of a column with a literal is a
 //! *predicate* on one event (the argument of `has_existed`); a comparison of a
 //! timeline with a literal is a *timeline*. Mixing the two is a type error, as
