@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     match timeline::dsl::parse(text) {
         Ok(op) => {
-            let again = timeline::dsl::parse(op.canonical()).expect("canonical form parses");
+            let again = timeline::dsl::parse(&op.canonical()).expect("canonical form parses");
             assert_eq!(again.id(), op.id());
             let _ = timeline::ExecutionPlan::new(&op).expect("parsed queries are well typed");
         }

@@ -194,24 +194,19 @@ impl MetricExpr {
 pub struct MetricNode {
     expr: MetricExpr,
     inputs: Vec<AggregateNode>,
-    canonical: String,
     id: NodeId,
 }
 
 impl MetricNode {
     /// A metric over `inputs`; `expr` refers to them by position.
     pub fn new(expr: MetricExpr, inputs: Vec<AggregateNode>) -> Self {
-        let canonical = expr.render(&|i, function| match inputs.get(i) {
-            Some(node) => format!("({})", node.dsl(&[function], false)),
+        // Inputs by id, so that the key's size does not grow with them.
+        let key = expr.render(&|i, function| match inputs.get(i) {
+            Some(node) => format!("{}.{function}", node.id()),
             None => format!("<missing input {i}>"),
         });
-        let id = NodeId::derive("metric", &canonical);
-        MetricNode {
-            expr,
-            inputs,
-            canonical,
-            id,
-        }
+        let id = NodeId::derive("metric", &key);
+        MetricNode { expr, inputs, id }
     }
 
     /// The expression.
@@ -234,15 +229,26 @@ impl MetricNode {
         &self.id
     }
 
-    /// The canonical form: valid DSL.
-    pub fn canonical(&self) -> &str {
-        &self.canonical
+    /// The canonical form: valid DSL, the inputs in full.
+    pub fn canonical(&self) -> String {
+        self.expr.render(&|i, function| match self.inputs.get(i) {
+            Some(node) => format!("({})", node.dsl(&[function], false)),
+            None => format!("<missing input {i}>"),
+        })
+    }
+
+    /// The metric in DSL with its inputs' bounded descriptions.
+    pub fn description(&self) -> String {
+        self.expr.render(&|i, function| match self.inputs.get(i) {
+            Some(node) => format!("({})", node.description(&[function], false)),
+            None => format!("<missing input {i}>"),
+        })
     }
 }
 
 impl fmt::Display for MetricNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical)
+        f.write_str(&self.canonical())
     }
 }
 

@@ -1,6 +1,8 @@
 //! `TimeLineOp`: the operator tree, each node annotated with its worker.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
@@ -174,15 +176,39 @@ pub struct TypeError {
 
 /// A node of the operator tree: an operator, its children and its worker.
 ///
-/// Fields are private: the canonical form and the worker are derived from the
-/// content when the node is built, so they always agree with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimeLineOp {
+/// Cheap to clone: nodes are shared, so a `let` binding used twice is one
+/// node. The id derives from the operator and the children's ids (a leaf's
+/// from its canonical DSL), so building a node costs the same at any depth,
+/// and no method recurses over the tree.
+#[derive(Clone)]
+pub struct TimeLineOp(Arc<Node>);
+
+struct Node {
     operator: KeyOp,
     children: Vec<TimeLineOp>,
-    canonical: String,
+    /// What the id hashes: a leaf's canonical DSL; for a derived node, its
+    /// operator with the children's ids.
+    key: String,
+    /// Length in bytes of the full canonical DSL (saturating).
+    dsl_len: usize,
     worker: WorkerDetail,
 }
+
+impl Drop for Node {
+    /// Frees a deep chain (e.g. of `let` bindings) without recursion.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.children);
+        while let Some(child) = stack.pop() {
+            if let Some(mut node) = Arc::into_inner(child.0) {
+                stack.append(&mut node.children);
+            }
+        }
+    }
+}
+
+/// Longest [`TimeLineOp::description`], in bytes, before children are
+/// named by id.
+pub const DESCRIPTION_LIMIT: usize = 120;
 
 impl TimeLineOp {
     /// A leaf node.
@@ -262,53 +288,130 @@ impl TimeLineOp {
     }
 
     fn node(operator: KeyOp, children: Vec<TimeLineOp>) -> TimeLineOp {
-        let canonical = render(&operator, &children);
+        let (key, dsl_len) = match &operator {
+            KeyOp::Leaf(leaf) => {
+                let text = render_leaf(leaf);
+                let len = text.len();
+                (text, len)
+            }
+            KeyOp::Derived(op) => {
+                let (prefix, separator, suffix) = template(op);
+                let ids: Vec<&str> = children.iter().map(|c| c.id().as_str()).collect();
+                let key = format!("{prefix}{}{suffix}", ids.join(separator));
+                let len = children
+                    .iter()
+                    .fold(prefix.len() + suffix.len(), |n, c| n.saturating_add(c.0.dsl_len))
+                    .saturating_add(separator.len() * children.len().saturating_sub(1));
+                (key, len)
+            }
+        };
         let worker = WorkerDetail {
             kind: operator.worker_kind(),
-            node: NodeId::derive(operator.name(), &canonical),
+            node: NodeId::derive(operator.name(), &key),
         };
-        TimeLineOp {
+        TimeLineOp(Arc::new(Node {
             operator,
             children,
-            canonical,
+            key,
+            dsl_len,
             worker,
-        }
+        }))
     }
 
     /// The node's operator.
     pub fn operator(&self) -> &KeyOp {
-        &self.operator
+        &self.0.operator
     }
 
     /// The node's inputs (none for a leaf).
     pub fn children(&self) -> &[TimeLineOp] {
-        &self.children
+        &self.0.children
     }
 
     /// The worker that runs the node.
     pub fn worker(&self) -> &WorkerDetail {
-        &self.worker
+        &self.0.worker
     }
 
     /// The node's id (its worker's name, per key).
     pub fn id(&self) -> &NodeId {
-        &self.worker.node
+        &self.0.worker.node
     }
 
     /// Whether an event processor runs it.
     pub fn is_leaf(&self) -> bool {
-        matches!(self.operator, KeyOp::Leaf(_))
+        matches!(self.0.operator, KeyOp::Leaf(_))
     }
 
-    /// The canonical form: valid DSL, equal for equal sub-expressions.
-    pub fn canonical(&self) -> &str {
-        &self.canonical
+    /// Length in bytes of [`TimeLineOp::canonical`], without writing it
+    /// (saturating: a tree of shared bindings can unfold to any size).
+    pub fn canonical_len(&self) -> usize {
+        self.0.dsl_len
+    }
+
+    /// The canonical form: valid DSL, equal for equal sub-expressions, with
+    /// every shared binding written out in full (see
+    /// [`TimeLineOp::canonical_len`] before writing a large one).
+    pub fn canonical(&self) -> String {
+        enum Step<'a> {
+            Node(&'a TimeLineOp),
+            Text(String),
+        }
+        let mut out = String::with_capacity(self.0.dsl_len.min(1 << 20));
+        let mut stack = vec![Step::Node(self)];
+        while let Some(step) = stack.pop() {
+            match step {
+                Step::Text(text) => out.push_str(&text),
+                Step::Node(node) => match &node.0.operator {
+                    KeyOp::Leaf(_) => out.push_str(&node.0.key),
+                    KeyOp::Derived(op) => {
+                        let (prefix, separator, suffix) = template(op);
+                        out.push_str(prefix);
+                        stack.push(Step::Text(suffix));
+                        for (i, child) in node.0.children.iter().enumerate().rev() {
+                            stack.push(Step::Node(child));
+                            if i > 0 {
+                                stack.push(Step::Text(separator.to_string()));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    /// The node in DSL, at most about [`DESCRIPTION_LIMIT`] bytes beyond its
+    /// own parameters: in full when short, else with its larger children
+    /// written as their node ids.
+    pub fn description(&self) -> String {
+        if self.0.dsl_len <= DESCRIPTION_LIMIT {
+            return self.canonical();
+        }
+        let KeyOp::Derived(op) = &self.0.operator else {
+            return self.0.key.clone();
+        };
+        let (prefix, separator, suffix) = template(op);
+        let share = DESCRIPTION_LIMIT / self.0.children.len().max(1);
+        let children: Vec<String> = self
+            .0
+            .children
+            .iter()
+            .map(|c| {
+                if c.0.dsl_len <= share {
+                    c.canonical()
+                } else {
+                    c.id().to_string()
+                }
+            })
+            .collect();
+        format!("{prefix}{}{suffix}", children.join(separator))
     }
 
     /// The type of the timeline the node computes (assuming its inputs are
     /// well typed; see [`TimeLineOp::check`]).
     pub fn output_type(&self) -> TimelineType {
-        match &self.operator {
+        match &self.0.operator {
             KeyOp::Leaf(LeafOp::LatestEventToState { .. }) => TimelineType::State,
             KeyOp::Leaf(_) => TimelineType::Bool,
             KeyOp::Derived(DerivedOp::DurationWhere | DerivedOp::DurationInCurState) => TimelineType::Duration,
@@ -319,23 +422,23 @@ impl TimeLineOp {
 
     /// Checks that every operator gets inputs of the type it needs.
     pub fn check(&self) -> Result<TimelineType, TypeError> {
-        for child in &self.children {
-            child.check()?;
-        }
-        let needs_bool = matches!(
-            self.operator,
-            KeyOp::Derived(
-                DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere | DerivedOp::CountWhere
-            )
-        );
-        if needs_bool {
-            for child in &self.children {
+        for node in self.post_order() {
+            let needs_bool = matches!(
+                node.0.operator,
+                KeyOp::Derived(
+                    DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere | DerivedOp::CountWhere
+                )
+            );
+            if !needs_bool {
+                continue;
+            }
+            for child in &node.0.children {
                 let found = child.output_type();
                 if found != TimelineType::Bool {
                     return Err(TypeError {
-                        operator: self.operator.name(),
+                        operator: node.0.operator.name(),
                         expected: TimelineType::Bool.describe(),
-                        input: child.canonical.clone(),
+                        input: child.description(),
                         found: found.describe(),
                     });
                 }
@@ -346,53 +449,82 @@ impl TimeLineOp {
 
     /// Every node, children before parents, each once (by id).
     pub fn post_order(&self) -> Vec<&TimeLineOp> {
-        fn walk<'a>(node: &'a TimeLineOp, seen: &mut Vec<&'a NodeId>, out: &mut Vec<&'a TimeLineOp>) {
-            for child in &node.children {
-                walk(child, seen, out);
+        let mut seen: HashSet<&NodeId> = HashSet::new();
+        let mut out = Vec::new();
+        // (node, whether its children are already listed)
+        let mut stack = vec![(self, false)];
+        while let Some((node, expanded)) = stack.pop() {
+            if expanded {
+                if seen.insert(node.id()) {
+                    out.push(node);
+                }
+                continue;
             }
-            if !seen.contains(&node.id()) {
-                seen.push(node.id());
-                out.push(node);
+            if seen.contains(node.id()) {
+                continue;
+            }
+            stack.push((node, true));
+            for child in node.0.children.iter().rev() {
+                if !seen.contains(child.id()) {
+                    stack.push((child, false));
+                }
             }
         }
-        let mut out = Vec::new();
-        walk(self, &mut Vec::new(), &mut out);
         out
     }
 }
 
-fn commutative(a: TimeLineOp, b: TimeLineOp) -> Vec<TimeLineOp> {
-    if b.canonical < a.canonical {
-        vec![b, a]
-    } else {
-        vec![a, b]
+impl PartialEq for TimeLineOp {
+    /// Equal content, as the content-derived ids say.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.id() == other.id() && self.0.key == other.0.key)
     }
 }
 
-fn render(operator: &KeyOp, children: &[TimeLineOp]) -> String {
-    let child = |i: usize| children.get(i).map_or("", |c| c.canonical.as_str());
-    match operator {
-        KeyOp::Leaf(LeafOp::LatestEventToState { column }) => {
+impl fmt::Debug for TimeLineOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeLineOp")
+            .field("id", self.id())
+            .field("description", &self.description())
+            .finish()
+    }
+}
+
+fn commutative(a: TimeLineOp, b: TimeLineOp) -> Vec<TimeLineOp> {
+    if b.id() < a.id() { vec![b, a] } else { vec![a, b] }
+}
+
+/// A leaf's canonical DSL (what its id hashes: never change it).
+fn render_leaf(leaf: &LeafOp) -> String {
+    match leaf {
+        LeafOp::LatestEventToState { column } => {
             format!("latest_event_to_state({})", crate::id::identifier(column))
         }
-        KeyOp::Leaf(LeafOp::HasExisted { predicate }) => format!("has_existed({predicate})"),
-        KeyOp::Leaf(LeafOp::HasExistedWithin { predicate, within_ms }) => {
+        LeafOp::HasExisted { predicate } => format!("has_existed({predicate})"),
+        LeafOp::HasExistedWithin { predicate, within_ms } => {
             format!("has_existed_within({predicate}, {within_ms}ms)")
         }
-        KeyOp::Derived(DerivedOp::Compare { op, value }) => format!("({} {op} {value})", child(0)),
-        KeyOp::Derived(DerivedOp::And) => format!("({} && {})", child(0), child(1)),
-        KeyOp::Derived(DerivedOp::Or) => format!("({} || {})", child(0), child(1)),
-        KeyOp::Derived(DerivedOp::Not) => format!("!{}", child(0)),
-        KeyOp::Derived(DerivedOp::DurationWhere) => format!("duration_where({})", child(0)),
-        KeyOp::Derived(DerivedOp::DurationInCurState) => format!("duration_in_cur_state({})", child(0)),
-        KeyOp::Derived(DerivedOp::CountWhere) => format!("count_where({})", child(0)),
+    }
+}
+
+/// A derived operator's DSL around its children: prefix, separator between
+/// children, suffix.
+fn template(op: &DerivedOp) -> (&'static str, &'static str, String) {
+    match op {
+        DerivedOp::Compare { op, value } => ("(", "", format!(" {op} {value})")),
+        DerivedOp::And => ("(", " && ", ")".to_string()),
+        DerivedOp::Or => ("(", " || ", ")".to_string()),
+        DerivedOp::Not => ("!", "", String::new()),
+        DerivedOp::DurationWhere => ("duration_where(", "", ")".to_string()),
+        DerivedOp::DurationInCurState => ("duration_in_cur_state(", "", ")".to_string()),
+        DerivedOp::CountWhere => ("count_where(", "", ")".to_string()),
     }
 }
 
 impl fmt::Display for TimeLineOp {
     /// The canonical form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical)
+        f.write_str(&self.canonical())
     }
 }
 
@@ -420,12 +552,18 @@ mod tests {
 
     #[test]
     fn ids_are_stable_across_releases() {
-        // Worker names are persisted and shared between runtimes: never change them.
-        let op = TimeLineOp::latest_event_to_state("cdnChange").compare(CmpOp::Eq, "CDN1");
+        // Leaf ids are persisted in logs and name Golem agents: never change them.
+        let leaf = TimeLineOp::latest_event_to_state("cdnChange");
+        assert_eq!(leaf.canonical(), "latest_event_to_state(cdnChange)");
+        assert_eq!(leaf.id().as_str(), "latest_event_to_state-a4d23168dec92f25");
+        let play = TimeLineOp::has_existed(Predicate::compare("playerStateChange", CmpOp::Eq, "play"));
+        assert_eq!(play.id().as_str(), "has_existed-ba0df940e9969ac1");
+        // A derived node's id hashes its operator and its children's ids.
+        let op = leaf.clone().compare(CmpOp::Eq, "CDN1");
         assert_eq!(op.canonical(), r#"(latest_event_to_state(cdnChange) == "CDN1")"#);
-        assert_eq!(op.id().as_str(), "compare-".to_string() + &op.id().as_str()[8..]);
-        let digest = Sha256::digest(op.canonical().as_bytes());
-        assert_eq!(&op.id().as_str()[8..10], format!("{:02x}", digest[0]));
+        let digest = Sha256::digest(format!(r#"({} == "CDN1")"#, leaf.id()).as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(op.id().as_str(), format!("compare-{hex}"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Execution plans: a job's operator tree flattened into named workers.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
@@ -8,6 +10,9 @@ use crate::id::{NodeId, WorkerKind};
 use crate::metric::{MetricExpr, MetricNode};
 use crate::op::{DerivedOp, KeyOp, LeafOp, TimeLineOp, TypeError};
 use crate::stream::StreamSpec;
+
+/// Longest [`ExecutionPlan::query`] written in full, in bytes.
+pub const QUERY_TEXT_LIMIT: usize = 64 * 1024;
 
 /// A node's operator: per key (leaf or derived), or across keys (aggregate
 /// or metric).
@@ -82,12 +87,33 @@ impl JobOutput {
         }
     }
 
-    /// The output in canonical DSL.
+    /// The output in canonical DSL, every binding written out in full.
     pub fn canonical(&self) -> String {
         match self {
-            JobOutput::Timeline(op) => op.canonical().to_string(),
+            JobOutput::Timeline(op) => op.canonical(),
             JobOutput::Aggregate { node, functions } => node.dsl(functions, true),
-            JobOutput::Metric(m) => m.canonical().to_string(),
+            JobOutput::Metric(m) => m.canonical(),
+        }
+    }
+
+    /// The output in DSL, bounded: large parts named by node id.
+    pub fn description(&self) -> String {
+        match self {
+            JobOutput::Timeline(op) => op.description(),
+            JobOutput::Aggregate { node, functions } => node.description(functions, true),
+            JobOutput::Metric(m) => m.description(),
+        }
+    }
+
+    /// About the length of [`JobOutput::canonical`], without writing it.
+    fn canonical_len(&self) -> usize {
+        const PARAMETERS: usize = 200;
+        match self {
+            JobOutput::Timeline(op) => op.canonical_len(),
+            JobOutput::Aggregate { node, .. } => node.source().canonical_len().saturating_add(PARAMETERS),
+            JobOutput::Metric(m) => m.inputs().iter().fold(PARAMETERS, |n, i| {
+                n.saturating_add(i.source().canonical_len()).saturating_add(PARAMETERS)
+            }),
         }
     }
 }
@@ -118,7 +144,8 @@ pub struct PlanNode {
     pub worker: WorkerKind,
     /// The operator and its parameters.
     pub operator: Operator,
-    /// The node in canonical DSL.
+    /// The node in DSL: in full when short, else with its larger children
+    /// named by id (bounded, see [`TimeLineOp::description`]).
     pub expression: String,
     /// Input nodes, in order.
     pub children: Vec<NodeId>,
@@ -136,7 +163,9 @@ pub struct PlanNode {
 /// Flat (no recursion) so that it crosses agent boundaries as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionPlan {
-    /// The query in canonical DSL.
+    /// The query in canonical DSL; when that would exceed
+    /// [`QUERY_TEXT_LIMIT`] (shared bindings unfolded), each output's
+    /// bounded description instead.
     pub query: String,
     /// Every node once, children before parents.
     pub nodes: Vec<PlanNode>,
@@ -184,17 +213,18 @@ impl ExecutionPlan {
             per_key.extend(a.group());
         }
         let mut nodes: Vec<PlanNode> = Vec::new();
+        let mut listed: HashSet<NodeId> = HashSet::new();
         for root in &per_key {
             root.check()?;
             for n in root.post_order() {
-                if nodes.iter().any(|m| &m.id == n.id()) {
+                if !listed.insert(n.id().clone()) {
                     continue;
                 }
                 nodes.push(PlanNode {
                     id: n.id().clone(),
                     worker: n.worker().kind,
                     operator: n.operator().clone().into(),
-                    expression: n.canonical().to_string(),
+                    expression: n.description(),
                     children: n.children().iter().map(|c| c.id().clone()).collect(),
                     reused: false,
                     stream: None,
@@ -206,7 +236,14 @@ impl ExecutionPlan {
                 id: a.id().clone(),
                 worker: WorkerKind::Aggregator,
                 operator: Operator::Aggregate(a.spec().clone()),
-                expression: a.canonical().to_string(),
+                expression: match &a.spec().group_by {
+                    Some(column) => format!(
+                        "aggregate({}, group_by({}))",
+                        a.source().description(),
+                        crate::id::identifier(column)
+                    ),
+                    None => format!("aggregate({})", a.source().description()),
+                },
                 children: std::iter::once(a.source())
                     .chain(a.group())
                     .map(|c| c.id().clone())
@@ -220,7 +257,7 @@ impl ExecutionPlan {
                 id: m.id().clone(),
                 worker: WorkerKind::Metric,
                 operator: Operator::Metric(m.expr().clone()),
-                expression: m.canonical().to_string(),
+                expression: m.description(),
                 children: m.inputs().iter().map(|i| i.id().clone()).collect(),
                 reused: false,
                 stream: None,
@@ -252,11 +289,16 @@ impl ExecutionPlan {
                 },
             })
             .collect();
+        let full = outputs
+            .iter()
+            .fold(0usize, |n, (_, o)| n.saturating_add(o.canonical_len()))
+            <= QUERY_TEXT_LIMIT;
+        let text = |o: &JobOutput| if full { o.canonical() } else { o.description() };
         let query = match outputs {
-            [(name, JobOutput::Timeline(op))] if name == "result" => op.canonical().to_string(),
+            [(name, output @ JobOutput::Timeline(_))] if name == "result" => text(output),
             _ => outputs
                 .iter()
-                .map(|(name, output)| format!("{name} = {};", output.canonical()))
+                .map(|(name, output)| format!("{name} = {};", text(output)))
                 .collect::<Vec<_>>()
                 .join("\n"),
         };
@@ -319,17 +361,13 @@ impl ExecutionPlan {
 
     /// For each node, the positions of its children in `nodes`.
     pub fn child_indices(&self) -> Vec<Vec<usize>> {
+        let position: HashMap<&NodeId, usize> = self.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
         self.nodes
             .iter()
             .map(|n| {
                 n.children
                     .iter()
-                    .map(|c| {
-                        self.nodes
-                            .iter()
-                            .position(|m| &m.id == c)
-                            .expect("plans list children before parents")
-                    })
+                    .map(|c| *position.get(c).expect("plans list children before parents"))
                     .collect()
             })
             .collect()

@@ -146,7 +146,7 @@ impl JobRegistry {
             return Err(SubmitError::Name(name));
         }
         if let Some(existing) = self.jobs.get(&name) {
-            return if existing.plan.query == plan.query {
+            return if existing.plan.query == plan.query && existing.plan.outputs == plan.outputs {
                 Ok(Submitted::Existing(existing.clone()))
             } else {
                 Err(SubmitError::Conflict(name))

@@ -172,7 +172,7 @@ proptest! {
 
     #[test]
     fn canonical_text_round_trips(op in query()) {
-        let parsed = timeline::dsl::parse(op.canonical()).expect("canonical text parses");
+        let parsed = timeline::dsl::parse(&op.canonical()).expect("canonical text parses");
         prop_assert_eq!(parsed.id(), op.id());
     }
 

@@ -157,14 +157,21 @@ pub struct WorkerCounts {
     pub metrics: u64,
 }
 
-/// A node's evaluation, and the slot of each leaf it reads: the node for any
-/// key without looking anything up by id.
+/// A node's evaluation, compiled when first read (compiling every node of
+/// a long chain at submission would take time and memory quadratic in it).
 #[derive(Debug)]
 struct NodeEval {
-    eval: Evaluation,
-    slots: Vec<u32>,
+    compiled: std::sync::OnceLock<CompiledNode>,
     /// The stream whose keys it is computed for.
     stream: StreamId,
+}
+
+/// A node's evaluation and the slot of each leaf it reads: the node for any
+/// key without looking anything up by id.
+#[derive(Debug)]
+struct CompiledNode {
+    eval: Evaluation,
+    slots: Vec<u32>,
 }
 
 /// A key's leaves as the inputs of an evaluation.
@@ -347,12 +354,10 @@ impl Engine {
             for node in &job.plan.nodes {
                 match &node.operator {
                     Operator::Leaf(_) | Operator::Derived(_) => {
-                        if !self.eval.contains_key(&node.id) {
-                            let eval = Evaluation::compile(std::slice::from_ref(&node.id), |id| self.registry.node(id))
-                                .expect("plans reference live per-key nodes");
-                            let slots = eval.leaves().iter().map(|l| self.slot_of[l]).collect();
-                            self.eval.insert(node.id.clone(), NodeEval { eval, slots, stream });
-                        }
+                        self.eval.entry(node.id.clone()).or_insert_with(|| NodeEval {
+                            compiled: std::sync::OnceLock::new(),
+                            stream,
+                        });
                     }
                     Operator::Aggregate(spec) => {
                         self.aggregates.entry(node.id.clone()).or_insert_with(|| AggregateSlot {
@@ -511,12 +516,18 @@ impl Engine {
             .keys
             .get(key)
             .ok_or_else(|| ReadError::UnknownKey(key.to_string()))?;
+        let compiled = node.compiled.get_or_init(|| {
+            let eval = Evaluation::compile(std::slice::from_ref(id), |id| self.registry.node(id))
+                .expect("plans reference live per-key nodes");
+            let slots = eval.leaves().iter().map(|l| self.slot_of[l]).collect();
+            CompiledNode { eval, slots }
+        });
         let inputs = KeyInputs {
             engine: self,
             key: state,
-            slots: &node.slots,
+            slots: &compiled.slots,
         };
-        Ok(node.eval.evaluate_root(&inputs))
+        Ok(compiled.eval.evaluate_root(&inputs))
     }
 
     /// Brings every aggregator up to date with the keys changed since the last

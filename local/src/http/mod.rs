@@ -145,13 +145,18 @@ impl From<ReadError> for ApiError {
 
 fn submit_error(query: &str, e: SubmitError) -> ApiError {
     match e {
-        SubmitError::Query(dsl) => ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("invalid query: {dsl}"))
-            .with(json!({
-                "line": dsl.line,
-                "column": dsl.column,
-                "help": dsl.help,
-                "diagnostic": dsl.render(query, "query"),
-            })),
+        SubmitError::Query(dsl) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            // query_too_large, query_too_deep or query_too_complex for a limit.
+            dsl.limit.map_or("bad_query", |limit| limit.code()),
+            format!("invalid query: {dsl}"),
+        )
+        .with(json!({
+            "line": dsl.line,
+            "column": dsl.column,
+            "help": dsl.help,
+            "diagnostic": dsl.render(query, "query"),
+        })),
         SubmitError::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string()),
         SubmitError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         SubmitError::Stream(_) => ApiError::new(StatusCode::CONFLICT, "stream_conflict", e.to_string()),

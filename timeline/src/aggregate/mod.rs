@@ -93,7 +93,6 @@ pub struct AggregateNode {
     source: Box<TimeLineOp>,
     group: Option<Box<TimeLineOp>>,
     spec: AggregateSpec,
-    canonical: String,
     id: NodeId,
 }
 
@@ -102,11 +101,16 @@ impl AggregateNode {
     /// aggregators per group (at least 1).
     pub fn new(source: TimeLineOp, group_by: Option<&str>, shards: u32) -> Self {
         let group = group_by.map(|c| Box::new(TimeLineOp::latest_event_to_state(c)));
-        let canonical = match group_by {
-            Some(column) => format!("aggregate({source}, group_by({}))", crate::id::identifier(column)),
-            None => format!("aggregate({source})"),
+        // The source by id, so that the key's size does not grow with it.
+        let key = match group_by {
+            Some(column) => format!(
+                "aggregate({}, group_by({}))",
+                source.id(),
+                crate::id::identifier(column)
+            ),
+            None => format!("aggregate({})", source.id()),
         };
-        let id = NodeId::derive("aggregate", &canonical);
+        let id = NodeId::derive("aggregate", &key);
         AggregateNode {
             source: Box::new(source),
             group,
@@ -114,7 +118,6 @@ impl AggregateNode {
                 group_by: group_by.map(SmolStr::new),
                 shards: shards.max(1),
             },
-            canonical,
             id,
         }
     }
@@ -139,14 +142,32 @@ impl AggregateNode {
         &self.id
     }
 
-    /// The canonical form, from which the id derives (shards left out).
-    pub fn canonical(&self) -> &str {
-        &self.canonical
+    /// The canonical form in DSL (shards left out), the source in full.
+    pub fn canonical(&self) -> String {
+        match &self.spec.group_by {
+            Some(column) => format!(
+                "aggregate({}, group_by({}))",
+                self.source.canonical(),
+                crate::id::identifier(column)
+            ),
+            None => format!("aggregate({})", self.source.canonical()),
+        }
     }
 
     /// The node read with `functions`, in DSL: `source | aggregate(...)`;
     /// `with_shards` writes its shard count too.
     pub fn dsl(&self, functions: &[AggFn], with_shards: bool) -> String {
+        format!("{} | {}", self.source.canonical(), self.stage(functions, with_shards))
+    }
+
+    /// Like [`AggregateNode::dsl`], with the source's bounded
+    /// [`TimeLineOp::description`].
+    pub fn description(&self, functions: &[AggFn], with_shards: bool) -> String {
+        format!("{} | {}", self.source.description(), self.stage(functions, with_shards))
+    }
+
+    /// `aggregate(group_by(c), functions..., shards(n))`
+    fn stage(&self, functions: &[AggFn], with_shards: bool) -> String {
         let mut args = Vec::new();
         if let Some(column) = &self.spec.group_by {
             args.push(format!("group_by({})", crate::id::identifier(column)));
@@ -155,13 +176,13 @@ impl AggregateNode {
         if with_shards && self.spec.shards > 1 {
             args.push(format!("shards({})", self.spec.shards));
         }
-        format!("{} | aggregate({})", self.source, args.join(", "))
+        format!("aggregate({})", args.join(", "))
     }
 }
 
 impl fmt::Display for AggregateNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical)
+        f.write_str(&self.canonical())
     }
 }
 

@@ -8,6 +8,7 @@ use super::ColumnUse;
 use super::Query;
 use super::error::DslError;
 use super::lexer::Span;
+use super::limits::{self, MAX_DEPTH, MAX_NODES};
 use super::parser::{Expr, ExprKind, Program};
 use crate::aggregate::{AggFn, AggregateNode};
 use crate::metric::{ArithOp, MetricExpr, MetricNode};
@@ -147,6 +148,9 @@ struct Checker<'s> {
     bindings: HashMap<String, Typed>,
     /// Every mention of a column, for warnings against a stream's columns.
     columns: Vec<ColumnUse>,
+    /// Nodes copied by references to bindings (predicates, metrics and
+    /// literals are copied; timelines are shared).
+    unfolded: usize,
 }
 
 pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> {
@@ -154,6 +158,7 @@ pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> 
         source,
         bindings: HashMap::new(),
         columns: Vec::new(),
+        unfolded: 0,
     };
     let mut bindings = Vec::new();
     let mut outputs: Vec<(String, JobOutput)> = Vec::new();
@@ -231,7 +236,24 @@ impl Checker<'_> {
         }
     }
 
+    /// Types `expr`; refuses predicates and metrics nested deeper than
+    /// [`MAX_DEPTH`] (possible through `let` bindings only).
     fn check(&mut self, expr: &Expr) -> Result<Typed, DslError> {
+        // Debug builds use kilobytes of stack per level: grow it on the heap
+        // rather than overflow a small thread's stack within MAX_DEPTH.
+        let typed = stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || self.check_expr(expr))?;
+        let depth = match &typed {
+            Typed::Predicate(p) => predicate_shape(p).1,
+            Typed::Metric(m, _) => metric_shape(m).1,
+            _ => 0,
+        };
+        if depth > MAX_DEPTH {
+            return Err(limits::too_deep(self.source, expr.span.clone()));
+        }
+        Ok(typed)
+    }
+
+    fn check_expr(&mut self, expr: &Expr) -> Result<Typed, DslError> {
         let span = expr.span.clone();
         match &expr.kind {
             ExprKind::Str(s) => Ok(Typed::Literal(Value::str(s))),
@@ -241,6 +263,14 @@ impl Checker<'_> {
             ExprKind::Duration(ms, _) => Ok(Typed::Duration(*ms)),
             ExprKind::Name(name) => {
                 if let Some(bound) = self.bindings.get(name) {
+                    self.unfolded = self.unfolded.saturating_add(weight(bound));
+                    if self.unfolded > MAX_NODES {
+                        return Err(limits::too_complex(
+                            self.source,
+                            span,
+                            "nodes once `let` bindings are unfolded",
+                        ));
+                    }
                     return Ok(bound.clone());
                 }
                 if let Some((canonical, _)) = lookup(name) {
@@ -898,4 +928,61 @@ fn renumber_inputs(expr: &mut MetricExpr, map: &[usize]) {
             renumber_inputs(right, map);
         }
     }
+}
+
+/// Stack left below which the checker continues on a new segment.
+const STACK_RED_ZONE: usize = 64 * 1024;
+/// Size of each new stack segment.
+const STACK_SEGMENT: usize = 1024 * 1024;
+
+/// Nodes a copy of `typed` adds (string bytes count a node per 16).
+fn weight(typed: &Typed) -> usize {
+    match typed {
+        Typed::Timeline(_) | Typed::Column(_) | Typed::Duration(_) => 1,
+        Typed::Literal(Value::Str(s)) => 1 + s.len() / 16,
+        Typed::Literal(_) => 1,
+        Typed::Predicate(p) => {
+            let (nodes, _, bytes) = predicate_shape(p);
+            nodes.saturating_add(bytes / 16)
+        }
+        Typed::Aggregate(_, functions) => 1 + functions.len(),
+        Typed::Metric(m, inputs) => metric_shape(m).0.saturating_add(inputs.len()),
+    }
+}
+
+/// Nodes, depth and string bytes of a predicate, without recursion.
+fn predicate_shape(p: &Predicate) -> (usize, usize, usize) {
+    let (mut nodes, mut depth, mut bytes) = (0usize, 0usize, 0usize);
+    let mut stack = vec![(p, 1usize)];
+    while let Some((p, d)) = stack.pop() {
+        nodes += 1;
+        depth = depth.max(d);
+        match p {
+            Predicate::Compare { column, value, .. } => {
+                bytes += column.len();
+                if let Value::Str(s) = value {
+                    bytes += s.len();
+                }
+            }
+            Predicate::And(a, b) | Predicate::Or(a, b) => stack.extend([(&**a, d + 1), (&**b, d + 1)]),
+            Predicate::Not(a) => stack.push((a, d + 1)),
+        }
+    }
+    (nodes, depth, bytes)
+}
+
+/// Nodes and depth of a metric expression, without recursion.
+fn metric_shape(m: &MetricExpr) -> (usize, usize) {
+    let (mut nodes, mut depth) = (0usize, 0usize);
+    let mut stack = vec![(m, 1usize)];
+    while let Some((m, d)) = stack.pop() {
+        nodes += 1;
+        depth = depth.max(d);
+        match m {
+            MetricExpr::Input { .. } | MetricExpr::Const(_) => {}
+            MetricExpr::Neg(a) => stack.push((a, d + 1)),
+            MetricExpr::Binary { left, right, .. } => stack.extend([(&**left, d + 1), (&**right, d + 1)]),
+        }
+    }
+    (nodes, depth)
 }

@@ -25,6 +25,9 @@ pub struct DslError {
     /// A warning rather than an error: the query runs, but is probably wrong.
     #[serde(skip)]
     pub warning: bool,
+    /// The query limit exceeded, when that is the error.
+    #[serde(skip)]
+    pub limit: Option<super::limits::QueryLimit>,
 }
 
 impl DslError {
@@ -38,6 +41,7 @@ impl DslError {
             label: "here".to_string(),
             help: None,
             warning: false,
+            limit: None,
         }
     }
 
@@ -51,6 +55,11 @@ impl DslError {
         self
     }
 
+    pub(crate) fn limit(mut self, limit: super::limits::QueryLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     pub(crate) fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -59,6 +68,14 @@ impl DslError {
     /// The error drawn under the source with a caret, as compilers do; `name`
     /// is the file name shown (e.g. `query.tl`). No colours.
     pub fn render(&self, source: &str, name: &str) -> String {
+        // A query over the size limit is shown up to the limit only.
+        let source = match self.limit {
+            Some(super::limits::QueryLimit::Size) => match source.char_indices().nth(self.span.end) {
+                Some((at, _)) => &source[..at],
+                None => source,
+            },
+            _ => source,
+        };
         let end = self.span.end.max(self.span.start + 1);
         let kind = if self.warning {
             ReportKind::Warning

@@ -157,7 +157,9 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
         _ => Token::Ident(s),
     });
 
-    let token = choice((number, string('"'), string('\''), op, ctrl, word)).recover_with(skip_then_retry_until([]));
+    // No error recovery: only the first error is reported, and retrying
+    // after each bad character is quadratic in a long run of them.
+    let token = choice((number, string('"'), string('\''), op, ctrl, word));
 
     let comment = just("//").then(filter(|c: &char| *c != '\n').repeated()).ignored();
     let trivia = choice((comment, filter(|c: &char| c.is_whitespace()).ignored())).repeated();
@@ -175,7 +177,7 @@ fn lexer() -> impl Parser<char, Vec<(Token, Span)>, Error = Simple<char>> {
 /// Splits `source` into tokens, or reports the first character that starts none.
 pub(crate) fn lex(source: &str) -> Result<Vec<(Token, Span)>, DslError> {
     let (tokens, errors) = lexer().parse_recovery(source);
-    if let Some(error) = errors.into_iter().next() {
+    if let Some(error) = errors.into_iter().max_by_key(|e| e.span().start) {
         if let Some(open) = unterminated_string(source) {
             return Err(DslError::new(source, open..open + 1, "unterminated string")
                 .label("this string has no closing quote")

@@ -20,6 +20,10 @@
 //! work as well. Parsing is [chumsky]; errors carry line and column and render
 //! with a caret through [ariadne].
 //!
+//! A query over a limit ([`MAX_QUERY_BYTES`], [`MAX_DEPTH`], [`MAX_NODES`])
+//! is refused with the limit and where it was exceeded, before any stage
+//! that recurses runs on it.
+//!
 //! Bare identifiers are columns. A comparison of a column with a literal is a
 //! *predicate* on one event (the argument of `has_existed`); a comparison of a
 //! timeline with a literal is a *timeline*. Mixing the two is a type error, as
@@ -30,11 +34,13 @@ mod check;
 mod error;
 mod header;
 mod lexer;
+mod limits;
 mod parser;
 mod warnings;
 
 pub use builder::*;
 pub use error::DslError;
+pub use limits::{MAX_DEPTH, MAX_NODES, MAX_QUERY_BYTES, QueryLimit};
 pub use warnings::warnings;
 
 use crate::op::TimeLineOp;
@@ -92,9 +98,12 @@ pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
 
 /// Parses and type-checks a query: its bindings and every output.
 pub fn parse_query(source: &str) -> Result<Query, DslError> {
+    limits::check_size(source)?;
     let tokens = lexer::lex(source)?;
+    limits::check_brackets(source, &tokens)?;
     let (stream, tokens) = header::split(source, tokens)?;
     let program = parser::parse(source, tokens)?;
+    limits::check_tree(source, &program)?;
     let mut query = check::lower(source, &program)?;
     query.stream = stream;
     Ok(query)

@@ -51,6 +51,57 @@ pub(crate) enum ExprKind {
     },
 }
 
+impl Drop for ExprKind {
+    /// Frees a deep tree (e.g. a long `!` or `&&` chain, refused later)
+    /// without recursion.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        take_children(self, &mut stack);
+        while let Some(mut expr) = stack.pop() {
+            take_children(&mut expr.kind, &mut stack);
+        }
+    }
+}
+
+/// Moves the sub-expressions of `kind` onto `stack`, leaving leaves behind.
+fn take_children(kind: &mut ExprKind, stack: &mut Vec<Expr>) {
+    let mut take = |slot: &mut Box<Expr>| {
+        if !matches!(
+            slot.kind,
+            ExprKind::Str(_)
+                | ExprKind::Int(_)
+                | ExprKind::Float(_)
+                | ExprKind::Bool(_)
+                | ExprKind::Duration(..)
+                | ExprKind::Name(_)
+        ) {
+            let leaf = Expr {
+                kind: ExprKind::Bool(false),
+                span: 0..0,
+            };
+            stack.push(std::mem::replace(&mut **slot, leaf));
+        }
+    };
+    match kind {
+        ExprKind::Str(_)
+        | ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Duration(..)
+        | ExprKind::Name(_) => {}
+        ExprKind::Call { args, .. } => stack.append(args),
+        ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Member { base: a, .. } => take(a),
+        ExprKind::And(a, b) | ExprKind::Or(a, b) | ExprKind::Compare(_, a, b) | ExprKind::Arith(_, a, b) => {
+            take(a);
+            take(b);
+        }
+        ExprKind::Pipe { input, stage, .. } => {
+            take(input);
+            take(stage);
+        }
+    }
+}
+
 /// A named statement: `let name = expr;` (a binding) or `name = expr;` (an
 /// output of the job).
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! a list. Only the source of the leaves differs.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +91,9 @@ impl Evaluation {
             steps: Vec::new(),
             roots: Vec::with_capacity(roots.len()),
         };
+        let mut index = HashMap::new();
         for root in roots {
-            let step = e.visit(root, &node)?;
+            let step = e.visit(root, &node, &mut index)?;
             e.roots.push(step);
         }
         Ok(e)
@@ -105,35 +107,46 @@ impl Evaluation {
             .filter(|n| matches!(n.operator, Operator::Leaf(_) | Operator::Derived(_)))
             .map(|n| n.id.clone())
             .collect();
-        Self::compile(&per_key, |id| plan.node(id)).expect("a plan holds its nodes' children")
+        let by_id: HashMap<&NodeId, &PlanNode> = plan.nodes.iter().map(|n| (&n.id, n)).collect();
+        Self::compile(&per_key, |id| by_id.get(id).copied()).expect("a plan holds its nodes' children")
     }
 
-    fn visit<'a>(&mut self, id: &NodeId, node: &impl Fn(&NodeId) -> Option<&'a PlanNode>) -> Result<usize, EvalError> {
-        if let Some(i) = self.nodes.iter().position(|n| n == id) {
-            return Ok(i);
-        }
-        let def = node(id).ok_or_else(|| EvalError::Unknown(id.to_string()))?;
-        let step = match &def.operator {
-            Operator::Leaf(_) => {
-                self.leaves.push(id.clone());
-                Step::Leaf(self.leaves.len() - 1)
+    /// Adds the steps of `root`'s subtree not in `index` yet, children
+    /// first, without recursion (a chain of bindings is thousands deep).
+    fn visit<'a>(
+        &mut self,
+        root: &NodeId,
+        node: &impl Fn(&NodeId) -> Option<&'a PlanNode>,
+        index: &mut HashMap<NodeId, usize>,
+    ) -> Result<usize, EvalError> {
+        // (node, whether its children have steps already)
+        let mut stack = vec![(root, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if index.contains_key(id) {
+                continue;
             }
-            Operator::Derived(op) => {
-                let children = def
-                    .children
-                    .iter()
-                    .map(|c| self.visit(c, node))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Step::Derived {
-                    op: op.clone(),
-                    children,
+            let def = node(id).ok_or_else(|| EvalError::Unknown(id.to_string()))?;
+            let step = match &def.operator {
+                Operator::Leaf(_) => {
+                    self.leaves.push(id.clone());
+                    Step::Leaf(self.leaves.len() - 1)
                 }
-            }
-            Operator::Aggregate(_) | Operator::Metric(_) => return Err(EvalError::NotPerKey(id.to_string())),
-        };
-        self.nodes.push(id.clone());
-        self.steps.push(step);
-        Ok(self.steps.len() - 1)
+                Operator::Derived(_) if !expanded => {
+                    stack.push((id, true));
+                    stack.extend(def.children.iter().rev().map(|c| (c, false)));
+                    continue;
+                }
+                Operator::Derived(op) => Step::Derived {
+                    op: op.clone(),
+                    children: def.children.iter().map(|c| index[c]).collect(),
+                },
+                Operator::Aggregate(_) | Operator::Metric(_) => return Err(EvalError::NotPerKey(id.to_string())),
+            };
+            self.nodes.push(id.clone());
+            self.steps.push(step);
+            index.insert(id.clone(), self.steps.len() - 1);
+        }
+        Ok(index[root])
     }
 
     /// The leaves to read, in the order [`Inputs::leaf`] is asked for them.
