@@ -14,8 +14,10 @@
 //!
 //! Non-partitioned topics only; subscriptions Exclusive, Failover (both: the
 //! first consumer gets everything), Shared (round robin) and Key_Shared (by a
-//! hash of the message key). Faults: [`Broker::drop_connections`],
-//! [`Broker::close_consumers`] and [`Broker::set_dispatch_delay`].
+//! hash of the message key). Message metadata (compression codec,
+//! uncompressed size, batching, event time) passes from producers to consumers
+//! untouched. Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
+//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`].
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -67,6 +69,8 @@ struct State {
     producers: HashMap<(u64, u64), String>,
     next_connection: u64,
     dispatch_delay: Duration,
+    /// SUBSCRIBE requests still to refuse.
+    refuse_subscribes: u32,
 }
 
 struct Connection {
@@ -190,6 +194,29 @@ impl Broker {
         self.addr
     }
 
+    /// Stores a message on `topic` as if a producer had sent it with this
+    /// metadata and payload, unchecked (to test messages that clients cannot
+    /// decode); returns its entry id.
+    pub fn inject(&self, topic: &str, metadata: proto::MessageMetadata, data: Vec<u8>) -> u64 {
+        let mut state = self.shared.lock();
+        let topic = state.topics.entry(full_topic_name(topic)).or_default();
+        let entry = topic.messages.len() as u64;
+        topic.messages.push(StoredMessage {
+            entry,
+            key: metadata.partition_key.clone(),
+            properties: metadata
+                .properties
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            data,
+            metadata,
+        });
+        drop(state);
+        self.shared.wake.notify_one();
+        entry
+    }
+
     /// Every message of `topic` (short names are completed as clients do).
     pub fn messages(&self, topic: &str) -> Vec<StoredMessage> {
         let state = self.shared.lock();
@@ -277,6 +304,19 @@ impl Broker {
                 }),
             );
         }
+    }
+
+    /// Refuses the next `n` SUBSCRIBE requests with "Consumer already
+    /// exists", as a broker may right after a restart while it still holds
+    /// the consumer of a dead connection. The error code is `UnknownError`,
+    /// which pulsar-rs does not retry by itself (it retries `ConsumerBusy`).
+    pub fn refuse_subscribes(&self, n: u32) {
+        self.shared.lock().refuse_subscribes = n;
+    }
+
+    /// SUBSCRIBE requests still to be refused.
+    pub fn subscribes_to_refuse(&self) -> u32 {
+        self.shared.lock().refuse_subscribes
     }
 
     /// Waits `delay` between dispatched messages (zero: no wait), as a slow
@@ -609,6 +649,14 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
         Type::Subscribe => {
             let s = c.subscribe?;
             let mut state = shared.lock();
+            if state.refuse_subscribes > 0 {
+                state.refuse_subscribes -= 1;
+                return Some(error(
+                    s.request_id,
+                    proto::ServerError::UnknownError,
+                    "Consumer already exists",
+                ));
+            }
             let topic = state.topics.entry(full_topic_name(&s.topic)).or_default();
             let latest = s.initial_position == Some(proto::command_subscribe::InitialPosition::Latest as i32);
             let len = topic.messages.len();

@@ -1,0 +1,170 @@
+//! The feeder against the in-memory Pulsar-protocol broker: compressed
+//! messages, messages no client can decode, refused subscriptions.
+
+mod support;
+
+use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib, CompressionZstd};
+use pulsar::message::proto;
+use pulsar::producer::ProducerOptions;
+use pulsar_test_broker::Broker;
+use support::{Feeder, assert_stored, cirr, free_addr, metric, produce, start_server, wait_until};
+
+const SUB: &str = "timeline-feeder";
+
+fn wait_drained(broker: &Broker, topics: &[&str], left: usize, feeder: &Feeder) {
+    wait_until(
+        "the backlog to drain",
+        60,
+        || topics.iter().map(|t| broker.backlog(t, SUB)).sum::<usize>() == left,
+        || {
+            let backlog: Vec<usize> = topics.iter().map(|t| broker.backlog(t, SUB)).collect();
+            format!("backlog {backlog:?}\nfeeder log:\n{}", feeder.log())
+        },
+    );
+}
+
+/// An LZ4, a ZLIB, a ZSTD and a Snappy producer (batching, as producers
+/// usually do) each deliver every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compression_codec_delivers_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let codecs = [
+        ("lz4", Compression::Lz4(CompressionLz4::default())),
+        ("zlib", Compression::Zlib(CompressionZlib::default())),
+        ("zstd", Compression::Zstd(CompressionZstd::default())),
+        ("snappy", Compression::Snappy(CompressionSnappy::default())),
+    ];
+    let topics: Vec<&str> = codecs.iter().map(|(name, _)| *name).collect();
+    let feeder = Feeder::start(&broker.url(), &topics.join(","), &base, &[]);
+    let mut sent = Vec::new();
+    for (seed, (name, codec)) in codecs.into_iter().enumerate() {
+        let lines = cirr(15, seed as u64, &format!("{name}-"));
+        let options = ProducerOptions {
+            compression: Some(codec),
+            batch_size: Some(25),
+            ..Default::default()
+        };
+        produce(&broker.url(), name, &lines, options).await;
+        let stored = broker.messages(name);
+        assert!(
+            stored.len() < lines.len(),
+            "{name}: the producer batched ({} messages for {} events)",
+            stored.len(),
+            lines.len()
+        );
+        sent.push((name, lines));
+    }
+    wait_drained(&broker, &topics, 0, &feeder);
+    for (name, lines) in &sent {
+        assert_stored(&base, lines, name);
+        assert!(broker.messages(&format!("{name}-{SUB}-DLQ")).is_empty(), "{name}");
+    }
+    assert!(!feeder.log().contains("consumer error"), "{}", feeder.log());
+}
+
+/// A message whose payload cannot be decompressed is never acknowledged
+/// (pulsar-rs hands over neither its id nor its bytes, so it cannot be
+/// dead-lettered): it stays in the backlog, counted and logged, even on a
+/// cumulatively acknowledged subscription, while the events around it are
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_never_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let metrics = free_addr().to_string();
+    let lines = cirr(6, 3, "");
+    let (before, after) = lines.split_at(lines.len() / 2);
+    produce(&broker.url(), "corrupt", before, ProducerOptions::default()).await;
+    let corrupt = broker.inject(
+        "corrupt",
+        proto::MessageMetadata {
+            producer_name: "test".into(),
+            sequence_id: 0,
+            publish_time: 1,
+            compression: Some(proto::CompressionType::Lz4 as i32),
+            uncompressed_size: Some(100),
+            ..Default::default()
+        },
+        b"\xff\xff\xff\xff not lz4 at all".to_vec(),
+    );
+    produce(&broker.url(), "corrupt", after, ProducerOptions::default()).await;
+    let feeder = Feeder::start(
+        &broker.url(),
+        "corrupt",
+        &base,
+        &["--subscription-type", "failover", "--metrics-addr", &metrics],
+    );
+    wait_drained(&broker, &["corrupt"], 1, &feeder);
+    assert_stored(&base, &lines, "the events around the corrupt message");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        broker.backlog("corrupt", SUB),
+        1,
+        "the corrupt message (entry {corrupt}) stays"
+    );
+    let text = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metric(&text, "feeder_undecodable_messages_total") >= 1.0, "{text}");
+    assert!(feeder.log().contains("cannot be decoded"), "{}", feeder.log());
+}
+
+/// A broker that refuses subscriptions ("Consumer already exists", right
+/// after a restart) does not stop the feeder: it retries with backoff and
+/// then delivers everything. Its log has no colour codes (not a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_is_retried_until_everything_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(6, 4, "");
+    produce(&broker.url(), "refused", &lines, ProducerOptions::default()).await;
+    broker.refuse_subscribes(4);
+    let mut feeder = Feeder::start(&broker.url(), "refused", &base, &[]);
+    wait_drained(&broker, &["refused"], 0, &feeder);
+    assert_eq!(broker.subscribes_to_refuse(), 0);
+    assert!(feeder.running(), "{}", feeder.log());
+    assert_stored(&base, &lines, "after refused subscriptions");
+    let log = feeder.log();
+    assert!(log.contains("cannot subscribe; retrying"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is not a terminal:\n{log}"
+    );
+}
+
+/// The broker closes the feeder's connections and consumers and refuses the
+/// next subscriptions: the feeder subscribes again and delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_errors_mid_stream_only_make_the_feeder_subscribe_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    broker.set_dispatch_delay(std::time::Duration::from_micros(300));
+    let lines = cirr(20, 5, "");
+    produce(&broker.url(), "faults", &lines, ProducerOptions::default()).await;
+    let mut feeder = Feeder::start(&broker.url(), "faults", &base, &["--batch-size", "50"]);
+    for round in 0..3 {
+        wait_until(
+            "some progress",
+            30,
+            || broker.backlog("faults", SUB) < lines.len() * (3 - round) / 4,
+            || feeder.log(),
+        );
+        broker.refuse_subscribes(3);
+        if round % 2 == 0 {
+            broker.drop_connections();
+        } else {
+            broker.close_consumers();
+        }
+    }
+    broker.set_dispatch_delay(std::time::Duration::ZERO);
+    wait_drained(&broker, &["faults"], 0, &feeder);
+    assert!(feeder.running(), "{}", feeder.log());
+    assert_stored(&base, &lines, "after broker faults");
+}
