@@ -76,6 +76,9 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
         options.streams()
     };
     check_topics(&streams)?;
+    if options.from_file.is_none() {
+        crate::client::check(&options)?;
+    }
     tracing::info!(
         target = %options.target,
         delivery = if bulk { "bulk" } else { "worker" },

@@ -48,8 +48,54 @@ pub struct Options {
     #[arg(long)]
     pub consumer_name: Option<String>,
     /// Pulsar authentication token (JWT).
-    #[arg(long, env = "PULSAR_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PULSAR_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "pulsar_token_file"
+    )]
     pub pulsar_token: Option<String>,
+    /// File holding the Pulsar authentication token (JWT); read again on
+    /// every connection and authentication challenge, so a rotated token is
+    /// picked up.
+    #[arg(
+        long,
+        env = "PULSAR_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "oauth2_issuer_url"
+    )]
+    pub pulsar_token_file: Option<PathBuf>,
+    /// OAuth2 client credentials authentication: the issuer's URL (its
+    /// token endpoint is discovered from it).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "oauth2_credentials_url",
+        conflicts_with = "pulsar_token"
+    )]
+    pub oauth2_issuer_url: Option<String>,
+    /// OAuth2: where the client credentials JSON (`client_id`,
+    /// `client_secret`) is, as `file:///path` or `data:` URL.
+    #[arg(long, value_name = "URL", requires = "oauth2_issuer_url")]
+    pub oauth2_credentials_url: Option<String>,
+    /// OAuth2: the audience to ask a token for.
+    #[arg(long, requires = "oauth2_issuer_url")]
+    pub oauth2_audience: Option<String>,
+    /// OAuth2: the scope to ask a token for.
+    #[arg(long, requires = "oauth2_issuer_url")]
+    pub oauth2_scope: Option<String>,
+    /// PEM file of the certificate authorities trusted for `pulsar+ssl://`
+    /// (e.g. a private CA), in addition to the public web roots.
+    #[arg(long, env = "PULSAR_TLS_TRUST_CERTS", value_name = "FILE")]
+    pub tls_trust_certs: Option<PathBuf>,
+    /// Accept any server certificate. Refused at start: pulsar-rs's rustls
+    /// connector always verifies (use --tls-trust-certs instead).
+    #[arg(long)]
+    pub tls_allow_insecure: bool,
+    /// Whether the server certificate must name the host connected to.
+    /// `off` is refused at start: pulsar-rs's rustls connector always checks.
+    #[arg(long, value_enum, default_value = "on")]
+    pub tls_hostname_verification: OnOff,
     /// Topic for messages that cannot be delivered [default: <first topic>-<subscription>-DLQ].
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
@@ -93,6 +139,15 @@ pub struct Options {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Pulsar subscription types.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::message::proto::MessageIdData;
-use pulsar::{Authentication, ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
+use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
@@ -26,7 +26,7 @@ pub async fn run_pulsar(
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
-    let pulsar = connect(|| client_builder(options), &options.service_url).await;
+    let pulsar = connect(|| crate::client::builder(options), &options.service_url).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;
@@ -112,25 +112,6 @@ async fn subscribed(attempt: &mut Option<Subscribing<'_>>) -> Result<PulsarConsu
         Some(a) => a.await,
         None => std::future::pending().await,
     }
-}
-
-/// A Pulsar client builder with the connection options of `options`.
-fn client_builder(options: &Options) -> anyhow::Result<pulsar::PulsarBuilder<TokioExecutor>> {
-    let mut builder = Pulsar::builder(options.service_url.clone(), TokioExecutor).with_connection_retry_options(
-        pulsar::ConnectionRetryOptions {
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            max_retries: u32::MAX,
-            ..Default::default()
-        },
-    );
-    if let Some(token) = &options.pulsar_token {
-        builder = builder.with_auth(Authentication {
-            name: "token".into(),
-            data: token.clone().into_bytes(),
-        });
-    }
-    Ok(builder)
 }
 
 /// Connects to Pulsar, retrying with backoff until it answers.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use pulsar::message::proto::{self, base_command::Type};
 use pulsar::message::{Codec, Message, Payload};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use tokio_util::codec::Framed;
@@ -51,6 +51,7 @@ pub struct StoredMessage {
 /// A running broker; it stops when dropped.
 pub struct Broker {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     accept: AbortHandle,
     dispatcher: AbortHandle,
@@ -125,18 +126,59 @@ impl Broker {
 
     /// Starts a broker on `addr`.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Broker> {
+        Broker::listen(addr, None).await
+    }
+
+    /// Starts a broker on a free port of 127.0.0.1 that speaks TLS only,
+    /// with the PEM certificate chain `cert_chain` and PEM private key `key`;
+    /// clients connect to `pulsar+ssl://localhost:PORT` ([`Broker::url`]).
+    /// Client certificates are not asked for.
+    pub async fn start_tls(cert_chain: &str, key: &str) -> std::io::Result<Broker> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+        };
+        let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("the certificate chain", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("the certificate", &e))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
+    }
+
+    async fn listen(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Broker> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let tls_enabled = tls.is_some();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
         });
-        let url = format!("pulsar://{addr}");
+        let url = broker_url(addr, tls.is_some());
         let accept = {
             let shared = shared.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let _ = stream.set_nodelay(true);
+                    let stream: Box<dyn Stream> = match &tls {
+                        None => Box::new(stream),
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => Box::new(s),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                continue;
+                            }
+                        },
+                    };
                     let (out, rx) = mpsc::unbounded_channel();
                     let id = {
                         let mut state = shared.lock();
@@ -178,15 +220,17 @@ impl Broker {
         };
         Ok(Broker {
             addr,
+            tls: tls_enabled,
             shared,
             accept,
             dispatcher,
         })
     }
 
-    /// The service URL clients connect to, `pulsar://127.0.0.1:PORT`.
+    /// The service URL clients connect to, `pulsar://127.0.0.1:PORT`, or
+    /// `pulsar+ssl://localhost:PORT` with TLS.
     pub fn url(&self) -> String {
-        format!("pulsar://{}", self.addr)
+        broker_url(self.addr, self.tls)
     }
 
     /// The address the broker listens on.
@@ -338,6 +382,18 @@ impl Drop for Broker {
             }
         }
         state.connections.clear();
+    }
+}
+
+/// A client connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+fn broker_url(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        format!("pulsar+ssl://localhost:{}", addr.port())
+    } else {
+        format!("pulsar://{addr}")
     }
 }
 
@@ -523,7 +579,7 @@ fn error(request_id: u64, code: proto::ServerError, text: &str) -> Message {
 async fn serve(
     shared: Arc<Shared>,
     connection: u64,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     mut outgoing: mpsc::UnboundedReceiver<Message>,
     url: String,
 ) {
@@ -590,6 +646,7 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             Some(command(Type::LookupResponse, |r| {
                 r.lookup_topic_response = Some(proto::CommandLookupTopicResponse {
                     broker_service_url: Some(url.to_string()),
+                    broker_service_url_tls: Some(url.to_string()),
                     response: Some(proto::command_lookup_topic_response::LookupType::Connect as i32),
                     request_id,
                     authoritative: Some(true),
