@@ -44,6 +44,20 @@ pub struct Options {
     /// Where a new subscription starts.
     #[arg(long, value_enum, default_value = "earliest")]
     pub initial_position: InitialPosition,
+    /// Messages the Pulsar client prefetches per topic (partition)
+    /// [default: pulsar-rs's, 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub receiver_queue_size: Option<u32>,
+    /// Ask the broker to deliver a message again when it is not acknowledged
+    /// within this time (e.g. 5m) [default: never]. Keep it well above a
+    /// batch's delivery time: a redelivered message is counted once, but
+    /// delivered twice.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ack_timeout: Option<Duration>,
+    /// A message the broker has delivered this many times without an
+    /// acknowledgement goes to the dead-letter topic [default: unlimited].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_redeliveries: Option<u32>,
     /// This feeder's consumer name (shown by the broker).
     #[arg(long)]
     pub consumer_name: Option<String>,

@@ -74,16 +74,26 @@ async fn subscribe(
         options::InitialPosition::Earliest => InitialPosition::Earliest,
         options::InitialPosition::Latest => InitialPosition::Latest,
     };
-    pulsar
+    let mut consumer_options = ConsumerOptions::default().with_initial_position(position);
+    if let Some(size) = options.receiver_queue_size {
+        consumer_options = consumer_options.with_receiver_queue_size(size);
+    }
+    let mut builder = pulsar
         .consumer()
         .with_topics(stream.full_topics())
         .with_subscription(&options.subscription)
         .with_subscription_type(kind)
         .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
-        .with_options(ConsumerOptions::default().with_initial_position(position))
+        .with_options(consumer_options)
         .with_batch_size(options.batch_size.max(1000))
-        .build::<Vec<u8>>()
-        .await
+        .with_unacked_message_resend_delay(options.ack_timeout);
+    if let Some(max) = options.max_redeliveries {
+        builder = builder.with_dead_letter_policy(pulsar::consumer::DeadLetterPolicy {
+            max_redeliver_count: max as usize,
+            dead_letter_topic: options.dead_letter_topic(stream),
+        });
+    }
+    builder.build::<Vec<u8>>().await
 }
 
 /// Whether a consumer error is about one message that cannot be decoded

@@ -168,3 +168,57 @@ async fn broker_errors_mid_stream_only_make_the_feeder_subscribe_again() {
     assert!(feeder.running(), "{}", feeder.log());
     assert_stored(&base, &lines, "after broker faults");
 }
+
+/// `--pulsar-token-file` is read again when the feeder connects again: a
+/// rotated token is sent after the broker dropped the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_file_is_read_again_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(&dir.path().join("data"));
+    let broker = Broker::start().await.unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let feeder = Feeder::start(
+        &broker.url(),
+        "tokens",
+        &base,
+        &["--pulsar-token-file", token.to_str().unwrap()],
+    );
+    let sent = |data: &str| {
+        broker
+            .authentications()
+            .iter()
+            .any(|(method, d)| method == "token" && d == data.as_bytes())
+    };
+    wait_until("the first token", 30, || sent("first-token"), || feeder.log());
+    std::fs::write(&token, "second-token").unwrap();
+    broker.drop_connections();
+    wait_until("the rotated token", 30, || sent("second-token"), || feeder.log());
+    let lines = cirr(3, 11, "");
+    produce(&broker.url(), "tokens", &lines, ProducerOptions::default()).await;
+    wait_drained(&broker, &["tokens"], 0, &feeder);
+    assert_stored(&base, &lines, "after the token changed");
+}
+
+/// `--max-redeliveries`: messages the broker delivered that often without an
+/// acknowledgement (here: held while no job reads their stream, then the
+/// broker closed the consumer) go to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_redelivered_too_often_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(1, 12, "");
+    produce(&broker.url(), "held", &lines[..3], ProducerOptions::default()).await;
+    let feeder = Feeder::start(
+        &broker.url(),
+        "unused",
+        &base,
+        &["--stream-topic", "cards=held", "--max-redeliveries", "1"],
+    );
+    wait_until("dispatch", 30, || broker.dispatched("held", SUB) >= 3, || feeder.log());
+    assert_eq!(broker.backlog("held", SUB), 3, "held, not acknowledged");
+    broker.close_consumers();
+    wait_drained(&broker, &["held"], 0, &feeder);
+    assert_eq!(broker.messages(&format!("held-{SUB}-DLQ")).len(), 3, "{}", feeder.log());
+}

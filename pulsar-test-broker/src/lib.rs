@@ -72,6 +72,8 @@ struct State {
     dispatch_delay: Duration,
     /// SUBSCRIBE requests still to refuse.
     refuse_subscribes: u32,
+    /// Each CONNECT's authentication: (method, data).
+    authentications: Vec<(String, Vec<u8>)>,
 }
 
 struct Connection {
@@ -358,6 +360,12 @@ impl Broker {
         self.shared.lock().refuse_subscribes = n;
     }
 
+    /// The authentication (method name, data) of every CONNECT so far, in
+    /// order; the broker accepts any.
+    pub fn authentications(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.lock().authentications.clone()
+    }
+
     /// SUBSCRIBE requests still to be refused.
     pub fn subscribes_to_refuse(&self) -> u32 {
         self.shared.lock().refuse_subscribes
@@ -622,6 +630,12 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
     tracing::trace!(connection, ?kind, "command");
     match kind {
         Type::Connect => Some(command(Type::Connected, |r| {
+            if let Some(connect) = &c.connect {
+                shared.lock().authentications.push((
+                    connect.auth_method_name.clone().unwrap_or_default(),
+                    connect.auth_data.clone().unwrap_or_default(),
+                ));
+            }
             let version = c.connect.and_then(|c| c.protocol_version).unwrap_or(12).min(12);
             r.connected = Some(proto::CommandConnected {
                 server_version: "pulsar-test-broker".into(),
