@@ -71,6 +71,7 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
         vec![StreamTopics {
             stream: options.stream.clone(),
             topics: Vec::new(),
+            pattern: None,
         }]
     } else {
         options.streams()

@@ -23,9 +23,21 @@ pub struct Options {
         long = "topic",
         env = "FEEDER_TOPICS",
         value_delimiter = ',',
-        required_unless_present_any = ["from_file", "stream_topics"]
+        required_unless_present_any = ["from_file", "stream_topics", "topic_pattern"]
     )]
     pub topics: Vec<String>,
+    /// Also consume into `--stream` every topic of `--topic-namespace` whose
+    /// full name (`persistent://public/default/events-eu`) matches this
+    /// regular expression; topics created later are picked up within
+    /// `--topic-refresh`.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub topic_pattern: Option<String>,
+    /// The namespace `--topic-pattern` lists the topics of.
+    #[arg(long, default_value = "public/default", value_name = "TENANT/NAMESPACE")]
+    pub topic_namespace: String,
+    /// How often `--topic-pattern` looks for new topics.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub topic_refresh: Duration,
     /// The stream that `--topic` and `--from-file` events belong to (a
     /// query's `from` header names it): its jobs receive them, read with its
     /// key, time and id fields.
@@ -199,6 +211,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
 
+fn parse_regex(text: &str) -> Result<String, String> {
+    regex::Regex::new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("not a regular expression: {e}"))
+}
+
 fn parse_stream_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 64 || text.contains('=') || text.chars().any(char::is_control) {
         Err(format!(
@@ -236,6 +254,8 @@ pub struct StreamTopics {
     pub stream: String,
     /// Its topics, as given.
     pub topics: Vec<String>,
+    /// A regular expression over full topic names, for more topics.
+    pub pattern: Option<String>,
 }
 
 impl StreamTopics {
@@ -262,7 +282,21 @@ impl Options {
                 None => out.push(StreamTopics {
                     stream: stream.clone(),
                     topics: vec![topic.clone()],
+                    pattern: None,
                 }),
+            }
+        }
+        if let Some(pattern) = &self.topic_pattern {
+            match out.iter_mut().find(|s| s.stream == self.stream) {
+                Some(s) => s.pattern = Some(pattern.clone()),
+                None => out.insert(
+                    0,
+                    StreamTopics {
+                        stream: self.stream.clone(),
+                        topics: Vec::new(),
+                        pattern: Some(pattern.clone()),
+                    },
+                ),
             }
         }
         out
@@ -271,10 +305,15 @@ impl Options {
     /// The dead-letter topic of `stream`'s consumer, defaulted as Pulsar's own
     /// clients do (after its first topic).
     pub fn dead_letter_topic(&self, stream: &StreamTopics) -> String {
-        full_topic_name(&self.dead_letter_topic.clone().unwrap_or_else(|| {
-            let topic = stream.topics.first().map(String::as_str).unwrap_or("events");
-            format!("{topic}-{}-DLQ", self.subscription)
-        }))
+        full_topic_name(
+            &self
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| match stream.topics.first() {
+                    Some(topic) => format!("{topic}-{}-DLQ", self.subscription),
+                    None => format!("{}-DLQ", self.subscription),
+                }),
+        )
     }
 }
 
@@ -359,6 +398,16 @@ mod tests {
             let e = Options::try_parse_from(["feeder", "--stream-topic", bad]).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{bad}: {e}");
         }
+        let o = Options::try_parse_from(["feeder", "--topic-pattern", "persistent://public/default/r-.*"]).unwrap();
+        let streams = o.streams();
+        assert_eq!(streams.len(), 1, "a pattern needs no --topic");
+        assert_eq!(streams[0].pattern.as_deref(), Some("persistent://public/default/r-.*"));
+        assert_eq!(
+            o.dead_letter_topic(&streams[0]),
+            "persistent://public/default/timeline-feeder-DLQ"
+        );
+        let e = Options::try_parse_from(["feeder", "--topic-pattern", "(unclosed"]).unwrap_err();
+        assert!(e.to_string().contains("not a regular expression"), "{e}");
         let e = Options::try_parse_from(["feeder", "--from-file", "x", "--stream", ""]).unwrap_err();
         assert!(e.to_string().contains("not a stream name"), "{e}");
     }

@@ -87,6 +87,13 @@ async fn subscribe(
         .with_options(consumer_options)
         .with_batch_size(options.batch_size.max(1000))
         .with_unacked_message_resend_delay(options.ack_timeout);
+    if let Some(pattern) = &stream.pattern {
+        let regex = regex::Regex::new(pattern).map_err(|e| pulsar::Error::Custom(format!("--topic-pattern: {e}")))?;
+        builder = builder
+            .with_topic_regex(regex)
+            .with_lookup_namespace(options.topic_namespace.clone())
+            .with_topic_refresh(options.topic_refresh);
+    }
     if let Some(max) = options.max_redeliveries {
         builder = builder.with_dead_letter_policy(pulsar::consumer::DeadLetterPolicy {
             max_redeliver_count: max as usize,
@@ -218,7 +225,7 @@ async fn consume(
                         }
                         subscribed_once = true;
                         backoff = Duration::ZERO;
-                        tracing::info!(stream = %stream.stream, topics = ?stream.topics, subscription = %options.subscription, "consuming");
+                        tracing::info!(stream = %stream.stream, topics = ?stream.topics, pattern = ?stream.pattern, subscription = %options.subscription, "consuming");
                         send_acks(&mut c, std::mem::take(&mut unsent), cumulative).await;
                         consumer = Some(c);
                     }

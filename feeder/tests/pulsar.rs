@@ -222,3 +222,32 @@ async fn messages_redelivered_too_often_are_dead_lettered() {
     wait_drained(&broker, &["held"], 0, &feeder);
     assert_eq!(broker.messages(&format!("held-{SUB}-DLQ")).len(), 3, "{}", feeder.log());
 }
+
+/// `--topic-pattern` consumes every matching topic, including one created
+/// while the feeder runs, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_pattern_picks_up_new_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let first = cirr(3, 13, "a-");
+    let later = cirr(3, 14, "b-");
+    let other = cirr(1, 15, "other-");
+    produce(&broker.url(), "region-a", &first, ProducerOptions::default()).await;
+    produce(&broker.url(), "elsewhere", &other, ProducerOptions::default()).await;
+    let mut args = vec![
+        "--topic-pattern",
+        "persistent://public/default/region-.*",
+        "--topic-refresh",
+        "300ms",
+    ];
+    args.extend(["--dead-letter-topic", "regions-DLQ"]);
+    let feeder = Feeder::start(&broker.url(), "", &base, &args[..]);
+    wait_drained(&broker, &["region-a"], 0, &feeder);
+    produce(&broker.url(), "region-b", &later, ProducerOptions::default()).await;
+    wait_drained(&broker, &["region-b"], 0, &feeder);
+    assert_stored(&base, &first, "region-a");
+    assert_stored(&base, &later, "region-b, created later");
+    assert_eq!(broker.backlog("elsewhere", SUB), other.len(), "nothing acknowledged");
+    assert_eq!(broker.dispatched("elsewhere", SUB), 0, "never subscribed");
+}

@@ -4,7 +4,8 @@
 //! It is built on the `pulsar` crate's own protocol types (`pulsar::proto`) and
 //! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
 //! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
-//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES and CLOSE_*.
+//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, GET_TOPICS_OF_NAMESPACE
+//! and CLOSE_*.
 //!
 //! Key decision: one lock over the whole state and a dispatcher that runs after
 //! every change. That is slow next to a real broker but easy to reason about,
@@ -651,6 +652,25 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
                     partitions: Some(0),
                     request_id,
                     response: Some(0),
+                    ..Default::default()
+                })
+            }))
+        }
+        Type::GetTopicsOfNamespace => {
+            let g = c.get_topics_of_namespace?;
+            let prefix = format!("persistent://{}/", g.namespace);
+            let mut topics: Vec<String> = shared
+                .lock()
+                .topics
+                .keys()
+                .filter(|t| t.starts_with(&prefix))
+                .cloned()
+                .collect();
+            topics.sort();
+            Some(command(Type::GetTopicsOfNamespaceResponse, |r| {
+                r.get_topics_of_namespace_response = Some(proto::CommandGetTopicsOfNamespaceResponse {
+                    request_id: g.request_id,
+                    topics,
                     ..Default::default()
                 })
             }))

@@ -75,7 +75,12 @@ impl Feeder {
     /// `target`, with `extra` arguments.
     pub fn start(url: &str, topic: &str, target: &str, extra: &[&str]) -> Feeder {
         let mut child = Command::new(env!("CARGO_BIN_EXE_feeder"))
-            .args(["--service-url", url, "--topic", topic, "--target", target])
+            .args(["--service-url", url, "--target", target])
+            .args(if topic.is_empty() {
+                vec![]
+            } else {
+                vec!["--topic", topic]
+            })
             .args(["--linger", "5ms", "--refresh", "200ms", "--max-backoff", "500ms"])
             .args(extra)
             .args(if extra.contains(&"--metrics-addr") {
