@@ -70,6 +70,12 @@ pub struct Options {
     /// acknowledgement goes to the dead-letter topic [default: unlimited].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_redeliveries: Option<u32>,
+    /// Where an event's time comes from when its payload has no time field:
+    /// nowhere (such a message is dead-lettered), the message's event time
+    /// (set by the producer; messages without one are dead-lettered), or its
+    /// publish time.
+    #[arg(long, value_enum, default_value = "payload")]
+    pub time_from: TimeFrom,
     /// This feeder's consumer name (shown by the broker).
     #[arg(long)]
     pub consumer_name: Option<String>,
@@ -165,6 +171,17 @@ pub struct Options {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// Where an event's time comes from when its payload has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimeFrom {
+    /// Only the payload's time field.
+    Payload,
+    /// The message's event time.
+    EventTime,
+    /// The message's publish time.
+    PublishTime,
 }
 
 /// A switch.

@@ -279,6 +279,11 @@ async fn consume(
                     )),
                     key: message.key(),
                     origin: format!("{}@{}:{}", message.topic, id.ledger_id, id.entry_id),
+                    time: match options.time_from {
+                        options::TimeFrom::Payload => None,
+                        options::TimeFrom::EventTime => message.payload.metadata.event_time.filter(|t| *t > 0),
+                        options::TimeFrom::PublishTime => Some(message.payload.metadata.publish_time),
+                    },
                     payload: message.payload.data,
                 };
                 let token = Token { topic: message.topic, id };
@@ -435,6 +440,7 @@ pub async fn run_file(path: &std::path::Path, pipeline: Pipeline, batch_size: us
             source_id: None,
             key: None,
             origin: format!("line {number}"),
+            time: None,
         };
         if tx.send((incoming, number)).await.is_err() {
             break;

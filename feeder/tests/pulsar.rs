@@ -251,3 +251,38 @@ async fn a_topic_pattern_picks_up_new_topics() {
     assert_eq!(broker.backlog("elsewhere", SUB), other.len(), "nothing acknowledged");
     assert_eq!(broker.dispatched("elsewhere", SUB), 0, "never subscribed");
 }
+
+/// `--time-from event-time`: an event without a time gets its message's
+/// event time; a message without one either is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_event_time_is_the_time_of_events_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let pulsar = pulsar::Pulsar::builder(broker.url(), pulsar::TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut producer = pulsar.producer().with_topic("timed").build().await.unwrap();
+    for (i, event_time) in [Some(5000u64), Some(7000), None, Some(6000)].into_iter().enumerate() {
+        let message = pulsar::producer::Message {
+            payload: format!(r#"{{"session_id":"timed","event_id":"e{i}","x":{i}}}"#).into_bytes(),
+            event_time,
+            ..Default::default()
+        };
+        producer.send_non_blocking(message).await.unwrap().await.unwrap();
+    }
+    let feeder = Feeder::start(&broker.url(), "timed", &base, &["--time-from", "event-time"]);
+    wait_drained(&broker, &["timed"], 0, &feeder);
+    let stored = support::stored_events(&base, "timed");
+    let got: Vec<(String, String)> = stored
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap().to_string(), e["time"].to_string()))
+        .collect();
+    assert_eq!(got.len(), 3, "{stored:?}");
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["e0", "e3", "e1"], "in event-time order: {got:?}");
+    let dead = broker.messages(&format!("timed-{SUB}-DLQ"));
+    assert_eq!(dead.len(), 1);
+    assert!(String::from_utf8_lossy(&dead[0].data).contains("\"e2\""));
+}
