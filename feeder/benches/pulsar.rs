@@ -4,16 +4,20 @@
 //! time until the broker holds no unacknowledged message is measured.
 //!
 //! `cargo bench -p timeline-feeder --bench pulsar [-- SESSIONS]` (default
-//! 10000 sessions, about 420k events). Runs bulk delivery (the local
-//! runtime's default) on a Failover subscription (one cumulative
-//! acknowledgement per batch) and on a Key_Shared one (one acknowledgement
-//! per message), and per-worker delivery (as on Golem).
+//! 10000 sessions, about 420k events). For each subscription type (Failover:
+//! one cumulative acknowledgement per batch; Shared and Key_Shared: one per
+//! message) it drains the topic with a plain pulsar-rs consumer (receive,
+//! acknowledge, nothing else) and then with the feeder in bulk delivery (the
+//! local runtime's default), and prints the ratio; then per-worker delivery
+//! (as on Golem) and the feeder from a file.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pulsar::{Pulsar, TokioExecutor, producer};
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
 use pulsar_test_broker::Broker;
 use timeline_local::generate::{CirrOptions, write_cirr};
 
@@ -101,7 +105,47 @@ async fn publish(url: &str, lines: &[&str]) {
     }
 }
 
-fn run(broker: &Broker, events: usize, delivery: &str, kind: &str) {
+/// Drains the topic with a plain pulsar-rs consumer that acknowledges each
+/// message as it arrives; returns events/s.
+async fn plain(broker: &Broker, events: usize, kind: &str) -> f64 {
+    let sub_type = match kind {
+        "failover" => SubType::Failover,
+        "shared" => SubType::Shared,
+        _ => SubType::KeyShared,
+    };
+    let subscription = format!("plain-{kind}");
+    let pulsar = Pulsar::builder(broker.url(), TokioExecutor).build().await.unwrap();
+    let mut consumer = pulsar
+        .consumer()
+        .with_topic(TOPIC)
+        .with_subscription(&subscription)
+        .with_subscription_type(sub_type)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .with_batch_size(2000)
+        .build::<Vec<u8>>()
+        .await
+        .unwrap();
+    let mut first: Option<Instant> = None;
+    let mut received = 0;
+    while received < events {
+        let message = consumer.next().await.unwrap().unwrap();
+        first.get_or_insert_with(Instant::now);
+        consumer.ack(&message).await.unwrap();
+        received += 1;
+    }
+    while broker.backlog(TOPIC, &subscription) > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = first.unwrap().elapsed().as_secs_f64();
+    let _ = consumer.close().await;
+    let rate = events as f64 / took;
+    println!(
+        "plain pulsar-rs consumer, {kind:>10} subscription: {events} events acknowledged in {took:.2} s: {rate:.0} events/s"
+    );
+    rate
+}
+
+fn run(broker: &Broker, events: usize, delivery: &str, kind: &str) -> f64 {
     let subscription = format!("bench-{delivery}-{kind}");
     let subscription = subscription.as_str();
     let dir = tempfile::tempdir().unwrap();
@@ -169,6 +213,7 @@ fn run(broker: &Broker, events: usize, delivery: &str, kind: &str) {
         events as f64 / batches,
         busy / batches * 1000.0,
     );
+    events as f64 / sustained.as_secs_f64()
 }
 
 /// The feeder's own ceiling: the same events from a file, no broker.
@@ -223,8 +268,22 @@ fn main() {
     let t = Instant::now();
     runtime.block_on(publish(&broker.url(), &lines));
     eprintln!("published in {:.1} s", t.elapsed().as_secs_f64());
-    run(&broker, events, "bulk", "failover");
-    run(&broker, events, "bulk", "key-shared");
+    let mut table = Vec::new();
+    for kind in ["failover", "shared", "key-shared"] {
+        let plain = runtime.block_on(plain(&broker, events, kind));
+        let feeder = run(&broker, events, "bulk", kind);
+        table.push((kind, plain, feeder));
+    }
     run(&broker, events, "worker", "failover");
     run_file(&text, events);
+    println!("\n| subscription | plain pulsar-rs consumer | feeder, bulk delivery | feeder / plain |");
+    println!("|---|---:|---:|---:|");
+    for (kind, plain, feeder) in table {
+        println!(
+            "| {kind} | {:.1} k/s | {:.1} k/s | {:.2} |",
+            plain / 1000.0,
+            feeder / 1000.0,
+            feeder / plain
+        );
+    }
 }

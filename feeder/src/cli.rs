@@ -20,7 +20,8 @@ pub fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pulsar=warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match options.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -70,11 +71,15 @@ async fn run(options: Options) -> anyhow::Result<ExitCode> {
         vec![StreamTopics {
             stream: options.stream.clone(),
             topics: Vec::new(),
+            pattern: None,
         }]
     } else {
         options.streams()
     };
     check_topics(&streams)?;
+    if options.from_file.is_none() {
+        crate::client::check(&options)?;
+    }
     tracing::info!(
         target = %options.target,
         delivery = if bulk { "bulk" } else { "worker" },

@@ -15,10 +15,12 @@
 //! [`target`] (the runtime's HTTP API: per-worker delivery as on Golem, or one
 //! bulk request per batch on the local runtime; retry with backoff),
 //! [`pipeline`] (batching, delivery, dead letters, acknowledgement),
-//! [`source`] (Pulsar consumer, file) and [`metrics`].
+//! [`source`] (Pulsar consumer, file), [`client`] (Pulsar TLS and
+//! authentication) and [`metrics`].
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod metrics;
 pub mod options;
 pub mod pipeline;

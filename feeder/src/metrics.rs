@@ -35,6 +35,12 @@ pub struct Metrics {
     pub leaves: Gauge,
     /// Jobs known.
     pub jobs: Gauge,
+    /// Messages the Pulsar client could not decode (corrupt payload, unknown
+    /// codec): left unacknowledged, since the client gives neither their id
+    /// nor their bytes.
+    pub undecodable: Counter,
+    /// Subscriptions made again after a broker error.
+    pub resubscribes: Counter,
     registry: Registry,
 }
 
@@ -61,6 +67,8 @@ impl Metrics {
             refreshes: Counter::default(),
             leaves: Gauge::default(),
             jobs: Gauge::default(),
+            undecodable: Counter::default(),
+            resubscribes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages_consumed", "Messages read from the source", m.consumed.clone());
@@ -98,6 +106,16 @@ impl Metrics {
         );
         registry.register("leaf_workers", "Leaf workers each key's events go to", m.leaves.clone());
         registry.register("jobs", "Jobs running in the runtime", m.jobs.clone());
+        registry.register(
+            "undecodable_messages",
+            "Messages the Pulsar client could not decode, left unacknowledged",
+            m.undecodable.clone(),
+        );
+        registry.register(
+            "resubscribes",
+            "Subscriptions made again after a broker error",
+            m.resubscribes.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 

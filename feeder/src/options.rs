@@ -23,9 +23,21 @@ pub struct Options {
         long = "topic",
         env = "FEEDER_TOPICS",
         value_delimiter = ',',
-        required_unless_present_any = ["from_file", "stream_topics"]
+        required_unless_present_any = ["from_file", "stream_topics", "topic_pattern"]
     )]
     pub topics: Vec<String>,
+    /// Also consume into `--stream` every topic of `--topic-namespace` whose
+    /// full name (`persistent://public/default/events-eu`) matches this
+    /// regular expression; topics created later are picked up within
+    /// `--topic-refresh`.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub topic_pattern: Option<String>,
+    /// The namespace `--topic-pattern` lists the topics of.
+    #[arg(long, default_value = "public/default", value_name = "TENANT/NAMESPACE")]
+    pub topic_namespace: String,
+    /// How often `--topic-pattern` looks for new topics.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub topic_refresh: Duration,
     /// The stream that `--topic` and `--from-file` events belong to (a
     /// query's `from` header names it): its jobs receive them, read with its
     /// key, time and id fields.
@@ -44,12 +56,78 @@ pub struct Options {
     /// Where a new subscription starts.
     #[arg(long, value_enum, default_value = "earliest")]
     pub initial_position: InitialPosition,
+    /// Messages the Pulsar client prefetches per topic (partition)
+    /// [default: pulsar-rs's, 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub receiver_queue_size: Option<u32>,
+    /// Ask the broker to deliver a message again when it is not acknowledged
+    /// within this time (e.g. 5m) [default: never]. Keep it well above a
+    /// batch's delivery time: a redelivered message is counted once, but
+    /// delivered twice.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ack_timeout: Option<Duration>,
+    /// A message the broker has delivered this many times without an
+    /// acknowledgement goes to the dead-letter topic [default: unlimited].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_redeliveries: Option<u32>,
+    /// Where an event's time comes from when its payload has no time field:
+    /// nowhere (such a message is dead-lettered), the message's event time
+    /// (set by the producer; messages without one are dead-lettered), or its
+    /// publish time.
+    #[arg(long, value_enum, default_value = "payload")]
+    pub time_from: TimeFrom,
     /// This feeder's consumer name (shown by the broker).
     #[arg(long)]
     pub consumer_name: Option<String>,
     /// Pulsar authentication token (JWT).
-    #[arg(long, env = "PULSAR_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PULSAR_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "pulsar_token_file"
+    )]
     pub pulsar_token: Option<String>,
+    /// File holding the Pulsar authentication token (JWT); read again on
+    /// every connection and authentication challenge, so a rotated token is
+    /// picked up.
+    #[arg(
+        long,
+        env = "PULSAR_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "oauth2_issuer_url"
+    )]
+    pub pulsar_token_file: Option<PathBuf>,
+    /// OAuth2 client credentials authentication: the issuer's URL (its
+    /// token endpoint is discovered from it).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "oauth2_credentials_url",
+        conflicts_with = "pulsar_token"
+    )]
+    pub oauth2_issuer_url: Option<String>,
+    /// OAuth2: where the client credentials JSON (`client_id`,
+    /// `client_secret`) is, as `file:///path` or `data:` URL.
+    #[arg(long, value_name = "URL", requires = "oauth2_issuer_url")]
+    pub oauth2_credentials_url: Option<String>,
+    /// OAuth2: the audience to ask a token for.
+    #[arg(long, requires = "oauth2_issuer_url")]
+    pub oauth2_audience: Option<String>,
+    /// OAuth2: the scope to ask a token for.
+    #[arg(long, requires = "oauth2_issuer_url")]
+    pub oauth2_scope: Option<String>,
+    /// PEM file of the certificate authorities trusted for `pulsar+ssl://`
+    /// (e.g. a private CA), in addition to the public web roots.
+    #[arg(long, env = "PULSAR_TLS_TRUST_CERTS", value_name = "FILE")]
+    pub tls_trust_certs: Option<PathBuf>,
+    /// Accept any server certificate. Refused at start: pulsar-rs's rustls
+    /// connector always verifies (use --tls-trust-certs instead).
+    #[arg(long)]
+    pub tls_allow_insecure: bool,
+    /// Whether the server certificate must name the host connected to.
+    /// `off` is refused at start: pulsar-rs's rustls connector always checks.
+    #[arg(long, value_enum, default_value = "on")]
+    pub tls_hostname_verification: OnOff,
     /// Topic for messages that cannot be delivered [default: <first topic>-<subscription>-DLQ].
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
@@ -95,6 +173,26 @@ pub struct Options {
     pub log_format: LogFormat,
 }
 
+/// Where an event's time comes from when its payload has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimeFrom {
+    /// Only the payload's time field.
+    Payload,
+    /// The message's event time.
+    EventTime,
+    /// The message's publish time.
+    PublishTime,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// Pulsar subscription types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SubscriptionType {
@@ -129,6 +227,12 @@ pub enum LogFormat {
 /// Where metrics are served, if anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
+
+fn parse_regex(text: &str) -> Result<String, String> {
+    regex::Regex::new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("not a regular expression: {e}"))
+}
 
 fn parse_stream_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 64 || text.contains('=') || text.chars().any(char::is_control) {
@@ -167,6 +271,8 @@ pub struct StreamTopics {
     pub stream: String,
     /// Its topics, as given.
     pub topics: Vec<String>,
+    /// A regular expression over full topic names, for more topics.
+    pub pattern: Option<String>,
 }
 
 impl StreamTopics {
@@ -193,7 +299,21 @@ impl Options {
                 None => out.push(StreamTopics {
                     stream: stream.clone(),
                     topics: vec![topic.clone()],
+                    pattern: None,
                 }),
+            }
+        }
+        if let Some(pattern) = &self.topic_pattern {
+            match out.iter_mut().find(|s| s.stream == self.stream) {
+                Some(s) => s.pattern = Some(pattern.clone()),
+                None => out.insert(
+                    0,
+                    StreamTopics {
+                        stream: self.stream.clone(),
+                        topics: Vec::new(),
+                        pattern: Some(pattern.clone()),
+                    },
+                ),
             }
         }
         out
@@ -202,10 +322,15 @@ impl Options {
     /// The dead-letter topic of `stream`'s consumer, defaulted as Pulsar's own
     /// clients do (after its first topic).
     pub fn dead_letter_topic(&self, stream: &StreamTopics) -> String {
-        full_topic_name(&self.dead_letter_topic.clone().unwrap_or_else(|| {
-            let topic = stream.topics.first().map(String::as_str).unwrap_or("events");
-            format!("{topic}-{}-DLQ", self.subscription)
-        }))
+        full_topic_name(
+            &self
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| match stream.topics.first() {
+                    Some(topic) => format!("{topic}-{}-DLQ", self.subscription),
+                    None => format!("{}-DLQ", self.subscription),
+                }),
+        )
     }
 }
 
@@ -290,6 +415,16 @@ mod tests {
             let e = Options::try_parse_from(["feeder", "--stream-topic", bad]).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{bad}: {e}");
         }
+        let o = Options::try_parse_from(["feeder", "--topic-pattern", "persistent://public/default/r-.*"]).unwrap();
+        let streams = o.streams();
+        assert_eq!(streams.len(), 1, "a pattern needs no --topic");
+        assert_eq!(streams[0].pattern.as_deref(), Some("persistent://public/default/r-.*"));
+        assert_eq!(
+            o.dead_letter_topic(&streams[0]),
+            "persistent://public/default/timeline-feeder-DLQ"
+        );
+        let e = Options::try_parse_from(["feeder", "--topic-pattern", "(unclosed"]).unwrap_err();
+        assert!(e.to_string().contains("not a regular expression"), "{e}");
         let e = Options::try_parse_from(["feeder", "--from-file", "x", "--stream", ""]).unwrap_err();
         assert!(e.to_string().contains("not a stream name"), "{e}");
     }

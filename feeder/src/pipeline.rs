@@ -162,7 +162,7 @@ impl Pipeline {
     /// and the dead letters (refused by the feeder or by the runtime).
     async fn deliver(&mut self, batch: &[Incoming]) -> Delivered {
         let routes = self.stream_routes(!self.settings.bulk).await;
-        let prepared = prepare(&routes.spec.parser(), batch);
+        let prepared = prepare(&routes.spec.parser(), &routes.spec.time, batch);
         let mut dead = prepared.dead;
         for _ in &dead {
             self.metrics.dead_letter("invalid");
@@ -489,6 +489,7 @@ mod tests {
                 source_id: None,
                 key: None,
                 origin: format!("line {}", i + 1),
+                time: None,
             };
             tx.send((incoming, i as u64 + 1)).await.unwrap();
         }

@@ -18,6 +18,10 @@ pub struct Incoming {
     pub key: Option<String>,
     /// Where the message came from, for reports (`line 12`, `events@1:5`).
     pub origin: String,
+    /// The message's own time in ms since the epoch (Pulsar's event or
+    /// publish time, as `--time-from` says); it becomes the event's time
+    /// when the event has none.
+    pub time: Option<u64>,
 }
 
 /// A valid event, serialized as it is delivered.
@@ -49,11 +53,12 @@ pub struct Prepared {
     pub dead: Vec<DeadLetter>,
 }
 
-/// Validates every message of a batch with the same rules as the runtime.
-pub fn prepare(parser: &EventParser, batch: &[Incoming]) -> Prepared {
+/// Validates every message of a batch with the same rules as the runtime;
+/// `time_field` is the stream's time field.
+pub fn prepare(parser: &EventParser, time_field: &str, batch: &[Incoming]) -> Prepared {
     let mut out = Prepared::default();
     for (index, message) in batch.iter().enumerate() {
-        match prepare_one(parser, message) {
+        match prepare_one(parser, time_field, message) {
             Ok((key, json)) => out.ready.push(Ready { index, key, json }),
             Err(reason) => out.dead.push(DeadLetter { index, reason }),
         }
@@ -61,7 +66,7 @@ pub fn prepare(parser: &EventParser, batch: &[Incoming]) -> Prepared {
     out
 }
 
-fn prepare_one(parser: &EventParser, message: &Incoming) -> Result<(String, String), String> {
+fn prepare_one(parser: &EventParser, time_field: &str, message: &Incoming) -> Result<(String, String), String> {
     let mut object: Map<String, Value> = match serde_json::from_slice(&message.payload) {
         Ok(Value::Object(object)) => object,
         Ok(other) => return Err(format!("an event must be a JSON object, found {}", kind(&other))),
@@ -72,6 +77,11 @@ fn prepare_one(parser: &EventParser, message: &Incoming) -> Result<(String, Stri
         && let Some(key) = &message.key
     {
         object.insert(key_field.to_string(), Value::String(key.clone()));
+    }
+    if !object.contains_key(time_field)
+        && let Some(time) = message.time
+    {
+        object.insert(time_field.to_string(), Value::from(time));
     }
     let id_field = parser.id_field();
     if !object.contains_key(id_field)
@@ -116,7 +126,27 @@ mod tests {
             source_id: id.map(str::to_string),
             key: key.map(str::to_string),
             origin: "test".into(),
+            time: None,
         }
+    }
+
+    #[test]
+    fn the_message_time_is_the_event_time_only_when_the_event_has_none() {
+        let parser = EventParser::new("session_id").with_fields("ts", "event_id");
+        let mut with = msg(r#"{"session_id":"a","ts":5}"#, Some("m1"), None);
+        with.time = Some(99);
+        let mut without = msg(r#"{"session_id":"a"}"#, Some("m2"), None);
+        without.time = Some(99);
+        let bare = msg(r#"{"session_id":"a"}"#, Some("m3"), None);
+        let p = prepare(&parser, "ts", &[with, without, bare]);
+        let times: Vec<Value> = p
+            .ready
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.json).unwrap()["ts"].clone())
+            .collect();
+        assert_eq!(times, [Value::from(5), Value::from(99)]);
+        assert_eq!(p.dead.len(), 1, "no time at all: {:?}", p.dead);
+        assert_eq!(p.dead[0].index, 2);
     }
 
     #[test]
@@ -132,7 +162,7 @@ mod tests {
             msg(r#"[1,2]"#, Some("m7"), None),
             msg(r#"{"session_id":"c","time":9,"x":[1]}"#, Some("m8"), None),
         ];
-        let p = prepare(&parser, &batch);
+        let p = prepare(&parser, "time", &batch);
         let ready: Vec<(usize, &str)> = p.ready.iter().map(|r| (r.index, r.key.as_str())).collect();
         assert_eq!(ready, [(0, "a"), (2, "b"), (3, "c")]);
         let first: Value = serde_json::from_str(&p.ready[0].json).unwrap();
@@ -162,7 +192,7 @@ mod tests {
             msg(r#"{"at":5,"x":1}"#, Some("m1"), Some("c1")),
             msg(r#"{"session_id":"a","at":5}"#, Some("m2"), None),
         ];
-        let p = prepare(&parser, &batch);
+        let p = prepare(&parser, "time", &batch);
         assert_eq!(p.ready.len(), 1, "{:?}", p.dead);
         let event: Value = serde_json::from_str(&p.ready[0].json).unwrap();
         assert_eq!(

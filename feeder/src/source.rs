@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::message::proto::MessageIdData;
-use pulsar::{Authentication, ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
+use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
@@ -26,24 +26,7 @@ pub async fn run_pulsar(
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
-    let mut builder = Pulsar::builder(options.service_url.clone(), TokioExecutor).with_connection_retry_options(
-        pulsar::ConnectionRetryOptions {
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            max_retries: u32::MAX,
-            ..Default::default()
-        },
-    );
-    if let Some(token) = &options.pulsar_token {
-        builder = builder.with_auth(Authentication {
-            name: "token".into(),
-            data: token.clone().into_bytes(),
-        });
-    }
-    let pulsar = builder
-        .build()
-        .await
-        .with_context(|| format!("cannot connect to Pulsar at {}", options.service_url))?;
+    let pulsar = connect(|| crate::client::builder(options), &options.service_url).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;
@@ -65,15 +48,22 @@ pub async fn run_pulsar(
     Ok(total)
 }
 
-/// Consumes one stream's topics into its pipeline until `stop` resolves.
-async fn consume(
+/// The Pulsar consumer of one stream.
+type PulsarConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
+
+/// A subscription attempt under way (after its backoff).
+type Subscribing<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PulsarConsumer, pulsar::Error>> + Send + 'a>>;
+
+/// Longest wait between two subscription attempts.
+const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Subscribes to one stream's topics.
+async fn subscribe(
     options: &Options,
     pulsar: Pulsar<TokioExecutor>,
-    stream: StreamTopics,
-    pipeline: Pipeline,
-    metrics: Arc<Metrics>,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<Summary> {
+    stream: &StreamTopics,
+) -> Result<PulsarConsumer, pulsar::Error> {
     let kind = match options.subscription_type {
         options::SubscriptionType::Exclusive => SubType::Exclusive,
         options::SubscriptionType::Failover => SubType::Failover,
@@ -84,19 +74,96 @@ async fn consume(
         options::InitialPosition::Earliest => InitialPosition::Earliest,
         options::InitialPosition::Latest => InitialPosition::Latest,
     };
-    let mut consumer = pulsar
+    let mut consumer_options = ConsumerOptions::default().with_initial_position(position);
+    if let Some(size) = options.receiver_queue_size {
+        consumer_options = consumer_options.with_receiver_queue_size(size);
+    }
+    let mut builder = pulsar
         .consumer()
         .with_topics(stream.full_topics())
         .with_subscription(&options.subscription)
         .with_subscription_type(kind)
         .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
-        .with_options(ConsumerOptions::default().with_initial_position(position))
+        .with_options(consumer_options)
         .with_batch_size(options.batch_size.max(1000))
-        .build::<Vec<u8>>()
-        .await
-        .with_context(|| format!("cannot subscribe `{}` to {:?}", options.subscription, stream.topics))?;
-    tracing::info!(stream = %stream.stream, topics = ?stream.topics, subscription = %options.subscription, "consuming");
+        .with_unacked_message_resend_delay(options.ack_timeout);
+    if let Some(pattern) = &stream.pattern {
+        let regex = regex::Regex::new(pattern).map_err(|e| pulsar::Error::Custom(format!("--topic-pattern: {e}")))?;
+        builder = builder
+            .with_topic_regex(regex)
+            .with_lookup_namespace(options.topic_namespace.clone())
+            .with_topic_refresh(options.topic_refresh);
+    }
+    if let Some(max) = options.max_redeliveries {
+        builder = builder.with_dead_letter_policy(pulsar::consumer::DeadLetterPolicy {
+            max_redeliver_count: max as usize,
+            dead_letter_topic: options.dead_letter_topic(stream),
+        });
+    }
+    builder.build::<Vec<u8>>().await
+}
 
+/// Whether a consumer error is about one message that cannot be decoded
+/// (unknown codec, corrupt compressed payload or batch) rather than about
+/// the connection or the subscription.
+fn undecodable(error: &pulsar::Error) -> bool {
+    matches!(
+        error,
+        pulsar::Error::Consumer(pulsar::error::ConsumerError::Io(_) | pulsar::error::ConsumerError::MissingPayload(_))
+    )
+}
+
+/// The next message of `consumer`; never resolves without one.
+async fn next_message(
+    consumer: &mut Option<PulsarConsumer>,
+) -> Option<Result<pulsar::consumer::Message<Vec<u8>>, pulsar::Error>> {
+    match consumer {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The outcome of `attempt`; never resolves without one.
+async fn subscribed(attempt: &mut Option<Subscribing<'_>>) -> Result<PulsarConsumer, pulsar::Error> {
+    match attempt {
+        Some(a) => a.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects to Pulsar, retrying with backoff until it answers.
+async fn connect(
+    builder: impl Fn() -> anyhow::Result<pulsar::PulsarBuilder<TokioExecutor>>,
+    url: &str,
+) -> Pulsar<TokioExecutor> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let built = match builder() {
+            Ok(b) => b.build().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(pulsar) => return pulsar,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), url, retry_in = ?backoff, "cannot connect to Pulsar; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_SUBSCRIBE_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Consumes one stream's topics into its pipeline until `stop` resolves.
+/// A refused subscription, a closed consumer or any other broker error
+/// only makes it subscribe again, with backoff.
+async fn consume(
+    options: &Options,
+    pulsar: Pulsar<TokioExecutor>,
+    stream: StreamTopics,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Summary> {
     let capacity = options.batch_size as usize * 2;
     let (tx, rx) = mpsc::channel::<(Incoming, Token)>(capacity);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Token>>();
@@ -106,33 +173,39 @@ async fn consume(
         stream: stream.stream.clone(),
         producer: None,
         acks: ack_tx,
-        metrics,
+        metrics: metrics.clone(),
     };
     // On Exclusive and Failover subscriptions messages arrive in order and
     // batches finish in order, so one cumulative acknowledgement per topic
     // and batch covers them all: one frame instead of one per message.
-    let cumulative = matches!(
+    let mut cumulative = matches!(
         options.subscription_type,
         options::SubscriptionType::Exclusive | options::SubscriptionType::Failover
     );
     let mut pipeline = tokio::spawn(pipeline.run(rx, settle));
     let mut tx = Some(tx);
     tokio::pin!(stop);
+    let mut consumer: Option<PulsarConsumer> = None;
+    let mut attempt: Option<Subscribing<'_>> = None;
+    let mut backoff = Duration::ZERO;
+    let mut subscribed_once = false;
+    // Acknowledgements due while no consumer is subscribed.
+    let mut unsent: Vec<Token> = Vec::new();
     let summary = loop {
+        if consumer.is_none() && attempt.is_none() && tx.is_some() {
+            let (pulsar, stream, delay) = (pulsar.clone(), &stream, backoff);
+            attempt = Some(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                subscribe(options, pulsar, stream).await
+            }));
+        }
         tokio::select! {
             biased;
             acks = ack_rx.recv() => match acks {
                 Some(acks) => {
-                    let acks = if cumulative { last_per_topic(acks) } else { acks };
-                    for Token { topic, id } in acks {
-                        let sent = if cumulative {
-                            consumer.cumulative_ack_with_id(&topic, id).await
-                        } else {
-                            consumer.ack_with_id(&topic, id).await
-                        };
-                        if let Err(e) = sent {
-                            tracing::warn!(error = %e, "acknowledgement not sent; the message will be delivered again");
-                        }
+                    unsent.extend(acks);
+                    if let Some(c) = consumer.as_mut() {
+                        send_acks(c, std::mem::take(&mut unsent), cumulative).await;
                     }
                 }
                 None => break pipeline.await??,
@@ -141,15 +214,60 @@ async fn consume(
             _ = &mut stop, if tx.is_some() => {
                 tracing::info!("stopping: finishing the batch in hand");
                 tx = None;
+                attempt = None;
             }
-            next = consumer.next(), if tx.as_ref().is_some_and(|t| t.capacity() > 0) => {
+            result = subscribed(&mut attempt) => {
+                attempt = None;
+                match result {
+                    Ok(mut c) => {
+                        if subscribed_once {
+                            metrics.resubscribes.inc();
+                        }
+                        subscribed_once = true;
+                        backoff = Duration::ZERO;
+                        tracing::info!(stream = %stream.stream, topics = ?stream.topics, pattern = ?stream.pattern, subscription = %options.subscription, "consuming");
+                        send_acks(&mut c, std::mem::take(&mut unsent), cumulative).await;
+                        consumer = Some(c);
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_SUBSCRIBE_BACKOFF);
+                        tracing::warn!(
+                            error = %e,
+                            subscription = %options.subscription,
+                            topics = ?stream.topics,
+                            retry_in = ?backoff,
+                            "cannot subscribe; retrying"
+                        );
+                    }
+                }
+            }
+            next = next_message(&mut consumer), if tx.as_ref().is_some_and(|t| t.capacity() > 0) => {
                 let message = match next {
                     Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer error");
+                    Some(Err(e)) if undecodable(&e) => {
+                        // pulsar-rs gives neither the message's id nor its
+                        // bytes: it can be neither dead-lettered nor
+                        // acknowledged. It stays in the backlog; no later
+                        // cumulative acknowledgement may cover it.
+                        metrics.undecodable.inc();
+                        cumulative = false;
+                        tracing::error!(
+                            error = %e,
+                            stream = %stream.stream,
+                            "a message cannot be decoded; it stays unacknowledged in the subscription's backlog"
+                        );
                         continue;
                     }
-                    None => anyhow::bail!("the Pulsar consumer closed"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error; subscribing again");
+                        close(consumer.take()).await;
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!("the Pulsar consumer closed; subscribing again");
+                        close(consumer.take()).await;
+                        continue;
+                    }
                 };
                 let id = message.message_id().clone();
                 let incoming = Incoming {
@@ -161,6 +279,11 @@ async fn consume(
                     )),
                     key: message.key(),
                     origin: format!("{}@{}:{}", message.topic, id.ledger_id, id.entry_id),
+                    time: match options.time_from {
+                        options::TimeFrom::Payload => None,
+                        options::TimeFrom::EventTime => message.payload.metadata.event_time.filter(|t| *t > 0),
+                        options::TimeFrom::PublishTime => Some(message.payload.metadata.publish_time),
+                    },
                     payload: message.payload.data,
                 };
                 let token = Token { topic: message.topic, id };
@@ -170,8 +293,31 @@ async fn consume(
             }
         }
     };
-    let _ = consumer.close().await;
+    close(consumer).await;
     Ok(summary)
+}
+
+/// Closes a consumer on the broker (so that it dispatches nothing more to
+/// it), giving up after a second.
+async fn close(consumer: Option<PulsarConsumer>) {
+    if let Some(mut c) = consumer {
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+    }
+}
+
+/// Acknowledges `tokens` (cumulatively: only the last one of each topic).
+async fn send_acks(consumer: &mut PulsarConsumer, tokens: Vec<Token>, cumulative: bool) {
+    let tokens = if cumulative { last_per_topic(tokens) } else { tokens };
+    for Token { topic, id } in tokens {
+        let sent = if cumulative {
+            consumer.cumulative_ack_with_id(&topic, id).await
+        } else {
+            consumer.ack_with_id(&topic, id).await
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "acknowledgement not sent; the message will be delivered again");
+        }
+    }
 }
 
 /// The latest message of each topic (partition) of a batch.
@@ -294,6 +440,7 @@ pub async fn run_file(path: &std::path::Path, pipeline: Pipeline, batch_size: us
             source_id: None,
             key: None,
             origin: format!("line {number}"),
+            time: None,
         };
         if tx.send((incoming, number)).await.is_err() {
             break;

@@ -4,7 +4,8 @@
 //! It is built on the `pulsar` crate's own protocol types (`pulsar::proto`) and
 //! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
 //! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
-//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES and CLOSE_*.
+//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, GET_TOPICS_OF_NAMESPACE
+//! and CLOSE_*.
 //!
 //! Key decision: one lock over the whole state and a dispatcher that runs after
 //! every change. That is slow next to a real broker but easy to reason about,
@@ -14,8 +15,10 @@
 //!
 //! Non-partitioned topics only; subscriptions Exclusive, Failover (both: the
 //! first consumer gets everything), Shared (round robin) and Key_Shared (by a
-//! hash of the message key). Faults: [`Broker::drop_connections`],
-//! [`Broker::close_consumers`] and [`Broker::set_dispatch_delay`].
+//! hash of the message key). Message metadata (compression codec,
+//! uncompressed size, batching, event time) passes from producers to consumers
+//! untouched. Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
+//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`].
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,7 +30,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use pulsar::message::proto::{self, base_command::Type};
 use pulsar::message::{Codec, Message, Payload};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use tokio_util::codec::Framed;
@@ -49,6 +52,7 @@ pub struct StoredMessage {
 /// A running broker; it stops when dropped.
 pub struct Broker {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     accept: AbortHandle,
     dispatcher: AbortHandle,
@@ -67,6 +71,10 @@ struct State {
     producers: HashMap<(u64, u64), String>,
     next_connection: u64,
     dispatch_delay: Duration,
+    /// SUBSCRIBE requests still to refuse.
+    refuse_subscribes: u32,
+    /// Each CONNECT's authentication: (method, data).
+    authentications: Vec<(String, Vec<u8>)>,
 }
 
 struct Connection {
@@ -121,18 +129,59 @@ impl Broker {
 
     /// Starts a broker on `addr`.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Broker> {
+        Broker::listen(addr, None).await
+    }
+
+    /// Starts a broker on a free port of 127.0.0.1 that speaks TLS only,
+    /// with the PEM certificate chain `cert_chain` and PEM private key `key`;
+    /// clients connect to `pulsar+ssl://localhost:PORT` ([`Broker::url`]).
+    /// Client certificates are not asked for.
+    pub async fn start_tls(cert_chain: &str, key: &str) -> std::io::Result<Broker> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+        };
+        let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("the certificate chain", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("the certificate", &e))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
+    }
+
+    async fn listen(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Broker> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let tls_enabled = tls.is_some();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
         });
-        let url = format!("pulsar://{addr}");
+        let url = broker_url(addr, tls.is_some());
         let accept = {
             let shared = shared.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let _ = stream.set_nodelay(true);
+                    let stream: Box<dyn Stream> = match &tls {
+                        None => Box::new(stream),
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => Box::new(s),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                continue;
+                            }
+                        },
+                    };
                     let (out, rx) = mpsc::unbounded_channel();
                     let id = {
                         let mut state = shared.lock();
@@ -174,20 +223,45 @@ impl Broker {
         };
         Ok(Broker {
             addr,
+            tls: tls_enabled,
             shared,
             accept,
             dispatcher,
         })
     }
 
-    /// The service URL clients connect to, `pulsar://127.0.0.1:PORT`.
+    /// The service URL clients connect to, `pulsar://127.0.0.1:PORT`, or
+    /// `pulsar+ssl://localhost:PORT` with TLS.
     pub fn url(&self) -> String {
-        format!("pulsar://{}", self.addr)
+        broker_url(self.addr, self.tls)
     }
 
     /// The address the broker listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Stores a message on `topic` as if a producer had sent it with this
+    /// metadata and payload, unchecked (to test messages that clients cannot
+    /// decode); returns its entry id.
+    pub fn inject(&self, topic: &str, metadata: proto::MessageMetadata, data: Vec<u8>) -> u64 {
+        let mut state = self.shared.lock();
+        let topic = state.topics.entry(full_topic_name(topic)).or_default();
+        let entry = topic.messages.len() as u64;
+        topic.messages.push(StoredMessage {
+            entry,
+            key: metadata.partition_key.clone(),
+            properties: metadata
+                .properties
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            data,
+            metadata,
+        });
+        drop(state);
+        self.shared.wake.notify_one();
+        entry
     }
 
     /// Every message of `topic` (short names are completed as clients do).
@@ -279,6 +353,25 @@ impl Broker {
         }
     }
 
+    /// Refuses the next `n` SUBSCRIBE requests with "Consumer already
+    /// exists", as a broker may right after a restart while it still holds
+    /// the consumer of a dead connection. The error code is `UnknownError`,
+    /// which pulsar-rs does not retry by itself (it retries `ConsumerBusy`).
+    pub fn refuse_subscribes(&self, n: u32) {
+        self.shared.lock().refuse_subscribes = n;
+    }
+
+    /// The authentication (method name, data) of every CONNECT so far, in
+    /// order; the broker accepts any.
+    pub fn authentications(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.lock().authentications.clone()
+    }
+
+    /// SUBSCRIBE requests still to be refused.
+    pub fn subscribes_to_refuse(&self) -> u32 {
+        self.shared.lock().refuse_subscribes
+    }
+
     /// Waits `delay` between dispatched messages (zero: no wait), as a slow
     /// or overloaded broker would.
     pub fn set_dispatch_delay(&self, delay: Duration) {
@@ -298,6 +391,18 @@ impl Drop for Broker {
             }
         }
         state.connections.clear();
+    }
+}
+
+/// A client connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+fn broker_url(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        format!("pulsar+ssl://localhost:{}", addr.port())
+    } else {
+        format!("pulsar://{addr}")
     }
 }
 
@@ -483,7 +588,7 @@ fn error(request_id: u64, code: proto::ServerError, text: &str) -> Message {
 async fn serve(
     shared: Arc<Shared>,
     connection: u64,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     mut outgoing: mpsc::UnboundedReceiver<Message>,
     url: String,
 ) {
@@ -526,6 +631,12 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
     tracing::trace!(connection, ?kind, "command");
     match kind {
         Type::Connect => Some(command(Type::Connected, |r| {
+            if let Some(connect) = &c.connect {
+                shared.lock().authentications.push((
+                    connect.auth_method_name.clone().unwrap_or_default(),
+                    connect.auth_data.clone().unwrap_or_default(),
+                ));
+            }
             let version = c.connect.and_then(|c| c.protocol_version).unwrap_or(12).min(12);
             r.connected = Some(proto::CommandConnected {
                 server_version: "pulsar-test-broker".into(),
@@ -545,11 +656,31 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
                 })
             }))
         }
+        Type::GetTopicsOfNamespace => {
+            let g = c.get_topics_of_namespace?;
+            let prefix = format!("persistent://{}/", g.namespace);
+            let mut topics: Vec<String> = shared
+                .lock()
+                .topics
+                .keys()
+                .filter(|t| t.starts_with(&prefix))
+                .cloned()
+                .collect();
+            topics.sort();
+            Some(command(Type::GetTopicsOfNamespaceResponse, |r| {
+                r.get_topics_of_namespace_response = Some(proto::CommandGetTopicsOfNamespaceResponse {
+                    request_id: g.request_id,
+                    topics,
+                    ..Default::default()
+                })
+            }))
+        }
         Type::Lookup => {
             let request_id = c.lookup_topic?.request_id;
             Some(command(Type::LookupResponse, |r| {
                 r.lookup_topic_response = Some(proto::CommandLookupTopicResponse {
                     broker_service_url: Some(url.to_string()),
+                    broker_service_url_tls: Some(url.to_string()),
                     response: Some(proto::command_lookup_topic_response::LookupType::Connect as i32),
                     request_id,
                     authoritative: Some(true),
@@ -609,6 +740,14 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
         Type::Subscribe => {
             let s = c.subscribe?;
             let mut state = shared.lock();
+            if state.refuse_subscribes > 0 {
+                state.refuse_subscribes -= 1;
+                return Some(error(
+                    s.request_id,
+                    proto::ServerError::UnknownError,
+                    "Consumer already exists",
+                ));
+            }
             let topic = state.topics.entry(full_topic_name(&s.topic)).or_default();
             let latest = s.initial_position == Some(proto::command_subscribe::InitialPosition::Latest as i32);
             let len = topic.messages.len();

@@ -138,3 +138,62 @@ async fn key_shared_splits_by_key() {
     let kb: std::collections::BTreeSet<usize> = gb.iter().map(key).collect();
     assert!(ka.is_disjoint(&kb), "a key went to both consumers: {ka:?} {kb:?}");
 }
+
+/// Compressed messages pass through untouched: the consumer gets the
+/// producer's codec and uncompressed size, and so decodes every message.
+#[tokio::test]
+async fn compressed_messages_reach_consumers_with_their_codec() {
+    use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib, CompressionZstd};
+    let broker = Broker::start().await.unwrap();
+    let pulsar = client(&broker).await;
+    let codecs = [
+        Compression::Lz4(CompressionLz4::default()),
+        Compression::Zlib(CompressionZlib::default()),
+        Compression::Zstd(CompressionZstd::default()),
+        Compression::Snappy(CompressionSnappy::default()),
+    ];
+    for (n, codec) in codecs.into_iter().enumerate() {
+        let topic = format!("compressed-{n}");
+        let mut producer = pulsar
+            .producer()
+            .with_topic(&topic)
+            .with_options(producer::ProducerOptions {
+                compression: Some(codec),
+                ..Default::default()
+            })
+            .build()
+            .await
+            .expect("producer");
+        let payload = format!("{{\"text\": \"{}\"}}", "compressible ".repeat(50));
+        producer
+            .send_non_blocking(payload.clone().into_bytes())
+            .await
+            .expect("send")
+            .await
+            .expect("receipt");
+        let stored = &broker.messages(&topic)[0];
+        assert!(stored.data.len() < payload.len(), "codec {n}: stored compressed");
+        let mut c = consumer(&pulsar, &topic, SubType::Exclusive, "c").await;
+        assert_eq!(receive(&mut c, 1, true).await, [payload], "codec {n}");
+    }
+}
+
+/// Refused subscriptions fail the client's subscribe; the next succeeds.
+#[tokio::test]
+async fn refused_subscribes_then_accepted() {
+    let broker = Broker::start().await.unwrap();
+    let pulsar = client(&broker).await;
+    produce(&pulsar, "refused", 0..3).await;
+    broker.refuse_subscribes(1);
+    let refused = pulsar
+        .consumer()
+        .with_topic("refused")
+        .with_subscription("sub")
+        .build::<Vec<u8>>()
+        .await;
+    let error = refused.err().expect("the first subscribe is refused").to_string();
+    assert!(error.contains("Consumer already exists"), "{error}");
+    assert_eq!(broker.subscribes_to_refuse(), 0);
+    let mut c = consumer(&pulsar, "refused", SubType::Exclusive, "c").await;
+    assert_eq!(receive(&mut c, 3, true).await, ["m0", "m1", "m2"]);
+}

@@ -1,0 +1,288 @@
+//! The feeder against the in-memory Pulsar-protocol broker: compressed
+//! messages, messages no client can decode, refused subscriptions.
+
+mod support;
+
+use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib, CompressionZstd};
+use pulsar::message::proto;
+use pulsar::producer::ProducerOptions;
+use pulsar_test_broker::Broker;
+use support::{Feeder, assert_stored, cirr, free_addr, metric, produce, start_server, wait_until};
+
+const SUB: &str = "timeline-feeder";
+
+fn wait_drained(broker: &Broker, topics: &[&str], left: usize, feeder: &Feeder) {
+    wait_until(
+        "the backlog to drain",
+        60,
+        || topics.iter().map(|t| broker.backlog(t, SUB)).sum::<usize>() == left,
+        || {
+            let backlog: Vec<usize> = topics.iter().map(|t| broker.backlog(t, SUB)).collect();
+            format!("backlog {backlog:?}\nfeeder log:\n{}", feeder.log())
+        },
+    );
+}
+
+/// An LZ4, a ZLIB, a ZSTD and a Snappy producer (batching, as producers
+/// usually do) each deliver every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compression_codec_delivers_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let codecs = [
+        ("lz4", Compression::Lz4(CompressionLz4::default())),
+        ("zlib", Compression::Zlib(CompressionZlib::default())),
+        ("zstd", Compression::Zstd(CompressionZstd::default())),
+        ("snappy", Compression::Snappy(CompressionSnappy::default())),
+    ];
+    let topics: Vec<&str> = codecs.iter().map(|(name, _)| *name).collect();
+    let feeder = Feeder::start(&broker.url(), &topics.join(","), &base, &[]);
+    let mut sent = Vec::new();
+    for (seed, (name, codec)) in codecs.into_iter().enumerate() {
+        let lines = cirr(15, seed as u64, &format!("{name}-"));
+        let options = ProducerOptions {
+            compression: Some(codec),
+            batch_size: Some(25),
+            ..Default::default()
+        };
+        produce(&broker.url(), name, &lines, options).await;
+        let stored = broker.messages(name);
+        assert!(
+            stored.len() < lines.len(),
+            "{name}: the producer batched ({} messages for {} events)",
+            stored.len(),
+            lines.len()
+        );
+        sent.push((name, lines));
+    }
+    wait_drained(&broker, &topics, 0, &feeder);
+    for (name, lines) in &sent {
+        assert_stored(&base, lines, name);
+        assert!(broker.messages(&format!("{name}-{SUB}-DLQ")).is_empty(), "{name}");
+    }
+    assert!(!feeder.log().contains("consumer error"), "{}", feeder.log());
+}
+
+/// A message whose payload cannot be decompressed is never acknowledged
+/// (pulsar-rs hands over neither its id nor its bytes, so it cannot be
+/// dead-lettered): it stays in the backlog, counted and logged, even on a
+/// cumulatively acknowledged subscription, while the events around it are
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_never_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let metrics = free_addr().to_string();
+    let lines = cirr(6, 3, "");
+    let (before, after) = lines.split_at(lines.len() / 2);
+    produce(&broker.url(), "corrupt", before, ProducerOptions::default()).await;
+    let corrupt = broker.inject(
+        "corrupt",
+        proto::MessageMetadata {
+            producer_name: "test".into(),
+            sequence_id: 0,
+            publish_time: 1,
+            compression: Some(proto::CompressionType::Lz4 as i32),
+            uncompressed_size: Some(100),
+            ..Default::default()
+        },
+        b"\xff\xff\xff\xff not lz4 at all".to_vec(),
+    );
+    produce(&broker.url(), "corrupt", after, ProducerOptions::default()).await;
+    let feeder = Feeder::start(
+        &broker.url(),
+        "corrupt",
+        &base,
+        &["--subscription-type", "failover", "--metrics-addr", &metrics],
+    );
+    wait_drained(&broker, &["corrupt"], 1, &feeder);
+    assert_stored(&base, &lines, "the events around the corrupt message");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        broker.backlog("corrupt", SUB),
+        1,
+        "the corrupt message (entry {corrupt}) stays"
+    );
+    let text = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metric(&text, "feeder_undecodable_messages_total") >= 1.0, "{text}");
+    assert!(feeder.log().contains("cannot be decoded"), "{}", feeder.log());
+}
+
+/// A broker that refuses subscriptions ("Consumer already exists", right
+/// after a restart) does not stop the feeder: it retries with backoff and
+/// then delivers everything. Its log has no colour codes (not a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_is_retried_until_everything_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(6, 4, "");
+    produce(&broker.url(), "refused", &lines, ProducerOptions::default()).await;
+    broker.refuse_subscribes(4);
+    let mut feeder = Feeder::start(&broker.url(), "refused", &base, &[]);
+    wait_drained(&broker, &["refused"], 0, &feeder);
+    assert_eq!(broker.subscribes_to_refuse(), 0);
+    assert!(feeder.running(), "{}", feeder.log());
+    assert_stored(&base, &lines, "after refused subscriptions");
+    let log = feeder.log();
+    assert!(log.contains("cannot subscribe; retrying"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is not a terminal:\n{log}"
+    );
+}
+
+/// The broker closes the feeder's connections and consumers and refuses the
+/// next subscriptions: the feeder subscribes again and delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_errors_mid_stream_only_make_the_feeder_subscribe_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    broker.set_dispatch_delay(std::time::Duration::from_micros(300));
+    let lines = cirr(20, 5, "");
+    produce(&broker.url(), "faults", &lines, ProducerOptions::default()).await;
+    let mut feeder = Feeder::start(&broker.url(), "faults", &base, &["--batch-size", "50"]);
+    for round in 0..3 {
+        wait_until(
+            "some progress",
+            30,
+            || broker.backlog("faults", SUB) < lines.len() * (3 - round) / 4,
+            || feeder.log(),
+        );
+        broker.refuse_subscribes(3);
+        if round % 2 == 0 {
+            broker.drop_connections();
+        } else {
+            broker.close_consumers();
+        }
+    }
+    broker.set_dispatch_delay(std::time::Duration::ZERO);
+    wait_drained(&broker, &["faults"], 0, &feeder);
+    assert!(feeder.running(), "{}", feeder.log());
+    assert_stored(&base, &lines, "after broker faults");
+}
+
+/// `--pulsar-token-file` is read again when the feeder connects again: a
+/// rotated token is sent after the broker dropped the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_file_is_read_again_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(&dir.path().join("data"));
+    let broker = Broker::start().await.unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let feeder = Feeder::start(
+        &broker.url(),
+        "tokens",
+        &base,
+        &["--pulsar-token-file", token.to_str().unwrap()],
+    );
+    let sent = |data: &str| {
+        broker
+            .authentications()
+            .iter()
+            .any(|(method, d)| method == "token" && d == data.as_bytes())
+    };
+    wait_until("the first token", 30, || sent("first-token"), || feeder.log());
+    std::fs::write(&token, "second-token").unwrap();
+    broker.drop_connections();
+    wait_until("the rotated token", 30, || sent("second-token"), || feeder.log());
+    let lines = cirr(3, 11, "");
+    produce(&broker.url(), "tokens", &lines, ProducerOptions::default()).await;
+    wait_drained(&broker, &["tokens"], 0, &feeder);
+    assert_stored(&base, &lines, "after the token changed");
+}
+
+/// `--max-redeliveries`: messages the broker delivered that often without an
+/// acknowledgement (here: held while no job reads their stream, then the
+/// broker closed the consumer) go to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_redelivered_too_often_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(1, 12, "");
+    produce(&broker.url(), "held", &lines[..3], ProducerOptions::default()).await;
+    let feeder = Feeder::start(
+        &broker.url(),
+        "unused",
+        &base,
+        &["--stream-topic", "cards=held", "--max-redeliveries", "1"],
+    );
+    wait_until("dispatch", 30, || broker.dispatched("held", SUB) >= 3, || feeder.log());
+    assert_eq!(broker.backlog("held", SUB), 3, "held, not acknowledged");
+    broker.close_consumers();
+    wait_drained(&broker, &["held"], 0, &feeder);
+    assert_eq!(broker.messages(&format!("held-{SUB}-DLQ")).len(), 3, "{}", feeder.log());
+}
+
+/// `--topic-pattern` consumes every matching topic, including one created
+/// while the feeder runs, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_pattern_picks_up_new_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let first = cirr(3, 13, "a-");
+    let later = cirr(3, 14, "b-");
+    let other = cirr(1, 15, "other-");
+    produce(&broker.url(), "region-a", &first, ProducerOptions::default()).await;
+    produce(&broker.url(), "elsewhere", &other, ProducerOptions::default()).await;
+    let mut args = vec![
+        "--topic-pattern",
+        "persistent://public/default/region-.*",
+        "--topic-refresh",
+        "300ms",
+    ];
+    args.extend(["--dead-letter-topic", "regions-DLQ"]);
+    let feeder = Feeder::start(&broker.url(), "", &base, &args[..]);
+    wait_drained(&broker, &["region-a"], 0, &feeder);
+    produce(&broker.url(), "region-b", &later, ProducerOptions::default()).await;
+    wait_drained(&broker, &["region-b"], 0, &feeder);
+    assert_stored(&base, &first, "region-a");
+    assert_stored(&base, &later, "region-b, created later");
+    assert_eq!(broker.backlog("elsewhere", SUB), other.len(), "nothing acknowledged");
+    assert_eq!(broker.dispatched("elsewhere", SUB), 0, "never subscribed");
+}
+
+/// `--time-from event-time`: an event without a time gets its message's
+/// event time; a message without one either is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_event_time_is_the_time_of_events_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let pulsar = pulsar::Pulsar::builder(broker.url(), pulsar::TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut producer = pulsar.producer().with_topic("timed").build().await.unwrap();
+    for (i, event_time) in [Some(5000u64), Some(7000), None, Some(6000)].into_iter().enumerate() {
+        let message = pulsar::producer::Message {
+            payload: format!(r#"{{"session_id":"timed","event_id":"e{i}","x":{i}}}"#).into_bytes(),
+            event_time,
+            ..Default::default()
+        };
+        producer.send_non_blocking(message).await.unwrap().await.unwrap();
+    }
+    let feeder = Feeder::start(&broker.url(), "timed", &base, &["--time-from", "event-time"]);
+    wait_drained(&broker, &["timed"], 0, &feeder);
+    let stored = support::stored_events(&base, "timed");
+    let got: Vec<(String, String)> = stored
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap().to_string(), e["time"].to_string()))
+        .collect();
+    assert_eq!(got.len(), 3, "{stored:?}");
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["e0", "e3", "e1"], "in event-time order: {got:?}");
+    let dead = broker.messages(&format!("timed-{SUB}-DLQ"));
+    assert_eq!(dead.len(), 1);
+    assert!(String::from_utf8_lossy(&dead[0].data).contains("\"e2\""));
+}
