@@ -7,9 +7,12 @@
 #
 # GOLEM_HOST_PROFILE=dev runs a debug build of the host (much quicker to build;
 # the components themselves run compiled by Cranelift either way).
+# GOLEM_HOST_BIN=PATH runs that host binary instead of building one (the test
+# command passes the one `cargo test --workspace` has just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-components.sh --build-only >&2
+[ -n "${GOLEM_HOST_BIN:-}" ] && exec "$GOLEM_HOST_BIN" "$@"
 profile=${GOLEM_HOST_PROFILE:-release}
 cargo build --locked --profile "$profile" -p golem-host >&2
 case "$profile" in

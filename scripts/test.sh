@@ -31,4 +31,5 @@ step "dashboard in headless Chromium"
 scripts/test-dashboard.sh
 
 step "the README's Golem walkthrough on the test Golem host"
-scripts/test-golem-walkthrough.sh
+# The host the tests just ran (built with the tests' features: no second build).
+GOLEM_HOST_BIN=target/debug/golem-host-under-test scripts/test-golem-walkthrough.sh
