@@ -149,6 +149,12 @@ fn cross_origin_writes_are_refused_while_same_origin_and_plain_clients_work() {
         Some(QUERY),
     );
     assert_eq!(status, 201);
+    // Behind a TLS proxy the page's origin is https, its host the same.
+    let (status, _) = call(
+        ureq::post(&server.url("/v1/jobs?name=proxied")).set("Origin", &format!("https://{}", server.addr)),
+        Some(QUERY),
+    );
+    assert_eq!(status, 201);
     let (status, _) = call(ureq::post(&server.url("/v1/jobs?name=curl")), Some(QUERY));
     assert_eq!(status, 201);
     let (status, r) = call(

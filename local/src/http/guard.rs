@@ -34,9 +34,10 @@ impl Access {
 
     /// Whether `host` (the `Host` header's value) is one this server answers
     /// to: an IP address (no rebinding goes through an address), `localhost`,
-    /// or an allowed name (with or without its port).
+    /// or an allowed name (with or without its port). A request without a
+    /// `Host` (HTTP/1.0) does not come from a browser and is served.
     fn host_allowed(&self, host: &str) -> bool {
-        if self.any_host() {
+        if self.any_host() || host.is_empty() {
             return true;
         }
         let name = host_name(host);
@@ -92,9 +93,12 @@ pub(super) async fn guard(State(state): State<Arc<AppState>>, request: Request, 
     // as it cannot read the answer and GETs change nothing.
     let navigation = request.method() == Method::GET && header(headers, "sec-fetch-mode") == Some("navigate");
     let cross_site = header(headers, "sec-fetch-site") == Some("cross-site") && !navigation;
-    let same_origin = origin
-        .as_deref()
-        .is_some_and(|o| o.eq_ignore_ascii_case(&format!("http://{host}")));
+    // The server's own origin, behind a TLS proxy too: the page was served
+    // by this host.
+    let same_origin = origin.as_deref().is_some_and(|o| {
+        let authority = o.strip_prefix("http://").or_else(|| o.strip_prefix("https://"));
+        !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+    });
     let allowed = origin.as_deref().filter(|o| access.origin_allowed(o));
     let method = request.method().clone();
     let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -156,15 +160,11 @@ mod tests {
             "[::1]:8080",
             "10.0.0.7",
             "timeline.internal:9000",
+            "",
         ] {
             assert!(access.host_allowed(ok), "{ok}");
         }
-        for refused in [
-            "evil.example:8080",
-            "localhost.evil.example",
-            "",
-            "timeline.internal.evil",
-        ] {
+        for refused in ["evil.example:8080", "localhost.evil.example", "timeline.internal.evil"] {
             assert!(!access.host_allowed(refused), "{refused}");
         }
         let any = Access {
