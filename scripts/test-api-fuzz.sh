@@ -2,8 +2,8 @@
 # Property-based test of the HTTP API: Schemathesis generates requests from
 # the OpenAPI document a running `timeline serve` serves (/v1/openapi.json)
 # and checks that none gets a server error and every response matches its
-# schema; then the server must still answer. Uses the debug binary under
-# $CARGO_TARGET_DIR (or target/), built only if missing; Schemathesis comes
+# schema; then the server must still answer. Uses $TIMELINE_BIN, or the debug
+# binary under $CARGO_TARGET_DIR (or target/), built only if missing; Schemathesis comes
 # from scripts/setup.sh (a venv, see API_FUZZ_VENV there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ venv="${API_FUZZ_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/golem-timeline/api-fuzz-v
 st="$venv/bin/st"
 [ -x "$st" ] || { echo "test-api-fuzz: no Schemathesis in $venv; run scripts/setup.sh" >&2; exit 1; }
 
-bin="${CARGO_TARGET_DIR:-target}/debug/timeline"
+bin="${TIMELINE_BIN:-${CARGO_TARGET_DIR:-target}/debug/timeline}"
 [ -x "$bin" ] || cargo build --locked -p timeline-local --bin timeline
 
 work="$(mktemp -d)"
