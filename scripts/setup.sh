@@ -5,6 +5,7 @@
 #   jq, curl           (Debian): the README's Golem walkthrough, run as a test
 #   pulsar-lite        (PyPI): an independent Pulsar-protocol broker for the feeder's tests
 #   pulsar-client      (PyPI): the official Python Pulsar client, the tests' producer
+#   schemathesis       (PyPI, in a venv): the property-based API test (scripts/test-api-fuzz.sh)
 set -euo pipefail
 
 as_root() {
@@ -38,3 +39,13 @@ if ! python3 -c "import pulsar_lite, pulsar" >/dev/null 2>&1; then
     python3 -m pip install -q --disable-pip-version-check "pulsar-lite==0.2.0" "pulsar-client>=3.5,<4"
 fi
 python3 -c "import pulsar_lite, pulsar; print('pulsar-lite and pulsar-client: ok')"
+
+# Schemathesis has many dependencies: its own venv keeps them apart.
+API_FUZZ_VENV="${API_FUZZ_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/golem-timeline/api-fuzz-venv}"
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$API_FUZZ_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "setup: installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $API_FUZZ_VENV"
+    python3 -m venv "$API_FUZZ_VENV"
+    "$API_FUZZ_VENV/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+"$API_FUZZ_VENV/bin/st" --version

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test.
 # Installs what it needs (rust components and targets, protoc, jq, the Pulsar
-# test brokers' Python packages, wasm-tools, Chromium) on a fresh machine.
+# test brokers' Python packages, Schemathesis, wasm-tools, Chromium) on a
+# fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,9 @@ scripts/build-components.sh
 
 step "test"
 cargo test --workspace --locked
+
+step "HTTP API fuzz (Schemathesis against the served OpenAPI)"
+scripts/test-api-fuzz.sh
 
 step "dashboard in headless Chromium"
 scripts/test-dashboard.sh

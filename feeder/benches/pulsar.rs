@@ -52,6 +52,8 @@ fn start_server(dir: &std::path::Path) -> String {
         key_field: timeline::event::DEFAULT_KEY_FIELD.to_string(),
         max_body_bytes: 64 << 20,
         max_batch_events: 100_000,
+        access: Default::default(),
+        connections: Default::default(),
     };
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,10 @@ struct Envelope<'a> {
     events: Vec<&'a serde_json::value::RawValue>,
 }
 
+/// Longest event key accepted, in bytes: every stored key can be read back
+/// through a URL.
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// Parses a batch: a JSON array of events, JSON lines, or the envelope
 /// `{"events": [...]}`. Good events are kept whatever their neighbours;
 /// `url_key` must match every event's key.
@@ -41,6 +45,14 @@ pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (
                 "event key `{}` does not match the key `{}` in the URL",
                 event.key,
                 url_key.unwrap_or_default()
+            ),
+        }),
+        Ok(event) if event.key.len() > MAX_KEY_BYTES => rejected.push(Rejected {
+            index,
+            line,
+            error: format!(
+                "the event's key is {} bytes long; keys are at most {MAX_KEY_BYTES} bytes",
+                event.key.len()
             ),
         }),
         Ok(event) => events.push(event),

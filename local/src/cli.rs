@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -94,7 +94,8 @@ struct ServeArgs {
     /// Directory of the jobs and the event log (created if missing).
     #[arg(long, default_value = "./timeline-data")]
     data_dir: PathBuf,
-    /// Require `Authorization: Bearer <token>` on every route but /v1/health.
+    /// Require `Authorization: Bearer <token>` on every route but /v1/health
+    /// (not empty).
     #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The key field of the default stream (of queries without a `from`
@@ -107,6 +108,35 @@ struct ServeArgs {
     /// Most events accepted in one request.
     #[arg(long, default_value_t = 1_000_000)]
     max_batch_events: usize,
+    /// Also answer requests for this host name (the `Host` header; IP
+    /// addresses and localhost always are); `*` accepts any (behind a proxy).
+    /// Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Allow cross-origin requests from this origin (like
+    /// `https://app.example`), with CORS headers; `*` allows any. Repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers, from its first byte.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = seconds)]
+    header_timeout: f64,
+    /// Seconds an open connection may wait for its next request.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = seconds)]
+    idle_timeout: f64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = seconds)]
+    body_timeout: f64,
+    /// Most client connections open at once (more wait).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+}
+
+/// A positive number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 1e9 => Ok(s),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,13 +185,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_writer(io::stderr)
                 .with_ansi(io::stderr().is_terminal())
                 .init();
+            if args.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                anyhow::bail!(
+                    "the token (--token or TIMELINE_TOKEN) is empty, which would let anyone in; \
+                     give a non-empty token, or none to serve without one"
+                );
+            }
             let config = crate::http::ServeConfig {
                 listen: args.listen,
                 data_dir: args.data_dir,
-                token: args.token.filter(|t| !t.is_empty()),
+                token: args.token,
                 key_field: args.key,
                 max_body_bytes: args.max_body_bytes,
                 max_batch_events: args.max_batch_events,
+                access: crate::http::Access {
+                    hosts: args.allow_hosts,
+                    origins: args.allow_origins,
+                },
+                connections: crate::http::Connections {
+                    header_timeout: Duration::from_secs_f64(args.header_timeout),
+                    idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+                    body_timeout: Duration::from_secs_f64(args.body_timeout),
+                    max_connections: args.max_connections,
+                },
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -14,13 +14,16 @@ pub(super) struct JobRequest {
 
 /// A warning as JSON: what and where, with the caret drawn.
 pub(super) fn warning_json(query: &str, w: &timeline::dsl::DslError) -> Json_ {
-    json!({
+    let mut warning = json!({
         "message": w.message,
         "line": w.line,
         "column": w.column,
-        "help": w.help,
         "diagnostic": w.render(query, "query"),
-    })
+    });
+    if let Some(help) = &w.help {
+        warning["help"] = json!(help);
+    }
+    warning
 }
 
 /// The warnings of job `name` against its stream's columns so far.

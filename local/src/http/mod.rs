@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,11 +39,17 @@ use crate::store::{LogHeader, LogReader, Store, encode_record};
 use timeline::StreamSpec;
 use timeline::stream::StreamRef;
 
+mod conn;
+mod extract;
+mod guard;
 mod ingest;
 mod jobs;
 mod reads;
 mod streams;
 
+pub use conn::Connections;
+use extract::{Path, Query};
+pub use guard::Access;
 use ingest::*;
 use jobs::*;
 use reads::*;
@@ -64,6 +70,10 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Most events accepted in one request.
     pub max_batch_events: usize,
+    /// Hosts and origins allowed besides the server's own.
+    pub access: Access,
+    /// Deadlines and limits of client connections.
+    pub connections: Connections,
 }
 
 /// The OpenAPI document of the HTTP API.
@@ -98,6 +108,15 @@ impl ApiError {
 
     fn with(mut self, details: Json_) -> Self {
         self.details = Some(details);
+        self
+    }
+
+    /// Adds `help`, if there is any (never `"help": null`).
+    fn with_help(mut self, help: Option<String>) -> Self {
+        if let Some(help) = help {
+            let details = self.details.get_or_insert_with(|| json!({}));
+            details["help"] = json!(help);
+        }
         self
     }
 
@@ -154,9 +173,9 @@ fn submit_error(query: &str, e: SubmitError) -> ApiError {
         .with(json!({
             "line": dsl.line,
             "column": dsl.column,
-            "help": dsl.help,
             "diagnostic": dsl.render(query, "query"),
-        })),
+        }))
+        .with_help(dsl.help),
         SubmitError::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string()),
         SubmitError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         SubmitError::Stream(_) => ApiError::new(StatusCode::CONFLICT, "stream_conflict", e.to_string()),
@@ -187,9 +206,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!("serving on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    conn::run(listener, app, config.connections.clone(), shutdown_signal()).await?;
     drop(writer_thread);
     Ok(())
 }
@@ -242,7 +259,8 @@ fn router(state: Arc<AppState>) -> Router {
             .route(&format!("/v1/{kind}/{{node}}/{{key}}/timeline"), get(worker_timeline));
     }
     let limit = state.config.max_body_bytes;
-    api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+    api.route_layer(middleware::from_fn_with_state(state.clone(), conn::read_body))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/v1/health", get(health))
         .merge(crate::dashboard::routes())
         .route(
@@ -257,6 +275,7 @@ fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 
@@ -267,7 +286,10 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        // Constant time: how long the comparison takes says nothing of how
+        // much of the token was right.
+        let matches = given.is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g.as_bytes(), token.as_bytes())));
+        if !matches {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
