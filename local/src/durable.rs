@@ -246,7 +246,9 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                                     );
                                     Ok((submitted, new_leaves.len()))
                                 }
-                                Err(e) => Err(DurableError::Internal(format!("backfill failed: {e:#}"))),
+                                Err(e) => Err(DurableError::Storage(format!(
+                                    "job stored, but its backfill from the log failed: {e:#}"
+                                ))),
                             }
                         }
                     }
