@@ -16,6 +16,8 @@ use crate::engine::{Engine, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
 
+mod dedup;
+
 /// Why the writer did not do what it was asked.
 #[derive(Debug)]
 pub enum DurableError {
@@ -171,19 +173,35 @@ fn write_loop(
     }
 }
 
-fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, ingests: Vec<Ingest>) {
+fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, mut ingests: Vec<Ingest>) {
     if ingests.is_empty() {
         return;
     }
+    // Only the writer changes the engine: what it knows now holds until the
+    // commit is applied.
+    let dropped = dedup::leave_out_repeats(&engine.read().unwrap_or_else(|p| p.into_inner()), &mut ingests);
+    if dropped > 0 {
+        metrics.repeats.inc_by(dropped as u64);
+    }
     let started = Instant::now();
-    let records: Vec<&[u8]> = ingests.iter().map(|i| i.record.as_slice()).collect();
-    let result = store.append(&records);
-    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-    metrics.commits.inc();
+    let records: Vec<&[u8]> = ingests
+        .iter()
+        .filter(|i| !i.record.is_empty())
+        .map(|i| i.record.as_slice())
+        .collect();
+    let result = if records.is_empty() {
+        Ok(store.records())
+    } else {
+        let result = store.append(&records);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.commits.inc();
+        result
+    };
     match result {
         Ok(first) => {
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-            for (seq, ingest) in (first..).zip(&ingests) {
+            let logged = ingests.iter().filter(|i| !i.record.is_empty());
+            for (seq, ingest) in (first..).zip(logged) {
                 engine.apply(ingest.stream, &ingest.events, &ingest.target, None);
                 engine.note_record(ingest.stream, seq, &ingest.events);
             }

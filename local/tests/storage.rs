@@ -6,61 +6,10 @@
 //! set, every write to the database fails with ENOSPC while a marker file
 //! exists in the data directory.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
 
 use serde_json::Value;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_timeline"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env(timeline_local::store::FAULTS_ENV, "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start timeline serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
-            if let Some(at) = line.find("serving on http://") {
-                break line[at + "serving on ".len()..].trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let request = ureq::request(method, &format!("{}{path}", self.base));
-        let response = match body {
-            Some(b) => request.send_string(b),
-            None => request.call(),
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = response.status();
-        (status, response.into_json().unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Server;
 
 const QUERY: &str = "has_existed(x == 1)";
 
