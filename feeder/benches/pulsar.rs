@@ -48,6 +48,7 @@ fn start_server(dir: &std::path::Path) -> String {
         key_field: timeline::event::DEFAULT_KEY_FIELD.to_string(),
         max_body_bytes: 64 << 20,
         max_batch_events: 100_000,
+        snapshots: timeline_local::snapshot::SnapshotPolicy::default(),
     };
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()

@@ -107,6 +107,14 @@ struct ServeArgs {
     /// Most events accepted in one request.
     #[arg(long, default_value_t = 1_000_000)]
     max_batch_events: usize,
+    /// Snapshot the workers' state after this many events (0: not by count);
+    /// recovery then replays only the log after the snapshot.
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_every_events: u64,
+    /// Snapshot the workers' state after this many seconds with new events
+    /// (0: not by time).
+    #[arg(long, default_value_t = 300)]
+    snapshot_every_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +170,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 key_field: args.key,
                 max_body_bytes: args.max_body_bytes,
                 max_batch_events: args.max_batch_events,
+                snapshots: crate::snapshot::SnapshotPolicy {
+                    every_events: args.snapshot_every_events,
+                    every_secs: args.snapshot_every_secs,
+                },
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::parse_body;
 use crate::engine::{Engine, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
+use crate::snapshot::{self, SnapshotPolicy};
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
 
 mod dedup;
@@ -36,18 +37,36 @@ pub enum DurableError {
     Internal(String),
 }
 
-/// Opens the jobs and replays the event log of `store` into a new engine
-/// whose default stream is `default`.
+/// Opens the jobs and recovers the engine of `store` (default stream
+/// `default`): the newest usable snapshot plus the log's tail, or the whole
+/// log when there is no snapshot or it cannot be used.
 pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
     let started = Instant::now();
-    let mut engine = Engine::with_default_stream(default);
-    for job in store.jobs()? {
-        if let Err(e) = engine.submit(Some(&job.name), &job.query) {
-            tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
+    let jobs = store.jobs()?;
+    let fresh = || {
+        let mut engine = Engine::with_default_stream(default.clone());
+        for job in &jobs {
+            if let Err(e) = engine.submit(Some(&job.name), &job.query) {
+                tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
+            }
         }
+        engine
+    };
+    let mut engine = fresh();
+    let mut from = 0;
+    match snapshot::read(store.dir(), jobs.clone(), store.records()) {
+        Ok(None) => {}
+        Ok(Some(loaded)) => match engine.restore(loaded.image) {
+            Ok(()) => from = loaded.records,
+            Err(e) => {
+                tracing::warn!("snapshot not used, replaying the whole log: {e}");
+                engine = fresh();
+            }
+        },
+        Err(e) => tracing::warn!("snapshot not used, replaying the whole log: {e:#}"),
     }
     let mut replayed = 0u64;
-    store.replay(|seq, record| {
+    store.replay_from(from, |seq, record| {
         replayed += apply_record(&mut engine, seq, record, None)?;
         Ok(())
     })?;
@@ -55,7 +74,8 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
     tracing::info!(
         jobs = engine.registry().jobs().count(),
         keys = engine.key_count(),
-        events = replayed,
+        snapshot_records = from,
+        replayed_events = replayed,
         records = store.records(),
         "recovered in {:.2?}",
         started.elapsed()
@@ -69,11 +89,12 @@ pub fn spawn_writer(
     store: Store,
     engine: Arc<RwLock<Engine>>,
     metrics: Arc<Metrics>,
+    policy: SnapshotPolicy,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
     let thread = std::thread::Builder::new()
         .name("timeline-writer".into())
-        .spawn(move || write_loop(store, engine, metrics, commands))?;
+        .spawn(move || write_loop(store, engine, metrics, commands, Snapshots::new(policy)))?;
     Ok((writer, thread))
 }
 
@@ -145,6 +166,7 @@ fn write_loop(
     engine: Arc<RwLock<Engine>>,
     metrics: Arc<Metrics>,
     mut commands: mpsc::Receiver<Command>,
+    mut snapshots: Snapshots,
 ) {
     const GROUP_EVENTS: usize = 200_000;
     while let Some(first) = commands.blocking_recv() {
@@ -163,19 +185,80 @@ fn write_loop(
                     }
                 }
                 other => {
-                    commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
-                    run_admin(&mut store, &engine, other);
+                    let applied = commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
+                    snapshots.applied(applied);
+                    if run_admin(&mut store, &engine, other) {
+                        // A snapshot taken with the old jobs would not be used.
+                        snapshots.take(&store, &engine);
+                    }
                     pending = commands.try_recv().ok();
                 }
             }
         }
-        commit_ingests(&mut store, &engine, &metrics, ingests);
+        let applied = commit_ingests(&mut store, &engine, &metrics, ingests);
+        snapshots.applied(applied);
+        if snapshots.due() {
+            snapshots.take(&store, &engine);
+        }
     }
 }
 
-fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, mut ingests: Vec<Ingest>) {
+/// When the writer last took a snapshot, and how many events came since.
+struct Snapshots {
+    policy: SnapshotPolicy,
+    since: u64,
+    last: Instant,
+}
+
+impl Snapshots {
+    fn new(policy: SnapshotPolicy) -> Self {
+        Snapshots {
+            policy,
+            since: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn applied(&mut self, events: u64) {
+        self.since += events;
+    }
+
+    fn due(&self) -> bool {
+        let p = &self.policy;
+        self.since > 0
+            && ((p.every_events > 0 && self.since >= p.every_events)
+                || (p.every_secs > 0 && self.last.elapsed().as_secs() >= p.every_secs))
+    }
+
+    /// Takes a snapshot now (if snapshots are on). A failure is logged: the
+    /// log still holds everything.
+    fn take(&mut self, store: &Store, engine: &RwLock<Engine>) {
+        if !self.policy.enabled() {
+            return;
+        }
+        let started = Instant::now();
+        let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+        let written = store
+            .jobs()
+            .and_then(|jobs| snapshot::write(store.dir(), &engine, store.records(), jobs));
+        match written {
+            Ok(bytes) => tracing::info!(
+                records = store.records(),
+                bytes,
+                "snapshot written in {:.2?}",
+                started.elapsed()
+            ),
+            Err(e) => tracing::warn!("cannot write a snapshot: {e:#}"),
+        }
+        self.since = 0;
+        self.last = Instant::now();
+    }
+}
+
+/// Commits and applies a group of batches; returns the events applied.
+fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, mut ingests: Vec<Ingest>) -> u64 {
     if ingests.is_empty() {
-        return;
+        return 0;
     }
     // Only the writer changes the engine: what it knows now holds until the
     // commit is applied.
@@ -208,9 +291,11 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
+            let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
             for ingest in ingests {
                 let _ = ingest.reply.send(Ok(()));
             }
+            applied
         }
         Err(e) => {
             tracing::error!("cannot write the event log: {e:#}");
@@ -219,11 +304,13 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
                     .reply
                     .send(Err(DurableError::Storage(format!("events not stored: {e:#}"))));
             }
+            0
         }
     }
 }
 
-fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
+/// Runs a job command; returns whether the jobs changed.
+fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bool {
     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
     match command {
         Command::Submit { name, query, reply } => {
@@ -235,7 +322,7 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                 Ok((submitted, new_leaves)) => {
                     let Submitted::Created(job) = &submitted else {
                         let _ = reply.send(Ok((submitted, 0)));
-                        return;
+                        return false;
                     };
                     let stored = StoredJob {
                         name: job.name.clone(),
@@ -272,7 +359,9 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                     }
                 }
             };
+            let changed = result.is_ok();
             let _ = reply.send(result);
+            changed
         }
         Command::Delete { name, reply } => {
             let result = match engine.job(&name) {
@@ -286,7 +375,9 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                     Err(e) => Err(DurableError::Storage(format!("job not deleted: {e:#}"))),
                 },
             };
+            let changed = result.is_ok();
             let _ = reply.send(result);
+            changed
         }
         Command::Ingest(_) => unreachable!("ingests are grouped"),
     }

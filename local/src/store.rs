@@ -319,12 +319,22 @@ impl Store {
         self.next_seq
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Calls `f` with every record and its sequence number, in order.
-    pub fn replay(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn replay(&self, f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        self.replay_from(0, f)
+    }
+
+    /// Calls `f` with every record from sequence number `from` on, in order.
+    pub fn replay_from(&self, from: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         with_db(&self.db, |db| {
             let read = db.begin_read()?;
             let log = read.open_table(LOG)?;
-            for entry in log.iter()? {
+            for entry in log.range(from..)? {
                 let (seq, value) = entry?;
                 f(seq.value(), value.value())?;
             }

@@ -31,8 +31,10 @@ pub enum Target {
 
 mod aggregates;
 mod repeats;
+mod snapshot;
 
 pub use repeats::fingerprint;
+pub use snapshot::{EngineImage, RestoreError};
 
 use aggregates::AggregateSlot;
 

@@ -64,6 +64,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Most events accepted in one request.
     pub max_batch_events: usize,
+    /// When to snapshot the workers' state.
+    pub snapshots: crate::snapshot::SnapshotPolicy,
 }
 
 /// The OpenAPI document of the HTTP API.
@@ -171,7 +173,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let log = store.reader();
     let storage = store.status();
     let engine = Arc::new(RwLock::new(engine));
-    let (writer, writer_thread) = durable::spawn_writer(store, engine.clone(), metrics.clone())?;
+    let (writer, writer_thread) = durable::spawn_writer(store, engine.clone(), metrics.clone(), config.snapshots)?;
     let state = Arc::new(AppState {
         engine,
         log,

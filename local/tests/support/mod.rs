@@ -5,12 +5,15 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 pub struct Server {
     child: Child,
     pub base: String,
+    /// What the server logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -32,14 +35,21 @@ impl Server {
             .spawn()
             .expect("start timeline serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let base = loop {
             let line = lines.next().expect("server exited before listening").unwrap();
+            log.lock().unwrap().push(line.clone());
             if let Some(at) = line.find("serving on http://") {
                 break line[at + "serving on ".len()..].trim().to_string();
             }
         };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Server { child, base, log }
     }
 
     /// A request; the status and the JSON body (null if none).
@@ -60,6 +70,17 @@ impl Server {
 }
 
 impl Server {
+    /// The logged lines that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         let _ = self.child.kill();
