@@ -201,13 +201,16 @@ fn write_loop(
             snapshots.take(&store, &engine);
         }
     }
+    snapshots.finish();
 }
 
-/// When the writer last took a snapshot, and how many events came since.
+/// When the writer last took a snapshot, how many events came since, and
+/// the thread writing the last one.
 struct Snapshots {
     policy: SnapshotPolicy,
     since: u64,
     last: Instant,
+    writing: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Snapshots {
@@ -216,6 +219,7 @@ impl Snapshots {
             policy,
             since: 0,
             last: Instant::now(),
+            writing: None,
         }
     }
 
@@ -223,35 +227,68 @@ impl Snapshots {
         self.since += events;
     }
 
+    /// Enough events or time since the last snapshot, and none being written.
     fn due(&self) -> bool {
         let p = &self.policy;
         self.since > 0
+            && self.writing.as_ref().is_none_or(|w| w.is_finished())
             && ((p.every_events > 0 && self.since >= p.every_events)
                 || (p.every_secs > 0 && self.last.elapsed().as_secs() >= p.every_secs))
     }
 
-    /// Takes a snapshot now (if snapshots are on). A failure is logged: the
-    /// log still holds everything.
+    /// Captures the engine's state now and writes it on another thread (after
+    /// the previous snapshot, if it is still being written), so that the
+    /// writer only pauses for the copy. A failure is logged: the log still
+    /// holds everything.
     fn take(&mut self, store: &Store, engine: &RwLock<Engine>) {
         if !self.policy.enabled() {
             return;
         }
+        let jobs = match store.jobs() {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!("cannot write a snapshot: {e:#}");
+                return;
+            }
+        };
         let started = Instant::now();
-        let engine = engine.read().unwrap_or_else(|p| p.into_inner());
-        let written = store
-            .jobs()
-            .and_then(|jobs| snapshot::write(store.dir(), &engine, store.records(), jobs));
-        match written {
-            Ok(bytes) => tracing::info!(
-                records = store.records(),
-                bytes,
-                "snapshot written in {:.2?}",
-                started.elapsed()
-            ),
-            Err(e) => tracing::warn!("cannot write a snapshot: {e:#}"),
+        let captured = {
+            let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+            snapshot::capture(&engine, store.records(), jobs)
+        };
+        let paused = started.elapsed();
+        let previous = self.writing.take();
+        let dir = store.dir().to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("timeline-snapshot".into())
+            .spawn(move || {
+                if let Some(previous) = previous {
+                    let _ = previous.join();
+                }
+                let records = captured.records();
+                match captured.write(&dir) {
+                    Ok(bytes) => tracing::info!(
+                        records,
+                        bytes,
+                        "snapshot written in {:.2?} (writer paused {paused:.2?})",
+                        started.elapsed()
+                    ),
+                    Err(e) => tracing::warn!("cannot write a snapshot: {e:#}"),
+                }
+            });
+        match thread {
+            Ok(thread) => self.writing = Some(thread),
+            Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
         }
         self.since = 0;
         self.last = Instant::now();
+    }
+
+    /// Waits for the snapshot being written, if any.
+    fn finish(&mut self) {
+        if let Some(thread) = self.writing.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -98,30 +98,51 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Writes a snapshot of `engine`, which holds log records `0..records` and
-/// runs `jobs`, crash-safely; returns its size in bytes.
-pub fn write(dir: &Path, engine: &Engine, records: u64, jobs: Vec<StoredJob>) -> Result<u64> {
-    let snapshot = Snapshot {
+/// A snapshot captured from the engine, not yet written.
+pub struct Captured(Snapshot);
+
+/// Captures the state of `engine`, which holds log records `0..records` and
+/// runs `jobs` (a copy: the engine may change while it is written).
+pub fn capture(engine: &Engine, records: u64, jobs: Vec<StoredJob>) -> Captured {
+    Captured(Snapshot {
         version: VERSION,
         records,
         jobs: sorted(jobs),
         canary: canary(),
         image: engine.image(),
-    };
-    let body = postcard::to_stdvec(&snapshot).context("cannot encode the snapshot")?;
-    let final_path = path(dir);
-    let temp = dir.join(format!("{FILE}.tmp"));
-    let mut file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-    file.write_all(MAGIC)?;
-    file.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-    file.write_all(&body)?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync {}", temp.display()))?;
-    drop(file);
-    std::fs::rename(&temp, &final_path).with_context(|| format!("cannot rename {}", temp.display()))?;
-    // The rename itself is durable once the directory is synced.
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok((MAGIC.len() + 4 + body.len()) as u64)
+    })
+}
+
+impl Captured {
+    /// Log records `0..records` are in it.
+    pub fn records(&self) -> u64 {
+        self.0.records
+    }
+
+    /// Writes it to `dir` crash-safely, replacing the previous snapshot;
+    /// returns its size in bytes.
+    pub fn write(self, dir: &Path) -> Result<u64> {
+        let body = postcard::to_stdvec(&self.0).context("cannot encode the snapshot")?;
+        drop(self);
+        let final_path = path(dir);
+        let temp = dir.join(format!("{FILE}.tmp"));
+        let mut file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        file.write_all(MAGIC)?;
+        file.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+        file.write_all(&body)?;
+        file.sync_all()
+            .with_context(|| format!("cannot sync {}", temp.display()))?;
+        drop(file);
+        std::fs::rename(&temp, &final_path).with_context(|| format!("cannot rename {}", temp.display()))?;
+        // The rename itself is durable once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok((MAGIC.len() + 4 + body.len()) as u64)
+    }
+}
+
+/// Writes a snapshot of `engine` (see [`capture`]) to `dir` now.
+pub fn write(dir: &Path, engine: &Engine, records: u64, jobs: Vec<StoredJob>) -> Result<u64> {
+    capture(engine, records, jobs).write(dir)
 }
 
 /// Reads the snapshot of `dir`, if there is one and it fits `jobs` and a log

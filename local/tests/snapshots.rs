@@ -161,7 +161,7 @@ fn kill_9_with_snapshots_and_resends_loses_nothing_and_counts_nothing_twice() {
     let lines = generated(150, 3);
     let batches: Vec<Vec<String>> = lines.chunks(97).map(|c| c.to_vec()).collect();
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--snapshot-every-events", "150"];
+    let args = ["--snapshot-every-events", "50"];
     let mut rng = rand_pcg::Pcg64::seed_from_u64(42);
     let mut acked = 0usize;
     let mut kills = 0;

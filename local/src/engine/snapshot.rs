@@ -158,7 +158,8 @@ impl Engine {
             slot_of_leaf.push(slot);
         }
         for s in image.streams {
-            let id = self.stream_index(&s.spec);
+            // Declared as recovery declares the streams of stored records.
+            let id = self.open_stream(&s.spec);
             let state: &mut StreamState = &mut self.streams[id as usize];
             if state.spec != s.spec {
                 return Err(RestoreError::StreamChanged(s.spec.name.to_string()));
