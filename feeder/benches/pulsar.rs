@@ -54,6 +54,7 @@ fn start_server(dir: &std::path::Path) -> String {
         max_batch_events: 100_000,
         access: Default::default(),
         connections: Default::default(),
+        snapshots: timeline_local::snapshot::SnapshotPolicy::default(),
     };
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()

@@ -129,6 +129,14 @@ struct ServeArgs {
     /// Most client connections open at once (more wait).
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Snapshot the workers' state after this many events (0: not by count);
+    /// recovery then replays only the log after the snapshot.
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_every_events: u64,
+    /// Snapshot the workers' state after this many seconds with new events
+    /// (0: not by time).
+    #[arg(long, default_value_t = 300)]
+    snapshot_every_secs: u64,
 }
 
 /// A positive number of seconds.
@@ -207,6 +215,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     idle_timeout: Duration::from_secs_f64(args.idle_timeout),
                     body_timeout: Duration::from_secs_f64(args.body_timeout),
                     max_connections: args.max_connections,
+                },
+                snapshots: crate::snapshot::SnapshotPolicy {
+                    every_events: args.snapshot_every_events,
+                    every_secs: args.snapshot_every_secs,
                 },
             };
             tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::parse_body;
 use crate::engine::{Engine, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
+use crate::snapshot::{self, SnapshotPolicy};
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
+
+mod dedup;
 
 /// Why the writer did not do what it was asked.
 #[derive(Debug)]
@@ -34,18 +37,36 @@ pub enum DurableError {
     Internal(String),
 }
 
-/// Opens the jobs and replays the event log of `store` into a new engine
-/// whose default stream is `default`.
+/// Opens the jobs and recovers the engine of `store` (default stream
+/// `default`): the newest usable snapshot plus the log's tail, or the whole
+/// log when there is no snapshot or it cannot be used.
 pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
     let started = Instant::now();
-    let mut engine = Engine::with_default_stream(default);
-    for job in store.jobs()? {
-        if let Err(e) = engine.submit(Some(&job.name), &job.query) {
-            tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
+    let jobs = store.jobs()?;
+    let fresh = || {
+        let mut engine = Engine::with_default_stream(default.clone());
+        for job in &jobs {
+            if let Err(e) = engine.submit(Some(&job.name), &job.query) {
+                tracing::warn!(job = job.name, "stored job no longer valid, skipped: {e}");
+            }
         }
+        engine
+    };
+    let mut engine = fresh();
+    let mut from = 0;
+    match snapshot::read(store.dir(), jobs.clone(), store.records()) {
+        Ok(None) => {}
+        Ok(Some(loaded)) => match engine.restore(loaded.image) {
+            Ok(()) => from = loaded.records,
+            Err(e) => {
+                tracing::warn!("snapshot not used, replaying the whole log: {e}");
+                engine = fresh();
+            }
+        },
+        Err(e) => tracing::warn!("snapshot not used, replaying the whole log: {e:#}"),
     }
     let mut replayed = 0u64;
-    store.replay(|seq, record| {
+    store.replay_from(from, |seq, record| {
         replayed += apply_record(&mut engine, seq, record, None)?;
         Ok(())
     })?;
@@ -53,7 +74,8 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
     tracing::info!(
         jobs = engine.registry().jobs().count(),
         keys = engine.key_count(),
-        events = replayed,
+        snapshot_records = from,
+        replayed_events = replayed,
         records = store.records(),
         "recovered in {:.2?}",
         started.elapsed()
@@ -67,11 +89,12 @@ pub fn spawn_writer(
     store: Store,
     engine: Arc<RwLock<Engine>>,
     metrics: Arc<Metrics>,
+    policy: SnapshotPolicy,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
     let thread = std::thread::Builder::new()
         .name("timeline-writer".into())
-        .spawn(move || write_loop(store, engine, metrics, commands))?;
+        .spawn(move || write_loop(store, engine, metrics, commands, Snapshots::new(policy)))?;
     Ok((writer, thread))
 }
 
@@ -143,6 +166,7 @@ fn write_loop(
     engine: Arc<RwLock<Engine>>,
     metrics: Arc<Metrics>,
     mut commands: mpsc::Receiver<Command>,
+    mut snapshots: Snapshots,
 ) {
     const GROUP_EVENTS: usize = 200_000;
     while let Some(first) = commands.blocking_recv() {
@@ -161,38 +185,154 @@ fn write_loop(
                     }
                 }
                 other => {
-                    commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
-                    run_admin(&mut store, &engine, other);
+                    let applied = commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
+                    snapshots.applied(applied);
+                    if run_admin(&mut store, &engine, other) {
+                        // A snapshot taken with the old jobs would not be used.
+                        snapshots.take(&store, &engine);
+                    }
                     pending = commands.try_recv().ok();
                 }
             }
         }
-        commit_ingests(&mut store, &engine, &metrics, ingests);
+        let applied = commit_ingests(&mut store, &engine, &metrics, ingests);
+        snapshots.applied(applied);
+        if snapshots.due() {
+            snapshots.take(&store, &engine);
+        }
+    }
+    snapshots.finish();
+}
+
+/// When the writer last took a snapshot, how many events came since, and
+/// the thread writing the last one.
+struct Snapshots {
+    policy: SnapshotPolicy,
+    since: u64,
+    last: Instant,
+    writing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Snapshots {
+    fn new(policy: SnapshotPolicy) -> Self {
+        Snapshots {
+            policy,
+            since: 0,
+            last: Instant::now(),
+            writing: None,
+        }
+    }
+
+    fn applied(&mut self, events: u64) {
+        self.since += events;
+    }
+
+    /// Enough events or time since the last snapshot, and none being written.
+    fn due(&self) -> bool {
+        let p = &self.policy;
+        self.since > 0
+            && self.writing.as_ref().is_none_or(|w| w.is_finished())
+            && ((p.every_events > 0 && self.since >= p.every_events)
+                || (p.every_secs > 0 && self.last.elapsed().as_secs() >= p.every_secs))
+    }
+
+    /// Captures the engine's state now and writes it on another thread (after
+    /// the previous snapshot, if it is still being written), so that the
+    /// writer only pauses for the copy. A failure is logged: the log still
+    /// holds everything.
+    fn take(&mut self, store: &Store, engine: &RwLock<Engine>) {
+        if !self.policy.enabled() {
+            return;
+        }
+        let jobs = match store.jobs() {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!("cannot write a snapshot: {e:#}");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let captured = {
+            let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+            snapshot::capture(&engine, store.records(), jobs)
+        };
+        let paused = started.elapsed();
+        let previous = self.writing.take();
+        let dir = store.dir().to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("timeline-snapshot".into())
+            .spawn(move || {
+                if let Some(previous) = previous {
+                    let _ = previous.join();
+                }
+                let records = captured.records();
+                match captured.write(&dir) {
+                    Ok(bytes) => tracing::info!(
+                        records,
+                        bytes,
+                        "snapshot written in {:.2?} (writer paused {paused:.2?})",
+                        started.elapsed()
+                    ),
+                    Err(e) => tracing::warn!("cannot write a snapshot: {e:#}"),
+                }
+            });
+        match thread {
+            Ok(thread) => self.writing = Some(thread),
+            Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
+        }
+        self.since = 0;
+        self.last = Instant::now();
+    }
+
+    /// Waits for the snapshot being written, if any.
+    fn finish(&mut self) {
+        if let Some(thread) = self.writing.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, ingests: Vec<Ingest>) {
+/// Commits and applies a group of batches; returns the events applied.
+fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, mut ingests: Vec<Ingest>) -> u64 {
     if ingests.is_empty() {
-        return;
+        return 0;
+    }
+    // Only the writer changes the engine: what it knows now holds until the
+    // commit is applied.
+    let dropped = dedup::leave_out_repeats(&engine.read().unwrap_or_else(|p| p.into_inner()), &mut ingests);
+    if dropped > 0 {
+        metrics.repeats.inc_by(dropped as u64);
     }
     let started = Instant::now();
-    let records: Vec<&[u8]> = ingests.iter().map(|i| i.record.as_slice()).collect();
-    let result = store.append(&records);
-    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-    metrics.commits.inc();
+    let records: Vec<&[u8]> = ingests
+        .iter()
+        .filter(|i| !i.record.is_empty())
+        .map(|i| i.record.as_slice())
+        .collect();
+    let result = if records.is_empty() {
+        Ok(store.records())
+    } else {
+        let result = store.append(&records);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.commits.inc();
+        result
+    };
     match result {
         Ok(first) => {
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-            for (seq, ingest) in (first..).zip(&ingests) {
+            let logged = ingests.iter().filter(|i| !i.record.is_empty());
+            for (seq, ingest) in (first..).zip(logged) {
                 engine.apply(ingest.stream, &ingest.events, &ingest.target, None);
                 engine.note_record(ingest.stream, seq, &ingest.events);
             }
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
+            let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
             for ingest in ingests {
                 let _ = ingest.reply.send(Ok(()));
             }
+            applied
         }
         Err(e) => {
             tracing::error!("cannot write the event log: {e:#}");
@@ -201,11 +341,13 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
                     .reply
                     .send(Err(DurableError::Storage(format!("events not stored: {e:#}"))));
             }
+            0
         }
     }
 }
 
-fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
+/// Runs a job command; returns whether the jobs changed.
+fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bool {
     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
     match command {
         Command::Submit { name, query, reply } => {
@@ -217,7 +359,7 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                 Ok((submitted, new_leaves)) => {
                     let Submitted::Created(job) = &submitted else {
                         let _ = reply.send(Ok((submitted, 0)));
-                        return;
+                        return false;
                     };
                     let stored = StoredJob {
                         name: job.name.clone(),
@@ -246,13 +388,17 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                                     );
                                     Ok((submitted, new_leaves.len()))
                                 }
-                                Err(e) => Err(DurableError::Internal(format!("backfill failed: {e:#}"))),
+                                Err(e) => Err(DurableError::Storage(format!(
+                                    "job stored, but its backfill from the log failed: {e:#}"
+                                ))),
                             }
                         }
                     }
                 }
             };
+            let changed = result.is_ok();
             let _ = reply.send(result);
+            changed
         }
         Command::Delete { name, reply } => {
             let result = match engine.job(&name) {
@@ -266,7 +412,9 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) {
                     Err(e) => Err(DurableError::Storage(format!("job not deleted: {e:#}"))),
                 },
             };
+            let changed = result.is_ok();
             let _ = reply.send(result);
+            changed
         }
         Command::Ingest(_) => unreachable!("ingests are grouped"),
     }

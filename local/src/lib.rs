@@ -7,6 +7,7 @@
 //! - [`engine`]: the in-memory engine: every job's workers for every key.
 //! - [`store`]: durability: jobs and the event log in redb.
 //! - [`durable`]: recovery and the single writer: durable before applied.
+//! - [`snapshot`]: snapshots of worker state, so recovery replays only the log's tail.
 //! - [`body`]: event batches as HTTP bodies carry them.
 //! - [`http`]: `timeline serve`, the HTTP API over the engine and the writer.
 //! - [`dashboard`]: the web page `timeline serve` shows at `/`.
@@ -26,4 +27,5 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod snapshot;
 pub mod store;

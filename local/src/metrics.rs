@@ -17,6 +17,8 @@ pub struct Metrics {
     pub batches: Counter,
     /// Log commits (each may hold several batches).
     pub commits: Counter,
+    /// Identified events left out of the log as repeats of ones it holds.
+    pub repeats: Counter,
     /// Time to commit and fsync.
     pub commit_seconds: Histogram,
     /// Jobs running.
@@ -36,6 +38,7 @@ impl Metrics {
             events_rejected: Counter::default(),
             batches: Counter::default(),
             commits: Counter::default(),
+            repeats: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             jobs: Gauge::default(),
             keys: Gauge::default(),
@@ -54,6 +57,11 @@ impl Metrics {
         );
         registry.register("batches", "Event batches acknowledged", m.batches.clone());
         registry.register("commits", "Event log commits (fsyncs)", m.commits.clone());
+        registry.register(
+            "repeats",
+            "Identified events left out of the log as repeats",
+            m.repeats.clone(),
+        );
         registry.register(
             "commit_seconds",
             "Time to commit and fsync the event log",

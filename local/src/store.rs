@@ -6,14 +6,18 @@
 //! the jobs' leaves, which rebuilds every worker exactly (leaf states do not
 //! depend on how often or in which order events are applied).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Target;
+
+mod faults;
+
+pub use faults::{FAIL_MARKER, FAULTS_ENV};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -80,52 +84,163 @@ impl LogHeader {
     }
 }
 
+/// The open database, shared with the log readers; empty while the writer
+/// reopens it.
+type Slot = Arc<RwLock<Option<Database>>>;
+
+/// The last storage error, while writes fail; shared with the health route.
+#[derive(Debug, Clone, Default)]
+pub struct StorageStatus(Arc<Mutex<Option<String>>>);
+
+impl StorageStatus {
+    /// The error of the last write, if it failed.
+    pub fn error(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, error: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
 /// The redb database of a data directory.
+///
+/// After a failed write (a full disk, an I/O error) redb refuses every later
+/// one until the database is reopened: the store reopens it and retries the
+/// write once, and reopens again before the next write while it keeps
+/// failing, so writes work again as soon as the cause is gone.
 pub struct Store {
-    db: Arc<Database>,
+    db: Slot,
+    dir: PathBuf,
     next_seq: u64,
+    /// The last write failed: reopen before the next.
+    broken: bool,
+    status: StorageStatus,
 }
 
 /// Reads log records while the writer appends (redb readers see the last
 /// committed state).
 #[derive(Clone)]
 pub struct LogReader {
-    db: Arc<Database>,
+    db: Slot,
 }
 
 impl LogReader {
     /// The record with sequence number `seq`.
     pub fn get(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        let read = self.db.begin_read()?;
-        let log = read.open_table(LOG)?;
-        Ok(log.get(seq)?.map(|v| v.value().to_vec()))
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let log = read.open_table(LOG)?;
+            Ok(log.get(seq)?.map(|v| v.value().to_vec()))
+        })
     }
+}
+
+fn with_db<T>(slot: &Slot, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+    let guard = slot.read().unwrap_or_else(|p| p.into_inner());
+    match guard.as_ref() {
+        Some(db) => f(db),
+        None => anyhow::bail!("the database is being reopened after a storage error"),
+    }
+}
+
+/// Opens (or creates) the database file of `dir`, with its tables.
+fn open_db(dir: &Path) -> Result<Database> {
+    let path = dir.join("timeline.redb");
+    // The log is written once and read back only on recovery and backfill:
+    // a small page cache is enough, and memory belongs to the workers.
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    let db = if std::env::var_os(faults::FAULTS_ENV).is_some() {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        builder.create_with_backend(faults::FaultyBackend::new(file, dir.join(faults::FAIL_MARKER))?)
+    } else {
+        builder.create(&path)
+    }
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?;
+    txn.open_table(JOBS)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+fn next_seq(db: &Database) -> Result<u64> {
+    let read = db.begin_read()?;
+    let log = read.open_table(LOG)?;
+    Ok(log.last()?.map_or(0, |(k, _)| k.value() + 1))
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let path = dir.join("timeline.redb");
-        // The log is written once and read back only on recovery and backfill:
-        // a small page cache is enough, and memory belongs to the workers.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(JOBS)?;
-        txn.commit()?;
-        let next_seq = {
-            let read = db.begin_read()?;
-            let log = read.open_table(LOG)?;
-            log.last()?.map_or(0, |(k, _)| k.value() + 1)
-        };
+        let db = open_db(dir)?;
+        let next_seq = next_seq(&db)?;
         Ok(Store {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(db))),
+            dir: dir.to_path_buf(),
             next_seq,
+            broken: false,
+            status: StorageStatus::default(),
         })
+    }
+
+    /// The storage status the health route reports.
+    pub fn status(&self) -> StorageStatus {
+        self.status.clone()
+    }
+
+    /// Closes and reopens the database (redb's way out of a failed write).
+    fn reopen(&mut self) -> Result<()> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: the file is locked while open.
+        *slot = None;
+        let db = open_db(&self.dir).context("cannot reopen the database")?;
+        self.next_seq = next_seq(&db)?;
+        *slot = Some(db);
+        self.broken = false;
+        tracing::info!("database reopened after a storage error");
+        Ok(())
+    }
+
+    /// Runs write `op`; on failure reopens the database and tries once more
+    /// (`op` must be safe to repeat after a failed commit). `committed`
+    /// tells, after a reopen, whether the failed attempt landed after all.
+    fn write<T>(&mut self, op: impl Fn(&Database) -> Result<T>, committed: impl Fn(&Self) -> Option<T>) -> Result<T> {
+        for attempt in 0..2 {
+            if self.broken {
+                if let Err(e) = self.reopen() {
+                    self.status.set(Some(format!("{e:#}")));
+                    return Err(e);
+                }
+                if let Some(done) = committed(self) {
+                    self.status.set(None);
+                    return Ok(done);
+                }
+            }
+            match with_db(&self.db, &op) {
+                Ok(value) => {
+                    self.status.set(None);
+                    return Ok(value);
+                }
+                Err(e) => {
+                    self.broken = true;
+                    self.status.set(Some(format!("{e:#}")));
+                    if attempt == 1 {
+                        return Err(e);
+                    }
+                    tracing::warn!("storage error, reopening the database to retry once: {e:#}");
+                }
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 
     /// A reader of the log for other threads.
@@ -135,47 +250,67 @@ impl Store {
 
     /// Every stored job.
     pub fn jobs(&self) -> Result<Vec<StoredJob>> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(JOBS)?;
-        let mut jobs = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            jobs.push(serde_json::from_slice(value.value()).context("bad stored job")?);
-        }
-        Ok(jobs)
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let table = read.open_table(JOBS)?;
+            let mut jobs = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                jobs.push(serde_json::from_slice(value.value()).context("bad stored job")?);
+            }
+            Ok(jobs)
+        })
     }
 
     /// Stores a job durably.
     pub fn put_job(&mut self, job: &StoredJob) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(JOBS)?
-            .insert(job.name.as_str(), serde_json::to_vec(job)?.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        let value = serde_json::to_vec(job)?;
+        self.write(
+            |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(JOBS)?.insert(job.name.as_str(), value.as_slice())?;
+                txn.commit()?;
+                Ok(())
+            },
+            |_| None,
+        )
     }
 
     /// Removes a job durably.
     pub fn delete_job(&mut self, name: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(JOBS)?.remove(name)?;
-        txn.commit()?;
-        Ok(())
+        self.write(
+            |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(JOBS)?.remove(name)?;
+                txn.commit()?;
+                Ok(())
+            },
+            |_| None,
+        )
     }
 
     /// Appends records in one transaction and fsyncs before returning;
     /// returns the sequence number of the first.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<u64> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut log = txn.open_table(LOG)?;
-            for (i, record) in records.iter().enumerate() {
-                log.insert(self.next_seq + i as u64, *record)?;
-            }
-        }
-        txn.commit()?;
         let first = self.next_seq;
-        self.next_seq += records.len() as u64;
+        let count = records.len() as u64;
+        self.write(
+            |db| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                {
+                    let mut log = txn.open_table(LOG)?;
+                    for (i, record) in records.iter().enumerate() {
+                        log.insert(first + i as u64, *record)?;
+                    }
+                }
+                txn.commit()?;
+                Ok(first)
+            },
+            // A commit whose final sync failed may still have landed.
+            |store| (store.next_seq == first + count).then_some(first),
+        )?;
+        self.next_seq = first + count;
         Ok(first)
     }
 
@@ -184,14 +319,26 @@ impl Store {
         self.next_seq
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Calls `f` with every record and its sequence number, in order.
-    pub fn replay(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-        let read = self.db.begin_read()?;
-        let log = read.open_table(LOG)?;
-        for entry in log.iter()? {
-            let (seq, value) = entry?;
-            f(seq.value(), value.value())?;
-        }
-        Ok(())
+    pub fn replay(&self, f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        self.replay_from(0, f)
+    }
+
+    /// Calls `f` with every record from sequence number `from` on, in order.
+    pub fn replay_from(&self, from: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let log = read.open_table(LOG)?;
+            for entry in log.range(from..)? {
+                let (seq, value) = entry?;
+                f(seq.value(), value.value())?;
+            }
+            Ok(())
+        })
     }
 }

@@ -15,6 +15,7 @@ class ApiError extends Error {
     super(error.message || `HTTP ${status}`);
     this.status = status;
     this.error = error;
+    this.body = body;
   }
 }
 
@@ -631,7 +632,8 @@ async function poll() {
     if (lastEvents !== null && health.events !== lastEvents && view) await view.refresh();
     lastEvents = health.events;
   } catch (e) {
-    $("#status").textContent = "server unreachable";
+    const degraded = e.body && e.body.status === "degraded";
+    $("#status").textContent = degraded ? `storage failing: ${e.body.storage}` : "server unreachable";
   }
 }
 

@@ -30,6 +30,11 @@ pub enum Target {
 }
 
 mod aggregates;
+mod repeats;
+mod snapshot;
+
+pub use repeats::fingerprint;
+pub use snapshot::{EngineImage, RestoreError};
 
 use aggregates::AggregateSlot;
 
@@ -56,6 +61,8 @@ struct KeyState {
     /// The log records holding the key's events, in order (for reading a
     /// key's raw events back).
     records: Vec<u64>,
+    /// Fingerprints of the identified events applied (see [`fingerprint`]).
+    seen: FxHashSet<u64>,
 }
 
 /// One stream: its keys, the leaves that read it, its columns.
@@ -94,7 +101,8 @@ pub struct StreamInfo {
     pub spec: StreamSpec,
     /// Keys with events.
     pub keys: u64,
-    /// Events received (repeats included).
+    /// Events received (identified repeats the log left out excluded; repeats
+    /// without an id included).
     pub events: u64,
     /// The latest event time of any key.
     pub latest: Option<Time>,
@@ -428,6 +436,9 @@ impl Engine {
                 None => state.keys.entry(event.key.clone()).or_default(),
             };
             if !replay {
+                if let Some(fp) = fingerprint(event, target) {
+                    key.seen.insert(fp);
+                }
                 key.clock.observe(event.time);
                 state.events += 1;
                 self.events += 1;
@@ -441,6 +452,15 @@ impl Engine {
                 apply_to_slot(&mut self.slots, key, slot, event);
             }
         }
+    }
+
+    /// Whether an event with fingerprint `fp` (see [`fingerprint`]) of `key`
+    /// on stream `stream` was applied already.
+    pub fn is_known(&self, stream: StreamId, key: &str, fp: u64) -> bool {
+        self.streams
+            .get(stream as usize)
+            .and_then(|s| s.keys.get(key))
+            .is_some_and(|k| k.seen.contains(&fp))
     }
 
     /// Notes that log record `seq` holds `events` (of stream `stream`).
@@ -765,6 +785,7 @@ impl Engine {
                     + std::mem::size_of::<KeyState>()
                     + s.leaves.capacity() * std::mem::size_of::<(u32, LeafData)>()
                     + s.records.capacity() * std::mem::size_of::<u64>()
+                    + s.seen.capacity() * (std::mem::size_of::<u64>() + 1)
                     + s.leaves.iter().map(|(_, d)| d.heap_bytes()).sum::<usize>()
             })
             .sum::<usize>()

@@ -35,7 +35,7 @@ use crate::body::parse_body;
 use crate::durable::{self, Command, DurableError, Ingest, record_events};
 use crate::engine::{Engine, ReadError, StreamId, StreamInfo, Target};
 use crate::metrics::Metrics;
-use crate::store::{LogHeader, LogReader, Store, encode_record};
+use crate::store::{LogHeader, LogReader, StorageStatus, Store, encode_record};
 use timeline::StreamSpec;
 use timeline::stream::StreamRef;
 
@@ -74,6 +74,8 @@ pub struct ServeConfig {
     pub access: Access,
     /// Deadlines and limits of client connections.
     pub connections: Connections,
+    /// When to snapshot the workers' state.
+    pub snapshots: crate::snapshot::SnapshotPolicy,
 }
 
 /// The OpenAPI document of the HTTP API.
@@ -85,6 +87,7 @@ struct AppState {
     writer: mpsc::Sender<Command>,
     config: ServeConfig,
     metrics: Arc<Metrics>,
+    storage: StorageStatus,
 }
 
 /// An error answered as JSON: `{"error": {"code", "message", ...}}`.
@@ -192,14 +195,16 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     )?;
     let metrics = Arc::new(Metrics::new());
     let log = store.reader();
+    let storage = store.status();
     let engine = Arc::new(RwLock::new(engine));
-    let (writer, writer_thread) = durable::spawn_writer(store, engine.clone(), metrics.clone())?;
+    let (writer, writer_thread) = durable::spawn_writer(store, engine.clone(), metrics.clone(), config.snapshots)?;
     let state = Arc::new(AppState {
         engine,
         log,
         writer,
         config: config.clone(),
         metrics,
+        storage,
     });
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -301,17 +306,27 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
     next.run(request).await
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<Json_> {
+/// Health: 503 and `degraded` with the storage error while writes fail.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let storage = state.storage.error();
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    Json(json!({
-        "status": "ok",
+    let status = match storage {
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::OK,
+    };
+    let mut body = json!({
+        "status": if storage.is_some() { "degraded" } else { "ok" },
         "runtime": "local",
         "key_field": state.config.key_field,
         "jobs": engine.registry().jobs().count(),
         "keys": engine.key_count(),
         "events": engine.event_count(),
         "leaf_workers_per_key": engine.leaf_count(),
-    }))
+    });
+    if let Some(error) = storage {
+        body["storage"] = json!(error);
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
