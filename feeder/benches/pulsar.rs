@@ -46,15 +46,8 @@ fn rss_kib(pid: u32) -> u64 {
 fn start_server(dir: &std::path::Path) -> String {
     let addr = free_addr();
     let config = timeline_local::http::ServeConfig {
-        listen: addr,
-        data_dir: dir.to_path_buf(),
-        token: None,
-        key_field: timeline::event::DEFAULT_KEY_FIELD.to_string(),
-        max_body_bytes: 64 << 20,
         max_batch_events: 100_000,
-        access: Default::default(),
-        connections: Default::default(),
-        snapshots: timeline_local::snapshot::SnapshotPolicy::default(),
+        ..timeline_local::http::ServeConfig::new(addr, dir.to_path_buf())
     };
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()

@@ -78,6 +78,24 @@ pub struct ServeConfig {
     pub snapshots: crate::snapshot::SnapshotPolicy,
 }
 
+impl ServeConfig {
+    /// A server on `listen` keeping its data in `data_dir`, with every other
+    /// setting at `timeline serve`'s default.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        ServeConfig {
+            listen,
+            data_dir,
+            token: None,
+            key_field: timeline::event::DEFAULT_KEY_FIELD.to_string(),
+            max_body_bytes: 64 << 20,
+            max_batch_events: 1_000_000,
+            access: Access::default(),
+            connections: Connections::default(),
+            snapshots: crate::snapshot::SnapshotPolicy::default(),
+        }
+    }
+}
+
 /// The OpenAPI document of the HTTP API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
