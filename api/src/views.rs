@@ -97,11 +97,9 @@ impl ResultView {
     }
 }
 
-/// Reads milliseconds or an RFC 3339 time.
+/// Reads milliseconds or an RFC 3339 time, within the contract's time bounds.
 pub fn parse_time(text: &str) -> Result<Time, String> {
-    text.parse::<i64>()
-        .or_else(|_| timeline::event::parse_rfc3339_ms(text))
-        .map_err(|_| format!("expected milliseconds or an RFC 3339 time, found `{text}`"))
+    timeline::event::parse_time_text(text)
 }
 
 /// A worker's timeline, optionally clipped.

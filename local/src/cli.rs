@@ -308,12 +308,9 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
     if at == "end" {
         return Ok(None);
     }
-    if let Ok(ms) = at.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    timeline::event::parse_rfc3339_ms(at)
+    timeline::event::parse_time_text(at)
         .map(Some)
-        .map_err(|e| anyhow::anyhow!("--at must be `end`, milliseconds or an RFC 3339 time: {e}"))
+        .map_err(|e| anyhow::anyhow!("--at: {e} (or `end`)"))
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {

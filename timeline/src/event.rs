@@ -8,6 +8,7 @@ use smol_str::SmolStr;
 
 use crate::value::Time;
 use crate::value::Value;
+use crate::value::bounded_time;
 
 /// The key field used when none is configured.
 pub const DEFAULT_KEY_FIELD: &str = "session_id";
@@ -207,7 +208,26 @@ impl EventParser {
 pub fn parse_rfc3339_ms(text: &str) -> Result<Time, String> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?;
-    i64::try_from(parsed.unix_timestamp_nanos().div_euclid(1_000_000)).map_err(|_| format!("`{text}` is out of range"))
+    bounded_time(parsed.unix_timestamp_nanos().div_euclid(1_000_000))
+}
+
+/// Parses a time given as text (a query parameter, `--at`): whole
+/// milliseconds or RFC 3339, within [`MIN_TIME`](crate::MIN_TIME) and
+/// [`MAX_TIME`](crate::MAX_TIME). A whole number too large for any integer
+/// type is out of range, not malformed.
+pub fn parse_time_text(text: &str) -> Result<Time, String> {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<i128>() {
+            Ok(ms) => bounded_time(ms),
+            Err(_) => Err(format!(
+                "{text} ms is out of range: times must lie in [-2^62, 2^62] ms ({} to {})",
+                crate::MIN_TIME,
+                crate::MAX_TIME
+            )),
+        };
+    }
+    parse_rfc3339_ms(text).map_err(|_| format!("expected milliseconds or an RFC 3339 time, found `{text}`"))
 }
 
 /// Deserializes one event; the outer `Result` is the JSON syntax, the inner one the
@@ -376,8 +396,10 @@ impl Scalar {
 
     fn into_time(self) -> Result<Time, String> {
         match self {
-            Scalar::Value(Value::Int(ms)) => Ok(ms),
-            Scalar::Value(Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e18 => Ok(x as i64),
+            Scalar::Value(Value::Int(ms)) => bounded_time(i128::from(ms)),
+            // Whole floats, and integers beyond i64 (read as floats), are
+            // range-checked exactly; `1e300 as i128` saturates, still out of range.
+            Scalar::Value(Value::Float(x)) if x.fract() == 0.0 => bounded_time(x as i128),
             Scalar::Value(Value::Float(x)) => Err(format!("{x} is not a whole number of milliseconds")),
             Scalar::Value(Value::Str(s)) => parse_rfc3339_ms(&s),
             other => Err(format!(
@@ -487,11 +509,39 @@ mod tests {
             (r#"{"session_id":{},"time":1}"#, "key field `session_id`"),
             (r#"{"session_id":"s","time":1,"time":2}"#, "appears twice"),
             (r#"{"session_id":"s","time":1} trailing"#, "invalid JSON"),
+            (r#"{"session_id":"s","time":-9000000000000000000}"#, "out of range"),
+            (r#"{"session_id":"s","time":9223372036854775808}"#, "out of range"),
+            (r#"{"session_id":"s","time":4611686018427387905}"#, "[-2^62, 2^62]"),
+            (r#"{"session_id":"s","time":1e300}"#, "out of range"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn times_at_the_bounds_are_events() {
+        let e = parse(r#"{"session_id":"s","time":4611686018427387904}"#).unwrap();
+        assert_eq!(e.time, crate::MAX_TIME);
+        let e = parse(r#"{"session_id":"s","time":-4611686018427387904}"#).unwrap();
+        assert_eq!(e.time, crate::MIN_TIME);
+    }
+
+    #[test]
+    fn time_text_is_bounded_and_says_so() {
+        assert_eq!(parse_time_text("-4611686018427387904"), Ok(crate::MIN_TIME));
+        assert_eq!(parse_time_text("1970-01-01T00:00:01Z"), Ok(1000));
+        for text in [
+            "9223372036854775808",
+            "4611686018427387905",
+            "-99999999999999999999999999999999999999999",
+        ] {
+            let err = parse_time_text(text).unwrap_err();
+            assert!(err.contains("out of range") && err.contains("2^62"), "{text}: {err}");
+        }
+        assert!(parse_time_text("soon").unwrap_err().contains("RFC 3339"));
+        assert!(parse_time_text("-").unwrap_err().contains("RFC 3339"));
     }
 
     #[test]

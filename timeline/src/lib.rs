@@ -73,7 +73,7 @@ pub use plan::{AggregateDefinition, ExecutionPlan, Operator, PlanNode};
 pub use predicate::Predicate;
 pub use stream::{Columns, StreamSpec};
 pub use timeline::{Span, SpanValue, SpanView, Timeline};
-pub use value::{CmpOp, Time, Value};
+pub use value::{CmpOp, MAX_TIME, MIN_TIME, Time, Value};
 pub use worker::{
     CompiledPlan, EvalError, Evaluation, EventProcessor, Inputs, KeyClock, LeafData, LeafState, Output,
     WorkerDescription,

@@ -6,7 +6,8 @@
 //! never hold the same value: the builder coalesces them, so the size of a
 //! timeline is the number of value changes. A span is constant or *rising*: a
 //! duration that grows by 1 per millisecond, so `duration_where` is exact at
-//! every instant without a span per millisecond.
+//! every instant without a span per millisecond. Time arithmetic saturates:
+//! a duration longer than `i64::MAX` ms reads as `i64::MAX`.
 
 use std::fmt;
 
@@ -158,13 +159,13 @@ impl Timeline {
     /// The value at `t`; `None` is Unknown.
     pub fn value_at(&self, t: Time) -> Option<Value> {
         let span = &self.spans[self.index_at(t)?];
-        span.value.at_offset(t - span.start)
+        span.value.at_offset(t.saturating_sub(span.start))
     }
 
     /// The span value holding at `t`, shifted so that it starts at `t`.
     pub fn span_value_at(&self, t: Time) -> SpanValue {
         match self.index_at(t) {
-            Some(i) => self.spans[i].value.shifted(t - self.spans[i].start),
+            Some(i) => self.spans[i].value.shifted(t.saturating_sub(self.spans[i].start)),
             None => SpanValue::Unknown,
         }
     }
@@ -195,7 +196,7 @@ impl Timeline {
             out.push(SpanView {
                 start,
                 end,
-                value: span.value.at_offset(start - span.start),
+                value: span.value.at_offset(start.saturating_sub(span.start)),
                 rising: matches!(span.value, SpanValue::Rising { .. }),
             });
         }
@@ -274,7 +275,7 @@ impl Timeline {
 /// The value of the span that ends at index `next` (exclusive), seen from `t`.
 fn value_before(spans: &[Span], next: usize, t: Time) -> SpanValue {
     match next.checked_sub(1) {
-        Some(i) => spans[i].value.shifted(t - spans[i].start),
+        Some(i) => spans[i].value.shifted(t.saturating_sub(spans[i].start)),
         None => SpanValue::Unknown,
     }
 }
@@ -368,7 +369,7 @@ impl TimelineBuilder {
             return self.push(start, value);
         }
         if let Some(last) = self.spans.last()
-            && last.value.continues_as(start - last.start, &value)
+            && last.value.continues_as(start.saturating_sub(last.start), &value)
         {
             return;
         }

@@ -9,6 +9,23 @@ use smol_str::SmolStr;
 /// Event time: milliseconds since an epoch of the user's choosing.
 pub type Time = i64;
 
+/// The earliest event time the contract admits: -2^62 ms.
+pub const MIN_TIME: Time = -(1 << 62);
+
+/// The latest event time the contract admits: 2^62 ms.
+pub const MAX_TIME: Time = 1 << 62;
+
+/// `ms` if it lies in [[`MIN_TIME`], [`MAX_TIME`]], else an error naming the bounds.
+pub fn bounded_time(ms: i128) -> Result<Time, String> {
+    if (i128::from(MIN_TIME)..=i128::from(MAX_TIME)).contains(&ms) {
+        Ok(ms as Time)
+    } else {
+        Err(format!(
+            "{ms} ms is out of range: times must lie in [-2^62, 2^62] ms ({MIN_TIME} to {MAX_TIME})"
+        ))
+    }
+}
+
 /// One value of a column or of a timeline at an instant.
 ///
 /// Integers and floats are distinct variants but compare numerically with each
@@ -65,6 +82,13 @@ impl Value {
             Some(ordering) => op.holds(ordering),
             None => op == CmpOp::Ne,
         }
+    }
+
+    /// Whether `self` and `other` are one state: values that compare equal
+    /// (`2` and `2.0`) are; values of types that do not compare (`1` and
+    /// `true`) are not.
+    pub fn same_state(&self, other: &Value) -> bool {
+        self.partial_order(other) == Some(Ordering::Equal)
     }
 
     /// Converts a JSON scalar; `None` for null, arrays and objects.
@@ -226,6 +250,23 @@ mod tests {
         }
         assert!(s.compare(CmpOp::Ne, &i));
         assert!(!Value::Bool(true).compare(CmpOp::Eq, &Value::Int(1)));
+    }
+
+    #[test]
+    fn equal_numbers_are_one_state_and_types_stay_apart() {
+        assert!(Value::Int(2).same_state(&Value::Float(2.0)));
+        assert!(Value::Float(-0.0).same_state(&Value::Int(0)));
+        assert!(!Value::Int(1).same_state(&Value::Bool(true)));
+        assert!(!Value::str("2").same_state(&Value::Int(2)));
+    }
+
+    #[test]
+    fn times_are_bounded_and_the_error_names_the_bounds() {
+        assert_eq!(bounded_time(1 << 62), Ok(MAX_TIME));
+        assert_eq!(bounded_time(-(1 << 62)), Ok(MIN_TIME));
+        let err = bounded_time(i128::from(i64::MAX) + 1).unwrap_err();
+        assert!(err.contains("out of range") && err.contains("2^62"), "{err}");
+        assert!(bounded_time(MIN_TIME as i128 - 1).is_err());
     }
 
     #[test]

@@ -14,7 +14,8 @@ fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec!["x", "y", "z"]).prop_map(Value::str),
         (0i64..3).prop_map(Value::Int),
-        Just(Value::Float(1.5)),
+        // Equal to integers: one state with them.
+        prop::sample::select(vec![0.0, 1.0, 1.5, 2.0]).prop_map(Value::Float),
         any::<bool>().prop_map(Value::Bool),
     ]
 }
@@ -38,14 +39,18 @@ fn predicate() -> impl Strategy<Value = Predicate> {
     })
 }
 
-/// Random well-typed boolean timelines over every operator.
-fn bool_timeline() -> impl Strategy<Value = TimeLineOp> {
-    let leaf = prop_oneof![
+/// A boolean leaf, or a state compared with a literal.
+fn leaf() -> impl Strategy<Value = TimeLineOp> {
+    prop_oneof![
         predicate().prop_map(TimeLineOp::has_existed),
         (predicate(), 1i64..15).prop_map(|(p, d)| TimeLineOp::has_existed_within(p, d)),
         (column(), cmp_op(), value()).prop_map(|(c, op, v)| TimeLineOp::latest_event_to_state(c).compare(op, v)),
-    ];
-    leaf.prop_recursive(3, 12, 2, |inner| {
+    ]
+}
+
+/// Random well-typed boolean timelines over every operator.
+fn bool_timeline() -> impl Strategy<Value = TimeLineOp> {
+    leaf().prop_recursive(3, 12, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| a.and(b)),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| a.or(b)),
@@ -68,6 +73,8 @@ fn query() -> impl Strategy<Value = TimeLineOp> {
         1 => bool_timeline().prop_map(TimeLineOp::duration_in_cur_state),
         1 => bool_timeline().prop_map(TimeLineOp::count_where),
         1 => column().prop_map(TimeLineOp::latest_event_to_state),
+        // The time a duration has kept its value: flat, then rising.
+        1 => leaf().prop_map(|b| b.duration_where().duration_in_cur_state()),
     ]
 }
 
@@ -168,6 +175,24 @@ proptest! {
         let b = incremental(&op, &shuffled);
         prop_assert_eq!(a.timeline, b.timeline);
         prop_assert_eq!(a.latest, b.latest);
+    }
+
+    #[test]
+    fn incremental_equals_reference_near_the_time_bounds(
+        op in query(),
+        events in deliveries(),
+        top in any::<bool>(),
+    ) {
+        // The same events moved to the edge of the admitted times.
+        let base = if top { timeline::MAX_TIME - 49 } else { timeline::MIN_TIME };
+        let events: Vec<Event> = events.into_iter().map(|mut e| { e.time += base; e }).collect();
+        let out = incremental(&op, &events);
+        let reference = Reference::new(&events);
+        prop_assert_eq!(out.latest, reference.latest());
+        for t in -2..HORIZON {
+            let t = base + t;
+            prop_assert_eq!(out.value_at(t), reference.value(&op, t), "t={} op={} timeline={}", t, op, out.timeline);
+        }
     }
 
     #[test]

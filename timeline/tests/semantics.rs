@@ -97,3 +97,75 @@ fn leaves_see_the_key_origin_from_events_they_ignore() {
     assert_eq!(out.value_at(100), Some(Value::Int(0)));
     assert_eq!(out.value_at_end(), Some(Value::Int(300)));
 }
+
+#[test]
+fn times_beyond_the_bounds_are_rejected_as_bad_input() {
+    // The issue's repro: buffering from -9e18 to 9e18 used to wrap to a negative CIRR.
+    let parser = EventParser::default();
+    for time in ["-9000000000000000000", "9000000000000000000", "9223372036854775808"] {
+        let line = format!(r#"{{"session_id":"k","time":{time},"s":"buffer"}}"#);
+        let err = parser.parse(&line).unwrap_err().to_string();
+        assert!(
+            err.contains("out of range") && err.contains("[-2^62, 2^62]"),
+            "{time}: {err}"
+        );
+    }
+}
+
+#[test]
+fn durations_at_the_bounds_saturate_instead_of_wrapping() {
+    let q = r#"duration_where(latest_event_to_state(s) == "buffer")"#;
+    let lines = vec![
+        r#"{"session_id":"k","time":-4611686018427387904,"s":"buffer"}"#.to_string(),
+        r#"{"session_id":"k","time":4611686018427387904,"s":"stop"}"#.to_string(),
+    ];
+    let out = run(q, &lines);
+    assert_eq!(out.value_at_end(), Some(Value::Int(i64::MAX)), "2^63 ms saturates");
+    assert_eq!(out.value_at(0), Some(Value::Int(1 << 62)));
+    // The same for the time in the current state.
+    let out = run("duration_in_cur_state(latest_event_to_state(s))", &lines[..1]);
+    assert_eq!(out.value_at(i64::MAX), Some(Value::Int(i64::MAX)));
+}
+
+#[test]
+fn has_existed_within_near_the_upper_bound_is_true_inside_its_window() {
+    let q = r#"has_existed_within(s == "seek", 5s)"#;
+    let lines = vec![
+        r#"{"session_id":"k","time":0,"s":"play"}"#.to_string(),
+        r#"{"session_id":"k","time":4611686018427387900,"s":"seek"}"#.to_string(),
+    ];
+    let out = run(q, &lines);
+    assert_eq!(out.value_at(4_611_686_018_427_387_904), Some(Value::Bool(true)));
+    assert_eq!(out.value_at(4_611_686_018_427_392_899), Some(Value::Bool(true)));
+    assert_eq!(out.value_at(4_611_686_018_427_392_900), Some(Value::Bool(false)));
+    assert_eq!(out.value_at(4_611_686_018_427_387_899), Some(Value::Bool(false)));
+}
+
+#[test]
+fn duration_in_cur_state_of_a_duration_counts_the_flat_stretch_before_it_rises() {
+    // The issue's repro: events at 0 and 6; at t = 6 the duration is still 0, as since 0.
+    let q = r#"duration_in_cur_state(duration_where(latest_event_to_state(s) >= "B"))"#;
+    let lines = vec![
+        r#"{"session_id":"k","time":0,"s":"A"}"#.to_string(),
+        r#"{"session_id":"k","time":6,"s":"B"}"#.to_string(),
+    ];
+    let out = run(q, &lines);
+    assert_eq!(out.value_at(5), Some(Value::Int(5)));
+    assert_eq!(out.value_at(6), Some(Value::Int(6)));
+    assert_eq!(out.value_at(7), Some(Value::Int(0)));
+}
+
+#[test]
+fn equal_values_are_one_state() {
+    let q = "duration_in_cur_state(latest_event_to_state(x))";
+    let lines = vec![
+        r#"{"session_id":"k","time":0,"x":2}"#.to_string(),
+        r#"{"session_id":"k","time":10,"x":2.0}"#.to_string(),
+        r#"{"session_id":"k","time":20,"x":1}"#.to_string(),
+        r#"{"session_id":"k","time":30,"x":true}"#.to_string(),
+    ];
+    let out = run(q, &lines);
+    assert_eq!(out.value_at(15), Some(Value::Int(15)), "2 then 2.0 keeps the state");
+    assert_eq!(out.value_at(25), Some(Value::Int(5)));
+    assert_eq!(out.value_at(35), Some(Value::Int(5)), "1 then true changes it");
+}

@@ -421,13 +421,8 @@ struct RangeQuery {
 
 /// Reads a time parameter: milliseconds or RFC 3339.
 fn parse_time(name: &str, text: &str) -> Result<Time, ApiError> {
-    timeline_api::views::parse_time(text).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("`{name}` must be milliseconds or an RFC 3339 time, found `{text}`"),
-        )
-    })
+    timeline_api::views::parse_time(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{name}`: {e}")))
 }
 
 fn node_id(text: &str) -> Result<NodeId, ApiError> {

@@ -182,7 +182,7 @@ impl Aggregator {
                 continue;
             }
             let at = range.start + i - 1;
-            if let Some(value) = self.value(self.cells[at], t - self.starts[at]) {
+            if let Some(value) = self.value(self.cells[at], t.saturating_sub(self.starts[at])) {
                 partial.add(&value);
             }
         }

@@ -5,6 +5,7 @@ use crate::value::Value;
 
 /// The running total of the time `input` is true: rising where it is true,
 /// constant elsewhere (Unknown counts as not true). Unknown before the origin.
+/// Totals saturate at `i64::MAX` instead of wrapping.
 pub fn duration_where(input: &Timeline) -> Timeline {
     let mut out = TimelineBuilder::with_capacity(input.len());
     let mut total: i64 = 0;
@@ -12,7 +13,7 @@ pub fn duration_where(input: &Timeline) -> Timeline {
         if span.value.as_bool() == Some(true) {
             out.push(span.start, SpanValue::Rising { from: total });
             if let Some(end) = input.end_of(i) {
-                total = total.saturating_add(end - span.start);
+                total = total.saturating_add(end.saturating_sub(span.start));
             }
         } else {
             out.push(span.start, SpanValue::Known(Value::Int(total)));
@@ -57,5 +58,25 @@ mod tests {
         assert_eq!(d.value_at(14), Some(Value::Int(4)));
         assert_eq!(d.value_at(25), Some(Value::Int(9)));
         assert_eq!(d.value_at(-1), None);
+    }
+
+    #[test]
+    fn totals_across_the_whole_time_range_saturate() {
+        // True over [MIN_TIME, MAX_TIME): 2^63 ms, one more than i64::MAX.
+        let b = Timeline::from_spans([
+            Span {
+                start: crate::MIN_TIME,
+                value: SpanValue::from_bool(Some(true)),
+            },
+            Span {
+                start: crate::MAX_TIME,
+                value: SpanValue::from_bool(Some(false)),
+            },
+        ])
+        .unwrap();
+        let d = duration_where(&b);
+        assert_eq!(d.value_at(crate::MAX_TIME), Some(Value::Int(i64::MAX)));
+        assert_eq!(d.value_at(crate::MAX_TIME - 2), Some(Value::Int(i64::MAX - 1)));
+        assert_eq!(d.value_at(0), Some(Value::Int(1 << 62)));
     }
 }

@@ -17,6 +17,7 @@ pub struct HasExistedWithin {
 
 impl HasExistedWithin {
     /// Records a matching event at `time` whose window lasts `within` ms (> 0).
+    /// A window reaching past `i64::MAX` never closes.
     pub fn apply(&mut self, time: Time, within: i64) {
         let (start, end) = (time, time.saturating_add(within.max(1)));
         // Windows that overlap or touch [start, end) merge with it.
@@ -36,7 +37,8 @@ impl HasExistedWithin {
         out.push(origin, SpanValue::Known(Value::Bool(false)));
         for &(start, end) in &self.windows {
             out.push(start.max(origin), SpanValue::Known(Value::Bool(true)));
-            if end > origin {
+            // An end that saturated at i64::MAX lies beyond every instant.
+            if end > origin && end < Time::MAX {
                 out.push(end, SpanValue::Known(Value::Bool(false)));
             }
         }
@@ -80,5 +82,21 @@ mod tests {
         );
         s.apply(3, 18);
         assert_eq!(s.timeline(0).to_string(), "[0,30):true [30,∞):false");
+    }
+
+    #[test]
+    fn windows_past_the_end_of_time_stay_open() {
+        let mut s = HasExistedWithin::default();
+        s.apply(crate::MAX_TIME, i64::MAX);
+        let t = s.timeline(0);
+        assert_eq!(t.value_at(crate::MAX_TIME), Some(Value::Bool(true)));
+        assert_eq!(
+            t.value_at(i64::MAX),
+            Some(Value::Bool(true)),
+            "e.time <= t < e.time + d"
+        );
+        let mut s = HasExistedWithin::default();
+        s.apply(crate::MAX_TIME - 10, 5);
+        assert_eq!(s.timeline(0).value_at(crate::MAX_TIME - 5), Some(Value::Bool(false)));
     }
 }

@@ -2,7 +2,7 @@
 //! `design/semantics.md` alone: every query is answered by scanning all events
 //! (and, for durations, every millisecond). Shared by the property tests.
 
-use timeline::{DerivedOp, Event, KeyOp, LeafOp, TimeLineOp, Value};
+use timeline::{CmpOp, DerivedOp, Event, KeyOp, LeafOp, TimeLineOp, Value};
 
 /// The events of one key as the contract sees them: repeats of an id dropped
 /// (first delivery wins), arrival order kept.
@@ -86,7 +86,9 @@ impl Reference {
             KeyOp::Derived(DerivedOp::DurationInCurState) => {
                 let now = child(0, t)?;
                 let mut start = t;
-                while start > origin && child(0, start - 1).as_ref() == Some(&now) {
+                // Values that compare equal are one state.
+                let same = |v: Option<Value>| v.is_some_and(|v| v.compare(CmpOp::Eq, &now));
+                while start > origin && same(child(0, start - 1)) {
                     start -= 1;
                 }
                 Some(Value::Int(t - start))
