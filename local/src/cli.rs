@@ -310,7 +310,7 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
     }
     timeline::event::parse_time_text(at)
         .map(Some)
-        .map_err(|e| anyhow::anyhow!("--at: {e} (or `end`)"))
+        .map_err(|e| anyhow::anyhow!("--at must be `end` or a time: {e}"))
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
