@@ -1,7 +1,8 @@
 //! Load test of `timeline serve`: CIRR sessions posted in batches with
 //! durability on, then single-key result reads; server memory per key.
 //!
-//! `cargo bench -p timeline-local --bench serve [-- SESSIONS [CLIENTS]]`
+//! `cargo bench -p timeline-local --bench serve [-- SESSIONS [CLIENTS]]` (more
+//! `timeline serve` flags in `SERVE_ARGS`)
 //! (default 100000 sessions, 2 client threads). Loopback only.
 
 use std::io::{BufRead, BufReader};
@@ -51,6 +52,8 @@ fn main() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_timeline"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        // More `timeline serve` flags to compare, e.g. SERVE_ARGS="--snapshot-every-events 0 --snapshot-every-secs 0".
+        .args(std::env::var("SERVE_ARGS").unwrap_or_default().split_whitespace())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -9,7 +9,7 @@
 //! A snapshot that is unreadable, of another version, or taken with other
 //! jobs is not used: recovery replays the whole log instead.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -122,21 +122,52 @@ impl Captured {
     /// Writes it to `dir` crash-safely, replacing the previous snapshot;
     /// returns its size in bytes.
     pub fn write(self, dir: &Path) -> Result<u64> {
-        let body = postcard::to_stdvec(&self.0).context("cannot encode the snapshot")?;
-        drop(self);
         let final_path = path(dir);
         let temp = dir.join(format!("{FILE}.tmp"));
-        let mut file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-        file.write_all(MAGIC)?;
-        file.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-        file.write_all(&body)?;
+        let file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        // Encoded straight into the file (no second copy of the state in
+        // memory); the checksum's place is filled in once the body is written.
+        let mut out = ChecksumWriter {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        };
+        out.inner.write_all(MAGIC)?;
+        out.inner.write_all(&[0; 4])?;
+        let mut out = postcard::to_io(&self.0, out).context("cannot encode the snapshot")?;
+        drop(self);
+        let (crc, body_len) = (out.crc.clone().finalize(), out.bytes);
+        out.inner.flush()?;
+        let mut file = out.inner.into_inner().map_err(|e| e.into_error())?;
+        file.seek(std::io::SeekFrom::Start(MAGIC.len() as u64))?;
+        file.write_all(&crc.to_le_bytes())?;
         file.sync_all()
             .with_context(|| format!("cannot sync {}", temp.display()))?;
         drop(file);
         std::fs::rename(&temp, &final_path).with_context(|| format!("cannot rename {}", temp.display()))?;
         // The rename itself is durable once the directory is synced.
         std::fs::File::open(dir)?.sync_all()?;
-        Ok((MAGIC.len() + 4 + body.len()) as u64)
+        Ok(MAGIC.len() as u64 + 4 + body_len)
+    }
+}
+
+/// Counts and checksums what passes through it.
+struct ChecksumWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for ChecksumWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
