@@ -337,8 +337,10 @@ function keyView(job, initialKey) {
     }
     const nodes = plan.nodes.filter((n) => n.worker === "event-processor" || n.worker === "timeline-processor");
     const range = zoom ? `?from=${zoom[0]}&to=${zoom[1]}` : "";
-    const timelines = await Promise.all(nodes.map((n) => api(`/v1/workers/${enc(n.id)}/${enc(key)}/timeline${range}`)));
+    // Events first: the timelines, read after them, have taken in every
+    // event shown (never a tick that its rows do not reflect yet).
     const events = await api(`/v1/streams/${enc(stream)}/keys/${enc(key)}/events${range}`);
+    const timelines = await Promise.all(nodes.map((n) => api(`/v1/workers/${enc(n.id)}/${enc(key)}/timeline${range}`)));
     let from, to;
     if (zoom) { [from, to] = zoom; } else {
       const origin = Math.min(...timelines.map((t) => t.origin).filter((t) => t !== null));
@@ -347,7 +349,7 @@ function keyView(job, initialKey) {
       from = origin - Math.round(pad / 3);
       to = latest + pad;
     }
-    data = {
+    return {
       rows: nodes.map((n, i) => ({ node: n.id, kind: rowKind(n.id), expression: n.expression, spans: timelines[i].spans, result: n.id === plan.result })),
       events: events.events,
       from, to,
@@ -488,7 +490,10 @@ function keyView(job, initialKey) {
     await refresh();
   }
 
+  let generation = 0;
   async function refresh() {
+    // Refreshes may overlap (a poll, a zoom): only the latest one draws.
+    const mine = ++generation;
     renderRecent();
     try {
       const keys = await api(`/v1/jobs/${enc(job)}/keys?limit=500`);
@@ -497,7 +502,9 @@ function keyView(job, initialKey) {
         chart.replaceChildren(el("p", { class: "muted" }, keys.keys.length ? "Pick a key." : "No events yet."));
         return;
       }
-      await load();
+      const loaded = await load();
+      if (mine !== generation) return;
+      data = loaded;
       remember(initialKey);
       renderRecent();
       render();
