@@ -7,8 +7,9 @@ use smol_str::SmolStr;
 use super::ColumnUse;
 use super::Query;
 use super::error::DslError;
+use super::guard;
 use super::lexer::Span;
-use super::limits::{self, MAX_DEPTH, MAX_NODES};
+use super::limits::{MAX_DEPTH, MAX_NODES};
 use super::parser::{Expr, ExprKind, Program};
 use crate::aggregate::{AggFn, AggregateNode};
 use crate::metric::{ArithOp, MetricExpr, MetricNode};
@@ -248,7 +249,7 @@ impl Checker<'_> {
             _ => 0,
         };
         if depth > MAX_DEPTH {
-            return Err(limits::too_deep(self.source, expr.span.clone()));
+            return Err(guard::too_deep(self.source, expr.span.clone()));
         }
         Ok(typed)
     }
@@ -265,7 +266,7 @@ impl Checker<'_> {
                 if let Some(bound) = self.bindings.get(name) {
                     self.unfolded = self.unfolded.saturating_add(weight(bound));
                     if self.unfolded > MAX_NODES {
-                        return Err(limits::too_complex(
+                        return Err(guard::too_complex(
                             self.source,
                             span,
                             "nodes once `let` bindings are unfolded",

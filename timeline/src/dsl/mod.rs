@@ -32,6 +32,7 @@
 mod builder;
 mod check;
 mod error;
+mod guard;
 mod header;
 mod lexer;
 mod limits;
@@ -98,12 +99,12 @@ pub fn parse(source: &str) -> Result<TimeLineOp, DslError> {
 
 /// Parses and type-checks a query: its bindings and every output.
 pub fn parse_query(source: &str) -> Result<Query, DslError> {
-    limits::check_size(source)?;
+    guard::check_size(source)?;
     let tokens = lexer::lex(source)?;
-    limits::check_brackets(source, &tokens)?;
+    guard::check_brackets(source, &tokens)?;
     let (stream, tokens) = header::split(source, tokens)?;
     let program = parser::parse(source, tokens)?;
-    limits::check_tree(source, &program)?;
+    guard::check_tree(source, &program)?;
     let mut query = check::lower(source, &program)?;
     query.stream = stream;
     Ok(query)
