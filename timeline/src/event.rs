@@ -212,8 +212,8 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<Time, String> {
 }
 
 /// Parses a time given as text (a query parameter, `--at`): whole
-/// milliseconds or RFC 3339, within [`MIN_TIME`](crate::MIN_TIME) and
-/// [`MAX_TIME`](crate::MAX_TIME). A whole number too large for any integer
+/// milliseconds or RFC 3339, within [`MIN_TIME`](crate::value::MIN_TIME) and
+/// [`MAX_TIME`](crate::value::MAX_TIME). A whole number too large for any integer
 /// type is out of range, not malformed.
 pub fn parse_time_text(text: &str) -> Result<Time, String> {
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
@@ -222,8 +222,8 @@ pub fn parse_time_text(text: &str) -> Result<Time, String> {
             Ok(ms) => bounded_time(ms),
             Err(_) => Err(format!(
                 "{text} ms is out of range: times must lie in [-2^62, 2^62] ms ({} to {})",
-                crate::MIN_TIME,
-                crate::MAX_TIME
+                crate::value::MIN_TIME,
+                crate::value::MAX_TIME
             )),
         };
     }
@@ -523,14 +523,14 @@ mod tests {
     #[test]
     fn times_at_the_bounds_are_events() {
         let e = parse(r#"{"session_id":"s","time":4611686018427387904}"#).unwrap();
-        assert_eq!(e.time, crate::MAX_TIME);
+        assert_eq!(e.time, crate::value::MAX_TIME);
         let e = parse(r#"{"session_id":"s","time":-4611686018427387904}"#).unwrap();
-        assert_eq!(e.time, crate::MIN_TIME);
+        assert_eq!(e.time, crate::value::MIN_TIME);
     }
 
     #[test]
     fn time_text_is_bounded_and_says_so() {
-        assert_eq!(parse_time_text("-4611686018427387904"), Ok(crate::MIN_TIME));
+        assert_eq!(parse_time_text("-4611686018427387904"), Ok(crate::value::MIN_TIME));
         assert_eq!(parse_time_text("1970-01-01T00:00:01Z"), Ok(1000));
         for text in [
             "9223372036854775808",

@@ -65,18 +65,18 @@ mod tests {
         // True over [MIN_TIME, MAX_TIME): 2^63 ms, one more than i64::MAX.
         let b = Timeline::from_spans([
             Span {
-                start: crate::MIN_TIME,
+                start: crate::value::MIN_TIME,
                 value: SpanValue::from_bool(Some(true)),
             },
             Span {
-                start: crate::MAX_TIME,
+                start: crate::value::MAX_TIME,
                 value: SpanValue::from_bool(Some(false)),
             },
         ])
         .unwrap();
         let d = duration_where(&b);
-        assert_eq!(d.value_at(crate::MAX_TIME), Some(Value::Int(i64::MAX)));
-        assert_eq!(d.value_at(crate::MAX_TIME - 2), Some(Value::Int(i64::MAX - 1)));
+        assert_eq!(d.value_at(crate::value::MAX_TIME), Some(Value::Int(i64::MAX)));
+        assert_eq!(d.value_at(crate::value::MAX_TIME - 2), Some(Value::Int(i64::MAX - 1)));
         assert_eq!(d.value_at(0), Some(Value::Int(1 << 62)));
     }
 }

@@ -87,16 +87,19 @@ mod tests {
     #[test]
     fn windows_past_the_end_of_time_stay_open() {
         let mut s = HasExistedWithin::default();
-        s.apply(crate::MAX_TIME, i64::MAX);
+        s.apply(crate::value::MAX_TIME, i64::MAX);
         let t = s.timeline(0);
-        assert_eq!(t.value_at(crate::MAX_TIME), Some(Value::Bool(true)));
+        assert_eq!(t.value_at(crate::value::MAX_TIME), Some(Value::Bool(true)));
         assert_eq!(
             t.value_at(i64::MAX),
             Some(Value::Bool(true)),
             "e.time <= t < e.time + d"
         );
         let mut s = HasExistedWithin::default();
-        s.apply(crate::MAX_TIME - 10, 5);
-        assert_eq!(s.timeline(0).value_at(crate::MAX_TIME - 5), Some(Value::Bool(false)));
+        s.apply(crate::value::MAX_TIME - 10, 5);
+        assert_eq!(
+            s.timeline(0).value_at(crate::value::MAX_TIME - 5),
+            Some(Value::Bool(false))
+        );
     }
 }
