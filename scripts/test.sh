@@ -8,9 +8,14 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean build compiles everything once: incremental caches would only cost
+# disk (several GB). Developers who rerun the suite may set it to 1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
+df -h . | tail -1 | awk '{print "disk free here: " $4}'
 
 step "setup"
 scripts/setup.sh
@@ -36,4 +41,7 @@ scripts/test-dashboard.sh
 
 step "the README's Golem walkthrough on the test Golem host"
 # The host the tests just ran (built with the tests' features: no second build).
-GOLEM_HOST_BIN=target/debug/golem-host-under-test scripts/test-golem-walkthrough.sh
+GOLEM_HOST_BIN="${CARGO_TARGET_DIR:-target}/debug/golem-host-under-test" scripts/test-golem-walkthrough.sh
+
+step "done"
+du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | awk '{print "target directory: " $1}'
