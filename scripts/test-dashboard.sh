@@ -23,6 +23,8 @@ command -v node >/dev/null || { echo "test-dashboard: needs Node.js 20 or later"
 (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo build --locked -p timeline-local --bin timeline
-export TIMELINE_BIN="$PWD/target/debug/timeline"
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+export TIMELINE_BIN="$target_dir/debug/timeline"
 cd tests/dashboard
 node --test --test-concurrency=1 --test-reporter=spec
