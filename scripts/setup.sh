@@ -2,7 +2,7 @@
 # Installs what building and testing need on a fresh Debian machine, and
 # nothing that is already there:
 #   protoc             (Debian protobuf-compiler): the `pulsar` crate's build script
-#   jq, curl           (Debian): the README's Golem walkthrough, run as a test
+#   jq, curl           (Debian): the Golem walkthrough of docs/golem.md, run as a test
 #   pulsar-lite        (PyPI): an independent Pulsar-protocol broker for the feeder's tests
 #   pulsar-client      (PyPI): the official Python Pulsar client, the tests' producer
 #   schemathesis       (PyPI, in a venv): the property-based API test (scripts/test-api-fuzz.sh)

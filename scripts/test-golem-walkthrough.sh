@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's "Run on Golem" commands (between the golem-walkthrough
+# Runs the "Run on Golem" commands of docs/golem.md (between the golem-walkthrough
 # markers) against the test Golem host, unchanged but for the address, and
 # checks that they print CIRR's result for afsal-mando-1 (13 s).
 set -euo pipefail
@@ -18,8 +18,8 @@ for _ in $(seq 1 600); do
 done
 [ -n "$addr" ] || { cat "$log" >&2; echo "test-golem-walkthrough: golem-host did not start" >&2; exit 1; }
 port=${addr##*:}
-commands=$(awk '/<!-- golem-walkthrough -->/{on=1; next} /<!-- \/golem-walkthrough -->/{on=0} on && !/^```/' README.md)
-[ -n "$commands" ] || { echo "test-golem-walkthrough: no walkthrough in README.md" >&2; exit 1; }
+commands=$(awk '/<!-- golem-walkthrough -->/{on=1; next} /<!-- \/golem-walkthrough -->/{on=0} on && !/^```/' docs/golem.md)
+[ -n "$commands" ] || { echo "test-golem-walkthrough: no walkthrough in docs/golem.md" >&2; exit 1; }
 out=$(bash -euo pipefail -c "${commands//localhost:9006/localhost:$port}")
 printf '%s\n' "$out"
 last=$(printf '%s\n' "$out" | tail -n 1)

@@ -39,7 +39,7 @@ scripts/test-api-fuzz.sh
 step "dashboard in headless Chromium"
 scripts/test-dashboard.sh
 
-step "the README's Golem walkthrough on the test Golem host"
+step "the Golem walkthrough of docs/golem.md on the test Golem host"
 # The host the tests just ran (built with the tests' features: no second build).
 GOLEM_HOST_BIN="${CARGO_TARGET_DIR:-target}/debug/golem-host-under-test" scripts/test-golem-walkthrough.sh
 

@@ -1,4 +1,4 @@
-//! The worked examples and boundary cases of `design/semantics.md`, end to end
+//! The worked examples and boundary cases of `docs/semantics.md`, end to end
 //! through the DSL, the plan and the workers.
 
 use timeline::{CompiledPlan, EventParser, ExecutionPlan, Value};

@@ -1,5 +1,5 @@
 //! A slow, obviously correct evaluator of the semantics, written from
-//! `design/semantics.md` alone: every query is answered by scanning all events
+//! `docs/semantics.md` alone: every query is answered by scanning all events
 //! (and, for durations, every millisecond). Shared by the property tests.
 
 use timeline::{CmpOp, DerivedOp, Event, KeyOp, LeafOp, TimeLineOp, Value};
