@@ -160,18 +160,84 @@ impl Batch {
         bad: impl FnMut(BadLine),
         progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
+        // A copy of the input, read again only if deliveries of an
+        // identified event disagree on its content (see `settle_conflicts`).
+        let mut spool = tempfile::tempfile().ok().map(std::io::BufWriter::new);
+        let input = Tee {
+            inner: input,
+            copy: spool.as_mut(),
+            error: None,
+        };
         let shards = self.shards.len();
-        if shards == 1 {
-            return self.shards[0].read(input, 0, 1, bad, progress);
-        }
         let mut bad = bad;
         let mut progress = progress;
-        read_lines(input, &mut progress, |line, number| {
-            if let Err(error) = self.apply_line(line) {
-                bad(BadLine { line: number, error });
+        let mut input = input;
+        if shards == 1 {
+            self.shards[0].read(&mut input, 0, 1, bad, progress)?;
+        } else {
+            read_lines(&mut input, &mut progress, |line, number| {
+                if let Err(error) = self.apply_line(line) {
+                    bad(BadLine { line: number, error });
+                }
+            })?;
+            self.settle_misrouted();
+        }
+        let copied = input.error.take().map_or(Ok(()), Err);
+        if self.shards.iter().all(|s| !s.engine.has_conflicts()) {
+            return Ok(());
+        }
+        let again = match (copied, spool) {
+            (Ok(()), Some(spool)) => {
+                let mut file = spool.into_inner().map_err(|e| e.into_error())?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+                file
+            }
+            (Err(e), _) => return Err(e),
+            (_, None) => {
+                return Err(std::io::Error::other(
+                    "deliveries of one event_id disagree on its content, and the input cannot be read again \
+                     (no temporary file): pass the events as a file",
+                ));
+            }
+        };
+        self.settle_conflicts(std::io::BufReader::new(again))
+    }
+
+    /// Rebuilds every key whose deliveries of an identified event disagree on
+    /// its content from all its events, read again from `input`, so that the
+    /// delivery the contract picks is the event.
+    fn settle_conflicts(&mut self, input: impl BufRead) -> std::io::Result<()> {
+        let mut owner: rustc_hash::FxHashMap<SmolStr, usize> = rustc_hash::FxHashMap::default();
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            for (_, key) in shard.engine.take_conflicts() {
+                owner.insert(key, i);
+            }
+        }
+        if owner.is_empty() {
+            return Ok(());
+        }
+        let parser = self.shards[0].parser.clone();
+        let finder = KeyFinder::new(parser.key_field());
+        let mut deliveries: rustc_hash::FxHashMap<SmolStr, Vec<(Event, Target)>> = rustc_hash::FxHashMap::default();
+        read_lines(input, &mut |_| {}, |line, _| {
+            if let Some(key) = finder.key(line)
+                && std::str::from_utf8(&key).is_ok_and(|k| !owner.contains_key(k))
+            {
+                return;
+            }
+            if let Ok(event) = parser.parse_bytes(line)
+                && owner.contains_key(&event.key)
+            {
+                deliveries
+                    .entry(event.key.clone())
+                    .or_default()
+                    .push((event, Target::AllLeaves));
             }
         })?;
-        self.settle_misrouted();
+        for (key, events) in deliveries {
+            let shard = &mut self.shards[owner[&key]];
+            shard.engine.rebuild_key(shard.stream, &key, events);
+        }
         Ok(())
     }
 
@@ -229,6 +295,10 @@ impl Batch {
             })
         })?;
         self.settle_misrouted();
+        if self.shards.iter().any(|s| s.engine.has_conflicts()) {
+            let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+            self.settle_conflicts(input)?;
+        }
         Ok(())
     }
 
@@ -384,6 +454,55 @@ fn read_lines(
         f(&partial, number + 1);
     }
     Ok(())
+}
+
+/// A reader that copies what is consumed of it into `copy`.
+struct Tee<'a, R> {
+    inner: R,
+    copy: Option<&'a mut std::io::BufWriter<std::fs::File>>,
+    /// The first error writing the copy (the copy is then dropped).
+    error: Option<std::io::Error>,
+}
+
+impl<R: BufRead> std::io::Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.keep(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Tee<'_, R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if self.copy.is_some() && amount > 0 {
+            // The buffer still holds what is consumed: no read happens here.
+            let chunk = self.inner.fill_buf().map(|b| b[..amount.min(b.len())].to_vec());
+            match chunk {
+                Ok(chunk) => self.keep(&chunk),
+                Err(e) => self.fail(e),
+            }
+        }
+        self.inner.consume(amount);
+    }
+}
+
+impl<R> Tee<'_, R> {
+    fn keep(&mut self, bytes: &[u8]) {
+        if let Some(copy) = self.copy.as_mut()
+            && let Err(e) = std::io::Write::write_all(copy, bytes)
+        {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        self.copy = None;
+        self.error.get_or_insert(e);
+    }
 }
 
 /// The shard of a key.

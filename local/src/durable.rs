@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::Result;
+use smol_str::SmolStr;
 use timeline::registry::{SubmitError, Submitted};
 use timeline::{Event, NodeId, StreamSpec};
 use tokio::sync::{mpsc, oneshot};
@@ -70,6 +71,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
         replayed += apply_record(&mut engine, seq, record, None)?;
         Ok(())
     })?;
+    let conflicts = engine.take_conflicts();
+    let log = store.reader();
+    settle_conflicts(&mut engine, conflicts, |seq| log.get(seq))?;
     engine.refresh_aggregates();
     tracing::info!(
         jobs = engine.registry().jobs().count(),
@@ -158,6 +162,35 @@ pub fn apply_record(engine: &mut Engine, seq: u64, record: &[u8], only: Option<&
         engine.note_record(stream, seq, &events);
     }
     Ok(events.len() as u64)
+}
+
+/// Rebuilds each of `keys` from its deliveries in the log (`log` reads a
+/// record), so that of the deliveries of an identified event that disagree on
+/// its content, the one the contract picks is the event.
+pub fn settle_conflicts(
+    engine: &mut Engine,
+    keys: Vec<(StreamId, SmolStr)>,
+    log: impl Fn(u64) -> Result<Option<Vec<u8>>>,
+) -> Result<()> {
+    for (stream, key) in keys {
+        let Ok(records) = engine.key_records(stream, &key).map(<[u64]>::to_vec) else {
+            continue;
+        };
+        let mut deliveries = Vec::new();
+        for seq in records {
+            let Some(record) = log(seq)? else { continue };
+            let (header, events) = record_events(&record)?;
+            let target = header.target()?;
+            deliveries.extend(events.into_iter().filter(|e| e.key == key).map(|e| (e, target.clone())));
+        }
+        tracing::info!(
+            key = key.as_str(),
+            deliveries = deliveries.len(),
+            "deliveries of one event_id disagree: key rebuilt"
+        );
+        engine.rebuild_key(stream, &key, deliveries);
+    }
+    Ok(())
 }
 
 /// The writer: group commit, then apply, then acknowledge.
@@ -325,6 +358,11 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
                 engine.apply(ingest.stream, &ingest.events, &ingest.target, None);
                 engine.note_record(ingest.stream, seq, &ingest.events);
             }
+            let conflicts = engine.take_conflicts();
+            let log = store.reader();
+            if let Err(e) = settle_conflicts(&mut engine, conflicts, |seq| log.get(seq)) {
+                tracing::error!("cannot read the log to settle conflicting deliveries: {e:#}");
+            }
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
@@ -373,10 +411,22 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bo
                         Ok(()) => {
                             // Feed the new leaves every event seen so far.
                             let mut replayed = 0;
-                            let backfill = store.replay(|seq, record| {
-                                replayed += apply_record(&mut engine, seq, record, Some(&new_leaves))?;
-                                Ok(())
-                            });
+                            let backfill = store
+                                .replay(|seq, record| {
+                                    replayed += apply_record(&mut engine, seq, record, Some(&new_leaves))?;
+                                    Ok(())
+                                })
+                                .and_then(|()| {
+                                    // The replay applied every delivery to the new leaves.
+                                    let stream = engine.job_stream(&job.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                                    let keys = engine
+                                        .conflicted_keys(stream)
+                                        .into_iter()
+                                        .map(|k| (stream, k))
+                                        .collect();
+                                    let log = store.reader();
+                                    settle_conflicts(&mut engine, keys, |seq| log.get(seq))
+                                });
                             engine.refresh_aggregates();
                             match backfill {
                                 Ok(()) => {

@@ -38,7 +38,7 @@
 //!
 //! Each module imports only those below it, the algebra first:
 //! [`value`] (with [`Time`]) and [`id`] (column identifiers, node ids);
-//! [`timeline`], [`event`] and [`stream`]; [`predicate`] and [`ops`]; [`op`] (per-key
+//! [`timeline`], [`event`] and [`stream`]; [`repeats`] (which delivery of an id is the event); [`predicate`] and [`ops`]; [`op`] (per-key
 //! nodes); [`aggregate`] and [`metric`]; [`plan`] (every node kind,
 //! [`Operator`], and a job's outputs); [`worker`] (leaf state, the
 //! evaluator); [`dsl`]; [`registry`] (jobs: DSL in, plans out).
@@ -58,6 +58,7 @@ pub mod ops;
 pub mod plan;
 pub mod predicate;
 pub mod registry;
+pub mod repeats;
 pub mod stream;
 pub mod timeline;
 pub mod value;

@@ -6,7 +6,9 @@
 use rustc_hash::FxHashSet;
 use timeline::Event;
 
-use crate::engine::{Engine, fingerprint};
+use timeline::repeats::content_digest;
+
+use crate::engine::{Engine, fingerprint_with};
 use crate::store::{decode_record, encode_record};
 
 use super::Ingest;
@@ -19,9 +21,13 @@ pub(super) fn leave_out_repeats(engine: &Engine, ingests: &mut [Ingest]) -> usiz
     let mut dropped = 0;
     for ingest in ingests {
         let before = ingest.events.len();
-        ingest.events.retain(|event| match fingerprint(event, &ingest.target) {
-            None => true,
-            Some(fp) => !engine.is_known(ingest.stream, &event.key, fp) && in_group.insert((ingest.stream, fp)),
+        ingest.events.retain(|event| {
+            if event.id.is_none() {
+                return true;
+            }
+            let content = content_digest(event);
+            !engine.is_known(ingest.stream, event, &ingest.target, content)
+                && in_group.insert((ingest.stream, fingerprint_with(event, &ingest.target, content)))
         });
         if ingest.events.len() == before {
             continue;

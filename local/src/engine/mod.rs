@@ -13,6 +13,7 @@ use timeline::aggregate::key_contributions;
 use timeline::metric::InputFold;
 
 use timeline::registry::{Job, JobRegistry, SubmitError, Submitted};
+use timeline::repeats::{Fields, content_digest, identity_digest};
 use timeline::stream::{StreamConflict, StreamRef};
 use timeline::{
     AggFn, Columns, Evaluation, Event, Group, Inputs, KeyClock, LeafData, LeafOp, NodeId, Operator, Output, StreamSpec,
@@ -30,10 +31,12 @@ pub enum Target {
 }
 
 mod aggregates;
+mod ledger;
 mod repeats;
 mod snapshot;
 
-pub use repeats::fingerprint;
+use ledger::{IdLedger, Seen};
+pub use repeats::{fingerprint, fingerprint_with};
 pub use snapshot::{EngineImage, RestoreError};
 
 use aggregates::AggregateSlot;
@@ -61,8 +64,12 @@ struct KeyState {
     /// The log records holding the key's events, in order (for reading a
     /// key's raw events back).
     records: Vec<u64>,
-    /// Fingerprints of the identified events applied (see [`fingerprint`]).
+    /// Fingerprints (see [`fingerprint`]) of the identified events applied
+    /// to single leaves, as the feeder delivers them (those delivered to
+    /// every leaf are known from `ids`).
     seen: FxHashSet<u64>,
+    /// The content applied of each identified event (time and id).
+    ids: IdLedger,
 }
 
 /// One stream: its keys, the leaves that read it, its columns.
@@ -124,6 +131,12 @@ pub struct Engine {
     stream_of: FxHashMap<SmolStr, StreamId>,
     events: u64,
     aggregates: FxHashMap<NodeId, AggregateSlot>,
+    /// Keys with deliveries of an identified event that disagree on its
+    /// content, not yet rebuilt (see [`Engine::take_conflicts`]).
+    pending: FxHashSet<(StreamId, SmolStr)>,
+    /// Every key that ever had such a conflict: a new job's replay of the log
+    /// must settle them again.
+    conflicted: FxHashSet<(StreamId, SmolStr)>,
 }
 
 impl Default for Engine {
@@ -242,6 +255,8 @@ impl Engine {
             stream_of: FxHashMap::default(),
             events: 0,
             aggregates: FxHashMap::default(),
+            pending: FxHashSet::default(),
+            conflicted: FxHashSet::default(),
         };
         engine.stream_index(&default);
         engine
@@ -435,10 +450,16 @@ impl Engine {
                 Some(key) => key,
                 None => state.keys.entry(event.key.clone()).or_default(),
             };
-            if !replay {
-                if let Some(fp) = fingerprint(event, target) {
-                    key.seen.insert(fp);
+            let mut conflict = false;
+            if !replay && let Some(id) = &event.id {
+                let content = content_digest(event);
+                let all = *target == Target::AllLeaves;
+                conflict = key.ids.observe(identity_digest(event.time, id), content, all) == Seen::Conflict;
+                if !all && !conflict {
+                    key.seen.insert(fingerprint_with(event, target, content));
                 }
+            }
+            if !replay {
                 key.clock.observe(event.time);
                 state.events += 1;
                 self.events += 1;
@@ -448,19 +469,102 @@ impl Engine {
             if aggregated && !state.dirty.contains(&event.key) {
                 state.dirty.insert(event.key.clone());
             }
+            if conflict {
+                // Which content is the event needs the key's deliveries.
+                self.pending.insert((stream, event.key.clone()));
+                self.conflicted.insert((stream, event.key.clone()));
+                continue;
+            }
             for &slot in &chosen {
                 apply_to_slot(&mut self.slots, key, slot, event);
             }
         }
     }
 
-    /// Whether an event with fingerprint `fp` (see [`fingerprint`]) of `key`
-    /// on stream `stream` was applied already.
-    pub fn is_known(&self, stream: StreamId, key: &str, fp: u64) -> bool {
-        self.streams
-            .get(stream as usize)
-            .and_then(|s| s.keys.get(key))
-            .is_some_and(|k| k.seen.contains(&fp))
+    /// The keys found since the last call to hold deliveries of one
+    /// identified event with different contents: the caller rebuilds each
+    /// from its deliveries with [`Engine::rebuild_key`].
+    pub fn take_conflicts(&mut self) -> Vec<(StreamId, SmolStr)> {
+        let mut keys: Vec<_> = self.pending.drain().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Whether [`Engine::take_conflicts`] has keys to give.
+    pub fn has_conflicts(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Every key of `stream` that ever held such deliveries (a replay into a
+    /// new job's leaves applies all deliveries, so these are rebuilt after it).
+    pub fn conflicted_keys(&self, stream: StreamId) -> Vec<SmolStr> {
+        let mut keys: Vec<SmolStr> = self
+            .conflicted
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, k)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Rebuilds the leaves of `key` on `stream` from all its `deliveries`
+    /// (in the order they were logged, with where each went): of the
+    /// deliveries of each identified event the one the contract picks
+    /// ([`timeline::repeats::resolve`]) is applied, to every leaf any of them
+    /// went to.
+    pub fn rebuild_key(&mut self, stream: StreamId, key: &str, deliveries: Vec<(Event, Target)>) {
+        let Some(state) = self.streams.get_mut(stream as usize) else {
+            return;
+        };
+        let spec = state.spec.clone();
+        let fields = Fields {
+            key: &spec.key,
+            time: &spec.time,
+            id: &spec.id,
+        };
+        let resolved = ::timeline::repeats::resolve(deliveries, fields);
+        let leaves = state.leaves.clone();
+        let Some(k) = state.keys.get_mut(key) else {
+            return;
+        };
+        k.leaves.clear();
+        for (event, targets) in resolved {
+            if let Some(id) = &event.id {
+                let all = targets.contains(&Target::AllLeaves);
+                k.ids.set(identity_digest(event.time, id), content_digest(&event), all);
+            }
+            let mut chosen: Vec<u32> = Vec::new();
+            for target in &targets {
+                match target {
+                    Target::AllLeaves => chosen.extend(&leaves),
+                    Target::Leaf(id) => chosen.extend(self.slot_of.get(id).filter(|s| leaves.contains(s))),
+                }
+            }
+            chosen.sort_unstable();
+            chosen.dedup();
+            for slot in chosen {
+                apply_to_slot(&mut self.slots, k, slot, &event);
+            }
+        }
+        if !self.aggregates.is_empty() {
+            state.dirty.insert(SmolStr::new(key));
+        }
+    }
+
+    /// Whether `event` (identified, with content digest `content`) was
+    /// applied already as delivered to `target`, so that the log can leave
+    /// it out.
+    pub fn is_known(&self, stream: StreamId, event: &Event, target: &Target, content: u64) -> bool {
+        let Some(id) = &event.id else { return false };
+        let Some(key) = self.streams.get(stream as usize).and_then(|s| s.keys.get(&event.key)) else {
+            return false;
+        };
+        match key.ids.holds(identity_digest(event.time, id), content) {
+            None => false,
+            Some(true) => true,
+            Some(false) => *target != Target::AllLeaves && key.seen.contains(&fingerprint_with(event, target, content)),
+        }
     }
 
     /// Notes that log record `seq` holds `events` (of stream `stream`).
@@ -786,6 +890,7 @@ impl Engine {
                     + s.leaves.capacity() * std::mem::size_of::<(u32, LeafData)>()
                     + s.records.capacity() * std::mem::size_of::<u64>()
                     + s.seen.capacity() * (std::mem::size_of::<u64>() + 1)
+                    + s.ids.heap_bytes()
                     + s.leaves.iter().map(|(_, d)| d.heap_bytes()).sum::<usize>()
             })
             .sum::<usize>()
@@ -857,5 +962,42 @@ mod tests {
         assert_eq!(e.leaf_count(), 1);
         assert!(e.streams[0].keys["k"].leaves.len() == 1);
         assert!(matches!(e.job("b"), Err(ReadError::UnknownJob(_))));
+    }
+
+    #[test]
+    fn deliveries_to_single_leaves_that_disagree_are_settled_for_every_leaf_they_reached() {
+        let query = "has_existed(x == 1) && has_existed(y == 2)";
+        let mut reference = Engine::new();
+        let (submitted, leaves) = reference.submit(Some("a"), query).unwrap();
+        let result = submitted.job().plan.result.clone();
+        // The event is the delivery with `x` (`{"event_id":"e","x":1,...` sorts
+        // before `{"event_id":"e","y":2,...`).
+        let winner = events(&[r#"{"session_id":"k","time":5,"event_id":"e","x":1}"#]);
+        let loser = events(&[r#"{"session_id":"k","time":5,"event_id":"e","y":2}"#]);
+        reference.apply(0, &winner, &Target::AllLeaves, None);
+
+        let mut e = Engine::new();
+        e.submit(Some("a"), query).unwrap();
+        let mut deliveries = Vec::new();
+        // The losing content reaches both leaves first, the winner only one.
+        for leaf in &leaves {
+            let target = Target::Leaf(leaf.clone());
+            e.apply(0, &loser, &target, None);
+            deliveries.push((loser[0].clone(), target));
+        }
+        assert!(!e.has_conflicts());
+        let target = Target::Leaf(leaves[0].clone());
+        e.apply(0, &winner, &target, None);
+        deliveries.push((winner[0].clone(), target));
+        assert_eq!(e.take_conflicts(), vec![(0, SmolStr::new("k"))]);
+        e.rebuild_key(0, "k", deliveries);
+        for node in leaves.iter().chain([&result]) {
+            assert_eq!(
+                e.output(node, "k").unwrap().value_at_end(),
+                reference.output(node, "k").unwrap().value_at_end(),
+                "{node}"
+            );
+        }
+        assert_eq!(e.conflicted_keys(0), vec![SmolStr::new("k")]);
     }
 }

@@ -4,7 +4,8 @@
 
 use std::hash::{Hash, Hasher};
 
-use timeline::{Event, Value};
+use timeline::Event;
+use timeline::repeats::content_digest;
 
 use super::Target;
 
@@ -13,13 +14,18 @@ use super::Target;
 /// content). Columns are taken in name order, so field order does not matter;
 /// `2` and `2.0` are different content.
 pub fn fingerprint(event: &Event, target: &Target) -> Option<u64> {
-    let id = event.id.as_ref()?;
-    // SipHash with fixed keys: no weak spots for structured input. Fingerprints
-    // are never stored; recovery computes them again.
+    event.id.as_ref()?;
+    Some(fingerprint_with(event, target, content_digest(event)))
+}
+
+/// [`fingerprint`] of an identified event whose content digest
+/// ([`content_digest`]) is `content`.
+pub fn fingerprint_with(event: &Event, target: &Target, content: u64) -> u64 {
+    // SipHash with fixed keys: no weak spots for structured input.
     let mut h = std::hash::DefaultHasher::new();
     event.key.as_str().hash(&mut h);
     event.time.hash(&mut h);
-    id.as_str().hash(&mut h);
+    event.id.as_deref().unwrap_or_default().hash(&mut h);
     match target {
         Target::AllLeaves => 0u8.hash(&mut h),
         Target::Leaf(node) => {
@@ -27,18 +33,8 @@ pub fn fingerprint(event: &Event, target: &Target) -> Option<u64> {
             node.to_string().hash(&mut h);
         }
     }
-    let mut columns: Vec<&(smol_str::SmolStr, Value)> = event.columns.iter().collect();
-    columns.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, value) in columns {
-        name.as_str().hash(&mut h);
-        match value {
-            Value::Bool(b) => (0u8, *b).hash(&mut h),
-            Value::Int(i) => (1u8, *i).hash(&mut h),
-            Value::Float(f) => (2u8, f.to_bits()).hash(&mut h),
-            Value::Str(s) => (3u8, s.as_str()).hash(&mut h),
-        }
-    }
-    Some(h.finish())
+    content.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

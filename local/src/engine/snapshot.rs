@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use timeline::{Columns, KeyClock, LeafData, NodeId, StreamSpec, Time, Value, ValueTable};
 
-use super::{Engine, KeyState, StreamState};
+use super::{Engine, IdLedger, KeyState, StreamState};
 
 /// A value, tagged (the snapshot's binary format cannot read untagged enums).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +36,10 @@ struct KeyImage {
     leaves: Vec<(u32, LeafData)>,
     records: Vec<u64>,
     seen: Vec<u64>,
+    /// (identity digest, content digest) of each identified event.
+    ids: Vec<(u64, u64)>,
+    /// Whether its deliveries ever disagreed on an event's content.
+    conflicted: bool,
 }
 
 /// One stream.
@@ -113,7 +117,8 @@ impl Engine {
         let streams = self
             .streams
             .iter()
-            .map(|s| StreamImage {
+            .enumerate()
+            .map(|(stream, s)| StreamImage {
                 spec: s.spec.clone(),
                 columns: s.columns.clone(),
                 events: s.events,
@@ -132,6 +137,8 @@ impl Engine {
                             .collect(),
                         records: k.records.clone(),
                         seen: k.seen.iter().copied().collect(),
+                        ids: k.ids.entries(),
+                        conflicted: self.conflicted.contains(&(stream as u16, key.clone())),
                     })
                     .collect(),
             })
@@ -169,6 +176,9 @@ impl Engine {
             state.latest = s.latest;
             state.keys.reserve(s.keys.len());
             for k in s.keys {
+                if k.conflicted {
+                    self.conflicted.insert((id, k.key.clone()));
+                }
                 let mut leaves = Vec::with_capacity(k.leaves.len());
                 for (i, d) in k.leaves {
                     let slot = slot_of_leaf.get(i as usize).ok_or(RestoreError::Malformed)?;
@@ -182,6 +192,7 @@ impl Engine {
                         leaves,
                         records: k.records,
                         seen: k.seen.into_iter().collect::<FxHashSet<u64>>(),
+                        ids: IdLedger::from_entries(k.ids),
                     },
                 );
             }
