@@ -36,8 +36,10 @@ struct KeyImage {
     leaves: Vec<(u32, LeafData)>,
     records: Vec<u64>,
     seen: Vec<u64>,
-    /// (identity digest, content digest) of each identified event.
-    ids: Vec<(u64, u64)>,
+    /// (identity digest, content digest) of each identified event, as 16
+    /// little-endian bytes each (random 64-bit digests take 10 bytes each as
+    /// the format's variable-length integers, and decode slower).
+    ids: Vec<u8>,
     /// Whether its deliveries ever disagreed on an event's content.
     conflicted: bool,
 }
@@ -72,6 +74,33 @@ pub enum RestoreError {
     /// A key's leaf refers to no leaf of the snapshot.
     #[error("a key refers to a leaf the snapshot does not hold")]
     Malformed,
+}
+
+fn digests_to_bytes(entries: &[(u64, u64)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * 16);
+    for (identity, content) in entries {
+        bytes.extend_from_slice(&identity.to_le_bytes());
+        bytes.extend_from_slice(&content.to_le_bytes());
+    }
+    bytes
+}
+
+fn digests_from_bytes(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    if bytes.len() % 16 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(16)
+            .map(|c| {
+                let (a, b) = c.split_at(8);
+                (
+                    u64::from_le_bytes(a.try_into().expect("8 bytes")),
+                    u64::from_le_bytes(b.try_into().expect("8 bytes")),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn tagged(v: Value) -> TaggedValue {
@@ -137,7 +166,7 @@ impl Engine {
                             .collect(),
                         records: k.records.clone(),
                         seen: k.seen.iter().copied().collect(),
-                        ids: k.ids.entries(),
+                        ids: digests_to_bytes(&k.ids.entries()),
                         conflicted: self.conflicted.contains(&(stream as u16, key.clone())),
                     })
                     .collect(),
@@ -192,7 +221,7 @@ impl Engine {
                         leaves,
                         records: k.records,
                         seen: k.seen.into_iter().collect::<FxHashSet<u64>>(),
-                        ids: IdLedger::from_entries(k.ids),
+                        ids: IdLedger::from_entries(digests_from_bytes(&k.ids).ok_or(RestoreError::Malformed)?),
                     },
                 );
             }
