@@ -30,7 +30,7 @@ pub fn write_tree(out: &mut impl Write, query: &Query, plan: &ExecutionPlan) -> 
         drawn: HashSet::new(),
     };
     if !plan.stream.is_default() {
-        writeln!(tree.out, "stream {}", plan.stream.header())?;
+        writeln!(tree.out, "{}", plan.stream.header())?;
     }
     for output in &plan.outputs {
         writeln!(tree.out, "output `{}`", output.name)?;
