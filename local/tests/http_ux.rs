@@ -82,6 +82,9 @@ fn a_job_needs_a_name_and_only_one() {
         let message = e["error"]["message"].as_str().unwrap();
         assert!(message.contains("`name`"), "{message}");
     }
+    // A bad query without a name: the query's error comes first.
+    let (status, e) = server.call("POST", "/v1/jobs", Some("has_existed(a = 1)"));
+    assert_eq!((status, &e["error"]["code"]), (400, &json!("bad_query")), "{e}");
     // Two names that disagree.
     let (status, e) = server.call(
         "POST",

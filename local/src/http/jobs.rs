@@ -113,6 +113,12 @@ pub(super) async fn submit_job(
             strict: named.strict,
         }
     };
+    // Check before queueing, so a bad query never waits behind ingestion.
+    let parsed = match timeline::dsl::parse_query(&request.query) {
+        Ok(parsed) => parsed,
+        Err(e) => return Err(submit_error(&request.query, SubmitError::Query(e))),
+    };
+    // After the query's check: its errors say more than a missing name.
     if request.name.is_none() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -121,11 +127,6 @@ pub(super) async fn submit_job(
              the body) or a JSON body {\"name\": ..., \"query\": ...}",
         ));
     }
-    // Check before queueing, so a bad query never waits behind ingestion.
-    let parsed = match timeline::dsl::parse_query(&request.query) {
-        Ok(parsed) => parsed,
-        Err(e) => return Err(submit_error(&request.query, SubmitError::Query(e))),
-    };
     if request.strict || named.strict {
         let warnings = {
             let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
