@@ -380,7 +380,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Reads `--query`: inline DSL or `@file`; returns the checked query and its
-/// text. A DSL error is printed with a caret and becomes an error.
+/// text. A DSL error becomes an error whose text is the diagnostic drawn
+/// with a caret (printed once, as it is, by [`main`]).
 pub fn load_query(arg: &str) -> Result<(timeline::dsl::Query, String)> {
     let (_, text, query) = load_named_query(arg)?;
     Ok((query, text))
