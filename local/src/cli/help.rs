@@ -44,9 +44,8 @@ Examples:
   timeline serve --listen localhost:9000 --data-dir /tmp/timeline-data
   # Reachable from other machines: with a token
   TIMELINE_TOKEN=s3cret timeline serve --listen 0.0.0.0:8080 --allow-host timeline.example.com
-  # Then, from another shell: a job and its events
-  curl -X POST 'http://localhost:8080/v1/jobs?name=cirr' --data-binary @examples/cirr.tl
-  curl -X POST http://localhost:8080/v1/events --data-binary @examples/cirr.jsonl";
+  # Then, from another shell: a job (events go to /v1/events the same way)
+  curl -X POST 'http://localhost:8080/v1/jobs?name=cirr' --data-binary @examples/cirr.tl";
 
 /// `timeline gen --help` and `timeline gen cirr --help`.
 pub(super) const GEN_EXAMPLES: &str = "\
