@@ -301,7 +301,8 @@ pub struct OutputView {
     pub name: String,
     /// The node that holds it.
     pub node: String,
-    /// `timeline-processor`, `aggregator` or `metric`.
+    /// `event-processor` (a leaf), `timeline-processor`, `aggregator` or
+    /// `metric`.
     pub worker: String,
     /// For aggregates: the functions shown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

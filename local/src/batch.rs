@@ -63,7 +63,7 @@ impl Batch {
         let mut first = Engine::with_default_stream(default.clone());
         let (submitted, _) = first.submit(Some("eval"), query)?;
         let plan = submitted.job().plan.clone();
-        let per_key_only = plan.outputs.iter().all(|o| o.worker == WorkerKind::TimelineProcessor);
+        let per_key_only = plan.outputs.iter().all(|o| o.worker.is_per_key());
         engines.push(first);
         let shards = if per_key_only { shards.max(1) } else { 1 };
         for _ in 1..shards {
@@ -624,7 +624,7 @@ impl Batch {
 
     /// Whether every output is a timeline per key (the classic query).
     pub fn per_key_only(&self) -> bool {
-        self.outputs.iter().all(|o| o.worker == WorkerKind::TimelineProcessor)
+        self.outputs.iter().all(|o| o.worker.is_per_key())
     }
 
     /// An aggregate or metric output at `t` (default: the latest event time).

@@ -14,9 +14,17 @@ use crate::batch::Batch;
 use crate::generate::{CirrOptions, write_cirr};
 use crate::output::{self, Format};
 
-/// Golem Timeline: time-state analytics over event streams.
+mod help;
+
+/// The command line of `timeline`.
 #[derive(Debug, Parser)]
-#[command(name = "timeline", version, about, long_about = None)]
+#[command(
+    name = "timeline",
+    version,
+    about = "Time-state analytics: run Timeline DSL queries over event streams, from a file or as a server.",
+    long_about = None,
+    after_help = help::MAIN_EXAMPLES
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,18 +44,35 @@ enum Command {
     /// some input lines were rejected (each is reported on stderr with its line
     /// number; the results of the good lines are still printed); 4 when
     /// `--strict` is given and the query has warnings (nothing is printed).
+    #[command(after_help = help::EVAL_EXAMPLES)]
     Eval(EvalArgs),
     /// Generate synthetic events.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::GEN_EXAMPLES)]
     Gen(GenCommand),
     /// Run the embedded local runtime: every job's workers, durable on local
-    /// disk, behind an HTTP API (see /v1/openapi.json).
+    /// disk, behind an HTTP API (see /v1/openapi.json) and a dashboard at `/`.
+    #[command(after_help = help::SERVE_EXAMPLES)]
     Serve(ServeArgs),
-    /// Check a query and print its canonical form and execution plan.
+    /// Check a query and print its execution plan: JSON (for scripts), or a
+    /// tree to read with `--tree`.
+    #[command(after_help = help::PLAN_EXAMPLES)]
     Plan {
         /// The query: DSL text, or @file.tl.
         #[arg(short, long)]
         query: String,
+        /// Print the plan as a tree: each node's expression, worker and id,
+        /// and whether it is shared.
+        #[arg(long)]
+        tree: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Load it in the running shell, or save it where the shell looks for
+    /// completions (see the examples).
+    #[command(after_help = help::COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -88,8 +113,11 @@ struct EvalArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on. Use 0.0.0.0 only behind a firewall, with a token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT or HOST:PORT. A host name is resolved
+    /// and the server listens on its first address, IPv4 preferred
+    /// (`localhost:8080` listens on 127.0.0.1:8080). Use 0.0.0.0 only behind
+    /// a firewall, with a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_address)]
     listen: std::net::SocketAddr,
     /// Directory of the jobs and the event log (created if missing).
     #[arg(long, default_value = "./timeline-data")]
@@ -139,6 +167,32 @@ struct ServeArgs {
     snapshot_every_secs: u64,
 }
 
+/// `HOST:PORT` or `IP:PORT`: the first address it resolves to, IPv4 first.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "`{text}` is not HOST:PORT (like localhost:8080 or 127.0.0.1:8080)"
+        ));
+    }
+    let addresses: Vec<std::net::SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{text}`: {e}"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
 /// A positive number of seconds.
 fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -150,6 +204,7 @@ fn seconds(text: &str) -> Result<f64, String> {
 #[derive(Debug, Subcommand)]
 enum GenCommand {
     /// Video playback sessions for the CIRR example and benchmarks.
+    #[command(after_help = help::GEN_EXAMPLES)]
     Cirr {
         /// Number of sessions (about 50 events each).
         #[arg(long, default_value_t = 1000)]
@@ -174,11 +229,35 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`timeline eval ... | head`):
+        // nothing is wrong, and nobody is left to tell.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match err.downcast_ref::<Reported>() {
+                Some(Reported(diagnostic)) => eprint!("{diagnostic}"),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error already drawn for the terminal (a DSL diagnostic with its
+/// caret): printed as it is, once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
+
+/// Whether `err` comes from writing to a closed pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        let kind = match (e.downcast_ref::<io::Error>(), e.downcast_ref::<serde_json::Error>()) {
+            (Some(e), _) => Some(e.kind()),
+            (_, Some(e)) => e.io_error_kind(),
+            _ => None,
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -264,8 +343,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("wrote {written} events of {sessions} sessions");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { query } => {
-            let (_, text) = load_query(&query)?;
+        Command::Plan { query, tree } => {
+            let (parsed, text) = load_query(&query)?;
             let mut registry = timeline::registry::JobRegistry::new();
             let plan = registry
                 .submit(Some("plan"), &text)
@@ -273,14 +352,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .job()
                 .plan
                 .clone();
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            let mut out = BufWriter::new(io::stdout().lock());
+            if tree {
+                crate::plan_tree::write_tree(&mut out, &parsed, &plan)?;
+            } else {
+                serde_json::to_writer_pretty(&mut out, &plan)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "timeline",
+                &mut script,
+            );
+            let mut out = io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// Reads `--query`: inline DSL or `@file`; returns the checked query and its
-/// text. A DSL error is printed with a caret and becomes an error.
+/// text. A DSL error becomes an error whose text is the diagnostic drawn
+/// with a caret (printed once, as it is, by [`main`]).
 pub fn load_query(arg: &str) -> Result<(timeline::dsl::Query, String)> {
     let (_, text, query) = load_named_query(arg)?;
     Ok((query, text))
@@ -297,10 +398,7 @@ fn load_named_query(arg: &str) -> Result<(String, String, timeline::dsl::Query)>
     };
     match timeline::dsl::parse_query(&text) {
         Ok(query) => Ok((name, text, query)),
-        Err(e) => {
-            eprint!("{}", e.render(&text, &name));
-            anyhow::bail!("invalid query ({name}:{}:{}): {}", e.line, e.column, e.message)
-        }
+        Err(e) => Err(Reported(e.render(&text, &name)).into()),
     }
 }
 
@@ -324,11 +422,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     };
     let mut batch = Batch::with_shards(&text, &args.key, if from_file { threads } else { 1 })?;
     anyhow::ensure!(
-        !args.timeline
-            || batch
-                .outputs()
-                .iter()
-                .any(|o| o.worker == timeline::WorkerKind::TimelineProcessor),
+        !args.timeline || batch.outputs().iter().any(|o| o.worker.is_per_key()),
         "--timeline prints timelines per key, but every output of this query is an aggregate"
     );
 
@@ -351,6 +445,12 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         bad_lines = found.into_inner().unwrap_or_else(|p| p.into_inner());
         bad_lines.sort_by_key(|b| b.line);
     } else {
+        if io::stdin().is_terminal() {
+            eprintln!(
+                "reading events (JSON lines) from standard input; end with Ctrl-D, \
+                 or give a file with --events FILE"
+            );
+        }
         batch.read(
             BufReader::with_capacity(1 << 20, io::stdin().lock()),
             |bad| bad_lines.push(bad),
@@ -395,7 +495,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let several = !batch.per_key_only() || batch.outputs().len() > 1;
     for output in batch.outputs().to_vec() {
         let name = several.then_some(output.name.as_str());
-        if output.worker != timeline::WorkerKind::TimelineProcessor {
+        if !output.worker.is_per_key() {
             let read = batch.read_output(&output, at)?;
             let lines: Vec<output::GroupLine<'_>> = read
                 .groups

@@ -13,6 +13,7 @@
 //! - [`dashboard`]: the web page `timeline serve` shows at `/`.
 //! - [`metrics`]: the server's Prometheus metrics.
 //! - [`output`]: result formats of `timeline eval`.
+//! - [`plan_tree`]: `timeline plan --tree`, a plan drawn to read.
 //! - [`cli`]: the command line.
 
 #![deny(missing_docs)]
@@ -27,5 +28,6 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod plan_tree;
 pub mod snapshot;
 pub mod store;

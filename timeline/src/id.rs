@@ -45,6 +45,12 @@ pub enum WorkerKind {
 }
 
 impl WorkerKind {
+    /// Whether workers of this kind compute a timeline per key (event and
+    /// timeline processors), rather than across keys.
+    pub fn is_per_key(self) -> bool {
+        matches!(self, WorkerKind::EventProcessor | WorkerKind::TimelineProcessor)
+    }
+
     /// `event-processor` or `timeline-processor`.
     pub fn as_str(self) -> &'static str {
         match self {

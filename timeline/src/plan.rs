@@ -274,7 +274,8 @@ impl ExecutionPlan {
                 name: name.clone(),
                 node: output.id().clone(),
                 worker: match output {
-                    JobOutput::Timeline(_) => WorkerKind::TimelineProcessor,
+                    // A leaf's timeline is its event processor's.
+                    JobOutput::Timeline(op) => op.worker().kind,
                     JobOutput::Aggregate { .. } => WorkerKind::Aggregator,
                     JobOutput::Metric(_) => WorkerKind::Metric,
                 },

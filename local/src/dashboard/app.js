@@ -147,7 +147,7 @@ duration_where(
 
 function jobsView() {
   const list = el("div", { id: "jobs" });
-  const name = el("input", { id: "job-name", placeholder: "name (optional)" });
+  const name = el("input", { id: "job-name", placeholder: "job name (required)" });
   const query = el("textarea", { id: "job-query", spellcheck: "false", placeholder: "a query in the Timeline DSL" });
   const gutter = el("div", { class: "gutter", id: "gutter" });
   const result = el("div", { id: "job-result" });

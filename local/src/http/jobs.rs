@@ -74,6 +74,21 @@ pub(super) struct JobName {
     strict: bool,
 }
 
+/// The name of a job given both as `?name=` and in a JSON body: either, or
+/// both when they agree.
+fn job_name(parameter: Option<String>, body: Option<String>) -> Result<Option<String>, ApiError> {
+    match (parameter, body) {
+        (Some(p), Some(b)) if p != b => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "name_mismatch",
+            format!(
+                "the `name` parameter says `{p}` but the JSON body's `name` says `{b}`: give one, or the same in both"
+            ),
+        )),
+        (p, b) => Ok(b.or(p)),
+    }
+}
+
 /// The body is `{"name", "query"}`, or the DSL itself (any body that is not a
 /// JSON object) with the name in `?name=`.
 pub(super) async fn submit_job(
@@ -84,7 +99,11 @@ pub(super) async fn submit_job(
     let body = body.map_err(body_error)?;
     let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let request: JobRequest = if is_json {
-        body_json(Ok(body))?
+        let request: JobRequest = body_json(Ok(body))?;
+        JobRequest {
+            name: job_name(named.name, request.name)?,
+            ..request
+        }
     } else {
         let query = String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the query is not UTF-8"))?;
@@ -99,6 +118,15 @@ pub(super) async fn submit_job(
         Ok(parsed) => parsed,
         Err(e) => return Err(submit_error(&request.query, SubmitError::Query(e))),
     };
+    // After the query's check: its errors say more than a missing name.
+    if request.name.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_name",
+            "the job has no name: give the `name` parameter (POST /v1/jobs?name=NAME with the query as \
+             the body) or a JSON body {\"name\": ..., \"query\": ...}",
+        ));
+    }
     if request.strict || named.strict {
         let warnings = {
             let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
@@ -232,7 +260,7 @@ pub(super) async fn job_results(
 /// job's result if it is per key, else its last per-key output.
 pub(super) fn per_key_node(engine: &Engine, job: &str, output: Option<&str>) -> Result<NodeId, ApiError> {
     let plan = &engine.job(job)?.plan;
-    let per_key = |o: &&timeline::plan::PlanOutput| o.worker == WorkerKind::TimelineProcessor;
+    let per_key = |o: &&timeline::plan::PlanOutput| o.worker.is_per_key();
     if let Some(name) = output {
         return match plan.output(name) {
             Some(o) if per_key(&o) => Ok(o.node.clone()),

@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
+use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
@@ -44,6 +44,7 @@ mod extract;
 mod guard;
 mod ingest;
 mod jobs;
+mod json;
 mod reads;
 mod streams;
 
@@ -52,6 +53,7 @@ use extract::{Path, Query};
 pub use guard::Access;
 use ingest::*;
 use jobs::*;
+use json::Json;
 use reads::*;
 use streams::*;
 
@@ -442,14 +444,23 @@ fn at(q: &GroupQuery) -> Result<Option<Time>, ApiError> {
     }
 }
 
-fn aggregate_functions(text: Option<&str>) -> Result<Vec<AggFn>, ApiError> {
-    AggFn::parse_list(text.unwrap_or("")).map_err(|e| {
+/// The functions `fn` asks for, each with the name it was asked by (`median`
+/// is answered as `median`, not `p50`); none: [`AggFn::DEFAULTS`].
+fn aggregate_functions(text: Option<&str>) -> Result<Vec<(String, AggFn)>, ApiError> {
+    let text = text.unwrap_or("");
+    let functions = AggFn::parse_list(text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("{e}; `fn` takes count, count_true, sum, avg, min, max, p1 ... p99"),
+            format!("{e}; `fn` takes count, count_true, sum, avg (or mean), min, max, median, p1 ... p99"),
         )
-    })
+    })?;
+    let names: Vec<String> = if text.trim().is_empty() {
+        functions.iter().map(AggFn::to_string).collect()
+    } else {
+        text.split(',').map(|f| f.trim().to_string()).collect()
+    };
+    Ok(names.into_iter().zip(functions).collect())
 }
 
 #[cfg(test)]

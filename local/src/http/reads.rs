@@ -27,10 +27,17 @@ pub(super) async fn aggregator_read(
     Query(q): Query<GroupQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     let t = at(&q)?;
-    let functions = aggregate_functions(q.functions.as_deref())?;
+    let asked = aggregate_functions(q.functions.as_deref())?;
+    let functions: Vec<AggFn> = asked.iter().map(|(_, f)| *f).collect();
     let node = node_id(&node)?;
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    let read = engine.aggregate(&node, t, &functions, q.group.as_deref())?;
+    let mut read = engine.aggregate(&node, t, &functions, q.group.as_deref())?;
+    // Each value under the name it was asked by.
+    for row in &mut read.groups {
+        for ((name, _), (asked, _)) in row.values.iter_mut().zip(&asked) {
+            name.clone_from(asked);
+        }
+    }
     let definition = engine.registry().node(&node).map(|n| n.expression.clone());
     Ok(Json(json!({
         "node": node,

@@ -328,11 +328,11 @@ impl Checker<'_> {
     /// `input | aggregate(group_by(col), functions..., shards(n))`
     fn pipe(&mut self, input: Typed, input_span: Span, bar: Span, stage: &Expr) -> Result<Typed, DslError> {
         let ExprKind::Call { name, name_span, args } = &stage.kind else {
-            return Err(self.not_an_aggregate_stage(&input, bar, stage));
+            return Err(self.not_an_aggregate_stage(&input, input_span.clone(), bar, stage));
         };
         if normalise(name) != "aggregate" {
             if lookup(name).is_some() || self.bindings.contains_key(name) {
-                return Err(self.not_an_aggregate_stage(&input, bar, stage));
+                return Err(self.not_an_aggregate_stage(&input, input_span.clone(), bar, stage));
             }
             let mut err = self
                 .error(name_span.clone(), format!("unknown function `{name}` after `|`"))
@@ -434,20 +434,64 @@ impl Checker<'_> {
         Ok(Typed::Aggregate(node, functions))
     }
 
-    fn not_an_aggregate_stage(&mut self, input: &Typed, bar: Span, stage: &Expr) -> DslError {
+    fn not_an_aggregate_stage(&mut self, input: &Typed, input_span: Span, bar: Span, stage: &Expr) -> DslError {
         let boolean = |t: &Typed| {
             matches!(t, Typed::Predicate(_))
                 || matches!(t, Typed::Timeline(op) if op.output_type() == TimelineType::Bool)
         };
-        let stage_is_boolean = self.check(stage).map(|t| boolean(&t)).unwrap_or(false);
         let err = self
-            .error(bar, "`|` sends per-key results to `aggregate(...)`")
+            .error(bar.clone(), "`|` sends per-key results to `aggregate(...)`")
             .label("a pipe");
+        if let Some(help) = self.pipe_precedence_help(input_span, stage) {
+            return err.help(help);
+        }
+        let stage_is_boolean = self.check(stage).map(|t| boolean(&t)).unwrap_or(false);
         if boolean(input) && stage_is_boolean {
             err.help("logical or is `||`")
         } else {
             err.help("e.g. duration_where(...) | aggregate(group_by(cdnChange), avg, p90)")
         }
+    }
+
+    /// For `x | aggregate(...) + 1`, which parses as `x | (aggregate(...) + 1)`
+    /// since `|` binds loosest: the parentheses that make the aggregate an
+    /// operand.
+    fn pipe_precedence_help(&self, input_span: Span, stage: &Expr) -> Option<String> {
+        let (mut operand, mut operator) = (stage, None);
+        loop {
+            match &operand.kind {
+                ExprKind::Arith(op, a, _) => (operand, operator) = (a, Some(op.symbol().to_string())),
+                ExprKind::Compare(op, a, _) => (operand, operator) = (a, Some(op.to_string())),
+                ExprKind::And(a, _) => (operand, operator) = (a, Some("&&".to_string())),
+                ExprKind::Or(a, _) => (operand, operator) = (a, Some("||".to_string())),
+                _ => break,
+            }
+        }
+        // The aggregate call, and what binds tighter than the pipe after it.
+        let (call, tighter) = match &operand.kind {
+            ExprKind::Member { base, name, .. } => (&**base, format!(".{name}")),
+            _ => (operand, operator?),
+        };
+        let ExprKind::Call { name, .. } = &call.kind else {
+            return None;
+        };
+        if normalise(name) != "aggregate" {
+            return None;
+        }
+        let text = |span: Span| -> String {
+            self.source
+                .chars()
+                .skip(span.start)
+                .take(span.end.saturating_sub(span.start))
+                .collect()
+        };
+        let piped = text(input_span.start..call.span.end);
+        let rest = text(call.span.end..stage.span.end);
+        Some(format!(
+            "`|` binds looser than `{tighter}`: put the aggregate in parentheses, `({}){}`",
+            piped.trim(),
+            rest.trim_end()
+        ))
     }
 
     /// An aggregate function named `name`, checked against the type of `source`.

@@ -6,6 +6,9 @@ use std::ops::Range;
 use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
 use serde::Serialize;
 
+/// A place in the query (a character range) and a note about it.
+pub type Note = (Range<usize>, String);
+
 /// An error in a query, with its position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DslError {
@@ -28,6 +31,10 @@ pub struct DslError {
     /// The query limit exceeded, when that is the error.
     #[serde(skip)]
     pub limit: Option<super::limits::QueryLimit>,
+    /// Another place that explains the error; see [`DslError::notes`].
+    /// (Boxed: errors travel by value through the checker.)
+    #[serde(skip)]
+    note: Option<Box<Note>>,
 }
 
 impl DslError {
@@ -42,7 +49,20 @@ impl DslError {
             help: None,
             warning: false,
             limit: None,
+            note: None,
         }
+    }
+
+    /// Adds `note` under the text at `span` (one note: a second replaces it).
+    pub(crate) fn note(mut self, span: Range<usize>, note: impl Into<String>) -> Self {
+        self.note = Some(Box::new((span, note.into())));
+        self
+    }
+
+    /// More places that explain the error (such as the `(` that an error at
+    /// the end of the query leaves unclosed), each with its note.
+    pub fn notes(&self) -> &[Note] {
+        self.note.as_deref().map_or(&[], std::slice::from_ref)
     }
 
     pub(crate) fn into_warning(mut self) -> Self {
@@ -76,6 +96,15 @@ impl DslError {
             },
             _ => source,
         };
+        // A caret at the end of the query needs a place to stand on.
+        let length = source.chars().count();
+        let padded;
+        let source = if self.span.end.max(self.span.start + 1) > length {
+            padded = format!("{source} ");
+            padded.as_str()
+        } else {
+            source
+        };
         let end = self.span.end.max(self.span.start + 1);
         let kind = if self.warning {
             ReportKind::Warning
@@ -86,6 +115,10 @@ impl DslError {
             .with_config(Config::default().with_color(false).with_index_type(IndexType::Char))
             .with_message(&self.message)
             .with_label(Label::new((name, self.span.start..end)).with_message(&self.label));
+        for (span, note) in self.notes() {
+            let end = span.end.max(span.start + 1);
+            report = report.with_label(Label::new((name, span.start..end)).with_message(note));
+        }
         if let Some(help) = &self.help {
             report = report.with_help(help);
         }

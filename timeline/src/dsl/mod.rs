@@ -40,7 +40,7 @@ mod parser;
 mod warnings;
 
 pub use builder::*;
-pub use error::DslError;
+pub use error::{DslError, Note};
 pub use limits::{MAX_DEPTH, MAX_NODES, MAX_QUERY_BYTES, QueryLimit};
 pub use warnings::warnings;
 
@@ -102,6 +102,7 @@ pub fn parse_query(source: &str) -> Result<Query, DslError> {
     guard::check_size(source)?;
     let tokens = lexer::lex(source)?;
     guard::check_brackets(source, &tokens)?;
+    parser::check_closed(source, &tokens)?;
     let (stream, tokens) = header::split(source, tokens)?;
     let program = parser::parse(source, tokens)?;
     guard::check_tree(source, &program)?;

@@ -297,6 +297,36 @@ fn program() -> impl Parser<Token, Program, Error = Simple<Token>> {
         .map(|(statements, result)| Program { statements, result })
 }
 
+/// Refuses a `(` that is never closed: the error points at the end of the
+/// query, where the `)` is missing, and at the `(` itself.
+pub(crate) fn check_closed(source: &str, tokens: &[(Token, Span)]) -> Result<(), DslError> {
+    let mut open: Vec<&Span> = Vec::new();
+    for (token, span) in tokens {
+        match token {
+            Token::Ctrl('(') => open.push(span),
+            // An extra `)` is the parser's to report, where it stands.
+            Token::Ctrl(')') if open.pop().is_none() => return Ok(()),
+            _ => {}
+        }
+    }
+    let Some(unclosed) = open.last() else {
+        return Ok(());
+    };
+    // Just after the query's last character, comments and blanks left out.
+    let end = tokens.last().map_or(0, |(_, span)| span.end);
+    let missing = if open.len() == 1 {
+        "`)`".to_string()
+    } else {
+        format!("{} `)`", open.len())
+    };
+    Err(
+        DslError::new(source, end..end, "unclosed `(`: the query ends before its `)`")
+            .label(format!("expected {missing} here"))
+            .note((*unclosed).clone(), "this `(` is never closed")
+            .help(format!("add {missing} where the parenthesised part ends")),
+    )
+}
+
 /// Parses tokens into a program, or reports the first syntax error.
 pub(crate) fn parse(source: &str, tokens: Vec<(Token, Span)>) -> Result<Program, DslError> {
     let end = source.chars().count();

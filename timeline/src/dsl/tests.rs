@@ -328,3 +328,69 @@ fn aggregate_errors_say_what_and_where() {
     let e = query_err("x = count_where(latest_event_to_state(a))");
     assert!(e.message.contains("`count_where` takes a boolean timeline"), "{e}");
 }
+
+#[test]
+fn a_missing_paren_points_at_the_end_and_at_the_open_paren() {
+    let src = "duration_where(has_existed(a == 1)";
+    let e = err(src);
+    assert!(e.message.contains("unclosed `(`"), "{e}");
+    // The caret stands just after the last character, where `)` is missing.
+    assert_eq!((e.line, e.column, e.span.clone()), (1, 35, 34..34), "{e}");
+    assert_eq!(e.notes(), [(14..15, "this `(` is never closed".to_string())]);
+    let drawn = e.render(src, "query");
+    assert!(drawn.contains("this `(` is never closed"), "{drawn}");
+    assert!(drawn.contains("expected `)` here"), "{drawn}");
+    // Both places are drawn under the query's line.
+    assert!(drawn.contains(&format!("1 │ {src}")), "{drawn}");
+
+    let src = "// rebuffering\nduration_where(\n  has_existed(a == 1)\n  && has_existed(b == 2)\n";
+    let e = err(src);
+    assert_eq!((e.line, e.column), (4, 25), "{e}");
+    assert_eq!(e.notes()[0].0, 29..30);
+    let drawn = e.render(src, "cirr.tl");
+    assert!(drawn.contains("cirr.tl:4:25"), "{drawn}");
+    assert!(drawn.contains("this `(` is never closed"), "{drawn}");
+
+    let e = err("has_existed((a == 1)");
+    assert!(e.label.contains("expected `)`"), "{e:?}");
+    let e = err("has_existed((a == 1");
+    assert!(e.label.contains("expected 2 `)`"), "{e:?}");
+}
+
+#[test]
+fn an_end_of_query_error_draws_its_caret() {
+    let src = "has_existed(a == 1) &&";
+    let e = err(src);
+    assert!(e.message.contains("end of the query"), "{e}");
+    let drawn = e.render(src, "query");
+    assert!(drawn.contains(&format!("1 │ {src}")), "{drawn}");
+    assert!(drawn.contains('┬'), "no caret: {drawn}");
+}
+
+#[test]
+fn aggregate_in_arithmetic_without_parentheses_suggests_them() {
+    for (src, fixed) in [
+        (
+            "has_existed(a == 1) | aggregate(count_true) + 1",
+            "(has_existed(a == 1) | aggregate(count_true)) + 1",
+        ),
+        (
+            "rate = count_where(has_existed(a == 1)) | aggregate(sum) / 2;",
+            "(count_where(has_existed(a == 1)) | aggregate(sum)) / 2",
+        ),
+        (
+            "count_where(has_existed(a == 1)) | aggregate(avg, max).max * 2",
+            "(count_where(has_existed(a == 1)) | aggregate(avg, max)).max * 2",
+        ),
+        (
+            "count_where(has_existed(a == 1)) | aggregate(avg, max).max",
+            "(count_where(has_existed(a == 1)) | aggregate(avg, max)).max",
+        ),
+    ] {
+        let e = query_err(src);
+        let help = e.help.clone().unwrap_or_default();
+        assert!(help.contains(&format!("`{fixed}`")), "{src}: {help}");
+        assert!(help.contains("binds looser"), "{help}");
+        parse_query(fixed).unwrap_or_else(|e| panic!("the suggestion {fixed} fails: {e}"));
+    }
+}
