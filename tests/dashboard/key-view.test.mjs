@@ -33,6 +33,16 @@ after(async () => {
   if (server) server.stop();
 });
 
+/** Every axis label lies inside the chart. */
+async function assertTicksInside(on) {
+  const ticks = await on.$$eval("svg.timeline-chart .axis text.tick", (ts) => ts.map((t) => {
+    const b = t.getBBox();
+    return { text: t.textContent, left: b.x, right: b.x + b.width, width: t.ownerSVGElement.width.baseVal.value };
+  }));
+  assert.ok(ticks.length >= 2);
+  for (const t of ticks) assert.ok(t.left >= 0 && t.right <= t.width, `${t.text} at [${t.left}, ${t.right}] of ${t.width}`);
+}
+
 async function openKey(key, job = "cirr") {
   await page.goto(`${server.base}/#/jobs/${job}/keys/${key}`);
   await page.waitForSelector("g.row rect.span");
@@ -82,6 +92,10 @@ test("the key view lists the job's keys, opens on the first, pages and searches 
   assert.equal(await page.inputValue("#key-search"), "viewer-5");
   const state = cirr.find((n) => n.id.startsWith("latest_event_to_state") && n.expression.includes("cdnChange"));
   assert.deepEqual(await page.$$eval(`g.row[data-node="${state.id}"] rect.span`, (rs) => rs.map((r) => JSON.parse(r.dataset.value))), ["CDN2"]);
+  // Its CIRR is 0 throughout, and its scale says so.
+  const result = cirr.find((n) => n.id.startsWith("duration_where")).id;
+  assert.equal(await page.textContent(`g.row[data-node="${result}"] text.numeric-max`), "0ms");
+  await assertTicksInside(page);
   await page.screenshot({ path: join(shots, "key-list.png"), fullPage: true });
 });
 
@@ -191,6 +205,7 @@ test("epoch-millisecond times show with their date, small times as durations", a
   const ticks = await page.locator("svg.timeline-chart .axis text.tick").allTextContents();
   assert.match(ticks[0], /^2026-12-05 07:16:\d\d$/, ticks.join(" | "));
   assert.ok(ticks.slice(1).every((l) => /^07:16:\d\d$/.test(l)), ticks.join(" | "));
+  await assertTicksInside(page);
   // The tooltip's time too.
   const row = await page.locator("g.row rect.span").first().boundingBox();
   await page.mouse.move(row.x + row.width / 2, row.y + row.height / 2);
@@ -211,6 +226,7 @@ test("state labels fit their segments on a phone-wide screen", async () => {
     await phone.waitForSelector("g.row rect.span");
     const chart = await phone.locator("svg.timeline-chart").boundingBox();
     assert.ok(chart.x + chart.width <= 390, `the chart ends at ${chart.x + chart.width}`);
+    await assertTicksInside(phone);
     const labels = await phone.$$eval("text.span-state-label", (ts) => ts.map((t) => {
       const box = t.getBBox();
       return { text: t.textContent, full: t.dataset.full, x: box.x, right: box.x + box.width, segment: Number(t.dataset.width), x0: Number(t.getAttribute("x")) - 4 };

@@ -342,8 +342,10 @@ function keyView(job, initialKey) {
     let previous = null;
     for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
       const label = fmtTick(t, step, previous);
+      // Right of its line, or left of it where it would run off the chart.
+      const fits = x(t) + 3 + textWidth(label, "11px system-ui, sans-serif") <= width;
       axis.append(svg("line", { x1: x(t), x2: x(t), y1: 30, y2: height - 6 }),
-        svg("text", { x: x(t) + 3, y: 12, class: "tick", "data-t": t }, label));
+        svg("text", { x: fits ? x(t) + 3 : x(t) - 3, y: 12, class: "tick", "data-t": t, "text-anchor": fits ? "start" : "end" }, label));
       previous = t;
     }
     root.append(axis);
@@ -368,8 +370,9 @@ function keyView(job, initialKey) {
         g.append(svg("text", { x: 8, y: y + h / 2 + 12, class: "row-label row-operator", fill: "#6b7383", "font-size": 10 },
           `${operatorOf(row.node)}${row.unit === "number" ? "" : ` · ${row.unit}`}${row.result ? " · result" : ""}`));
       }
-      const numericMax = Math.max(1, ...row.spans.filter((s) => s.value !== null && typeof s.value === "number")
+      const peak = Math.max(0, ...row.spans.filter((s) => s.value !== null && typeof s.value === "number")
         .map((s) => s.rising ? s.value + ((s.end === null ? to : Math.min(s.end, to)) - s.start) : s.value));
+      const numericMax = Math.max(1, peak);
       const yNum = (v) => y + h - 4 - (v / numericMax) * (h - 10);
       const line = [];
       for (const s of row.spans) {
@@ -406,7 +409,7 @@ function keyView(job, initialKey) {
         }
         if (d) g.append(svg("path", { class: "numeric-line", d }));
         g.append(svg("text", { x: stacked ? width - R : L - 6, y: y + 10, "text-anchor": "end", "font-size": 10, fill: "#6b7383", class: "numeric-max" },
-          fmtNumber(numericMax, row.unit)));
+          fmtNumber(peak, row.unit)));
       }
       root.append(g);
       y += h + 8;
