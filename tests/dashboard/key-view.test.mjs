@@ -90,6 +90,16 @@ test("the key view lists the job's keys, opens on the first, pages and searches 
   await page.waitForFunction(() => document.querySelectorAll("line.event-tick").length === 1);
   assert.equal(new URL(page.url()).hash, "#/jobs/cirr/keys/viewer-57");
   assert.equal(await page.inputValue("#key-search"), "viewer-5");
+  // The arrows in the search box move through the keys listed.
+  await page.press("#key-search", "ArrowDown");
+  await page.waitForSelector('#key-list a.selected[data-key="viewer-58"]');
+  await page.press("#key-search", "ArrowUp");
+  await page.press("#key-search", "ArrowUp");
+  await page.waitForSelector('#key-list a.selected[data-key="viewer-56"]');
+  await page.press("#key-search", "Enter");
+  await page.waitForSelector('#key-list a.selected[data-key="viewer-50"]');
+  await page.click('#key-list a[data-key="viewer-57"]');
+  await page.waitForSelector('#key-list a.selected[data-key="viewer-57"]');
   const state = cirr.find((n) => n.id.startsWith("latest_event_to_state") && n.expression.includes("cdnChange"));
   assert.deepEqual(await page.$$eval(`g.row[data-node="${state.id}"] rect.span`, (rs) => rs.map((r) => JSON.parse(r.dataset.value))), ["CDN2"]);
   // Its CIRR is 0 throughout, and its scale says so.

@@ -276,6 +276,14 @@ function keyView(job, initialKey) {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => loadKeys(false).catch((e) => list.replaceChildren(el("li", {}, errorBox(e)))), 150);
   });
+  // From the search box: Enter shows the first match, the arrows the next or previous key.
+  search.addEventListener("keydown", (e) => {
+    if (!keys.length || !["Enter", "ArrowDown", "ArrowUp"].includes(e.key)) return;
+    e.preventDefault();
+    const at = keys.indexOf(key);
+    const next = e.key === "Enter" ? 0 : e.key === "ArrowDown" ? Math.min(keys.length - 1, at + 1) : Math.max(0, at < 0 ? 0 : at - 1);
+    if (keys[next] !== key) select(keys[next], true);
+  });
   more.addEventListener("click", () => loadKeys(true).catch((e) => list.replaceChildren(el("li", {}, errorBox(e)))));
 
   /** Shows `next`; `push` adds it to the history (a click), else replaces. */
