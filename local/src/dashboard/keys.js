@@ -491,6 +491,7 @@ function keyView(job, initialKey) {
   }
 
   let generation = 0;
+  let lastDrawn = null; // what the chart shows: key, data and width
   async function refresh() {
     // Refreshes may overlap (a poll, a zoom, a click): only the latest draws.
     const mine = ++generation;
@@ -507,8 +508,13 @@ function keyView(job, initialKey) {
       title.textContent = `Key view of ${job} · ${key}`;
       const loaded = await load();
       if (mine !== generation) return;
+      // A poll that brought nothing new for this key leaves the chart (and
+      // the pointer on it) alone.
+      const drawn = JSON.stringify([key, loaded, chart.clientWidth]);
+      if (drawn === lastDrawn && chart.querySelector("svg.timeline-chart")) return;
       data = loaded;
       render();
+      lastDrawn = drawn;
     } catch (e) {
       if (mine === generation) chart.replaceChildren(errorBox(e));
     }
