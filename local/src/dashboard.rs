@@ -10,6 +10,7 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP: &str = include_str!("dashboard/app.js");
+const KEYS: &str = include_str!("dashboard/keys.js");
 const STYLE: &str = include_str!("dashboard/style.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -30,6 +31,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/dashboard/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP) }),
+        )
+        .route(
+            "/dashboard/keys.js",
+            get(|| async { asset("text/javascript; charset=utf-8", KEYS) }),
         )
         .route(
             "/dashboard/style.css",

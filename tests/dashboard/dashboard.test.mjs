@@ -150,7 +150,7 @@ test("the key view plots every node's timeline as the API gives it", async () =>
   const chart = page.locator("svg.timeline-chart");
   const [from, to] = [Number(await chart.getAttribute("data-from")), Number(await chart.getAttribute("data-to"))];
   const boxOf = await chart.boundingBox();
-  const L = 290, CW = boxOf.width - L - 20;
+  const L = Number(await chart.getAttribute("data-left")), CW = boxOf.width - L - 20;
   const px = L + ((26000 - from) / (to - from)) * CW;
   await page.mouse.move(boxOf.x + px, boxOf.y + 60);
   const t = Number(await page.getAttribute("#cursor-values", "data-t"));

@@ -605,10 +605,24 @@ impl Engine {
     /// Keys of stream `stream` with events, sorted, after `after`, at most
     /// `limit`.
     pub fn keys(&self, stream: StreamId, after: Option<&str>, limit: usize) -> Vec<SmolStr> {
+        self.keys_containing(stream, after, None, limit)
+    }
+
+    /// Like [`Engine::keys`], only the keys that contain `contains`, ignoring
+    /// case (all of them if `None` or empty).
+    pub fn keys_containing(
+        &self,
+        stream: StreamId,
+        after: Option<&str>,
+        contains: Option<&str>,
+        limit: usize,
+    ) -> Vec<SmolStr> {
+        let needle = contains.filter(|c| !c.is_empty()).map(str::to_lowercase);
         let mut keys: Vec<&SmolStr> = self.streams[stream as usize]
             .keys
             .keys()
             .filter(|k| after.is_none_or(|a| k.as_bytes() > a.as_bytes()))
+            .filter(|k| needle.as_deref().is_none_or(|n| k.to_lowercase().contains(n)))
             .collect();
         keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         keys.into_iter().take(limit).cloned().collect()

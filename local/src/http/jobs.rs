@@ -206,6 +206,8 @@ pub(super) async fn delete_job(
 pub(super) struct KeysQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// Only the keys that contain this text, ignoring case.
+    contains: Option<String>,
 }
 
 pub(super) async fn job_keys(
@@ -216,7 +218,7 @@ pub(super) async fn job_keys(
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     let stream = engine.job_stream(&job)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let keys = engine.keys(stream, q.after.as_deref(), limit);
+    let keys = engine.keys_containing(stream, q.after.as_deref(), q.contains.as_deref(), limit);
     let next = (keys.len() == limit).then(|| keys.last().cloned()).flatten();
     Ok(Json(json!({"job": job, "keys": keys, "next_after": next})))
 }
