@@ -32,9 +32,11 @@ pub enum Target {
 mod aggregates;
 mod repeats;
 mod snapshot;
+mod stats;
 
 pub use repeats::fingerprint;
 pub use snapshot::{EngineImage, RestoreError};
+pub use stats::{JobStats, NodeStats};
 
 use aggregates::AggregateSlot;
 
