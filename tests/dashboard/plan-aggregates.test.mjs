@@ -236,7 +236,7 @@ test("aggregates and metrics are plotted over time, a line per group, with one c
   const job = "completion-rate";
   await page.goto(`${base}/#/jobs/${job}/aggregates`);
   await page.waitForSelector("svg.agg-chart path.agg-line");
-  const { body: series } = await api(`/v1/jobs/${job}/series?points=160`);
+  const { body: series } = await api(`/v1/jobs/${job}/series?points=120`);
   const charts = series.outputs.flatMap((o) => o.functions.map((fn) => [o, fn]));
   assert.equal(await page.locator("svg.agg-chart").count(), charts.length);
   for (const [o, fn] of charts) {

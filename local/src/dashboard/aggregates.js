@@ -210,7 +210,7 @@ function aggregatesView(job) {
     root,
     async refresh() {
       try {
-        const [body, read] = await Promise.all([api(`/v1/jobs/${enc(job)}`), api(`/v1/jobs/${enc(job)}/series?points=160`)]);
+        const [body, read] = await Promise.all([api(`/v1/jobs/${enc(job)}`), api(`/v1/jobs/${enc(job)}/series?points=120`)]);
         if (!hasAggregates(body.plan.outputs)) {
           return main.replaceChildren(el("div", { class: "panel", id: "agg-none" }, [
             el("p", {}, `${job} has no aggregates or metrics: its results are per key. See the `),

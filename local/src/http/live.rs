@@ -86,35 +86,58 @@ pub(super) async fn job_series(
     }
     let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?;
     let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
-    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    let plan = &engine.job(&job)?.plan;
-    let stream = engine.job_stream(&job)?;
-    let from = from.or_else(|| engine.earliest(stream));
-    let to = to.or_else(|| engine.latest(stream));
-    let times = match (from, to) {
-        (Some(from), Some(to)) if from > to => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("`from` ({from}) is after `to` ({to})"),
-            ));
-        }
-        (Some(from), Some(to)) => sample_times(from, to, points),
-        _ => Vec::new(),
-    };
-    let mut outputs = Vec::new();
-    for output in &plan.outputs {
-        let metric = match output.worker {
-            WorkerKind::Aggregator => false,
-            WorkerKind::Metric => true,
-            _ => continue,
+    // Each sample folds every key of the aggregates read: off the runtime's threads.
+    tokio::task::spawn_blocking(move || series(&state, &job, (from, to), points, q.group.as_deref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+}
+
+fn series(
+    state: &AppState,
+    job: &str,
+    (from, to): (Option<Time>, Option<Time>),
+    points: usize,
+    group: Option<&str>,
+) -> Result<Json_, ApiError> {
+    let (outputs, from, to, times) = {
+        let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+        let plan = &engine.job(job)?.plan;
+        let outputs: Vec<(timeline::plan::PlanOutput, bool)> = plan
+            .outputs
+            .iter()
+            .filter_map(|o| match o.worker {
+                WorkerKind::Aggregator => Some((o.clone(), false)),
+                WorkerKind::Metric => Some((o.clone(), true)),
+                _ => None,
+            })
+            .collect();
+        let stream = engine.job_stream(job)?;
+        let from = from.or_else(|| engine.earliest(stream));
+        let to = to.or_else(|| engine.latest(stream));
+        let times = match (from, to) {
+            (Some(from), Some(to)) if from > to => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("`from` ({from}) is after `to` ({to})"),
+                ));
+            }
+            (Some(from), Some(to)) => sample_times(from, to, points),
+            _ => Vec::new(),
         };
-        let mut groups: BTreeMap<Group, GroupSeries> = BTreeMap::new();
-        for (i, &t) in times.iter().enumerate() {
-            let read = if metric {
-                engine.metric(&output.node, Some(t), q.group.as_deref())?
+        (outputs, from, to, times)
+    };
+    let mut groups: Vec<BTreeMap<Group, GroupSeries>> = outputs.iter().map(|_| BTreeMap::new()).collect();
+    for (i, &t) in times.iter().enumerate() {
+        // The lock is taken per instant, so that writes wait for one sample,
+        // not for the whole series (which may then span a few writes).
+        let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
+        for ((output, metric), groups) in outputs.iter().zip(&mut groups) {
+            let read = if *metric {
+                engine.metric(&output.node, Some(t), group)?
             } else {
-                engine.aggregate(&output.node, Some(t), &output.functions, q.group.as_deref())?
+                engine.aggregate(&output.node, Some(t), &output.functions, group)?
             };
             for row in read.groups {
                 let series = groups.entry(row.group).or_insert_with(|| GroupSeries {
@@ -127,31 +150,37 @@ pub(super) async fn job_series(
                 }
             }
         }
-        let functions: Vec<String> = if metric {
-            vec!["value".to_string()]
-        } else {
-            output.functions.iter().map(|f| f.to_string()).collect()
-        };
-        let groups: Vec<Json_> = groups
-            .into_iter()
-            .map(|(group, s)| json!({"group": group, "keys": s.keys, "values": s.values}))
-            .collect();
-        outputs.push(json!({
-            "name": output.name,
-            "node": output.node,
-            "worker": output.worker.as_str(),
-            "group_by": output.group_by,
-            "functions": functions,
-            "groups": groups,
-        }));
     }
-    Ok(Json(json!({
+    let outputs: Vec<Json_> = outputs
+        .iter()
+        .zip(groups)
+        .map(|((output, metric), groups)| {
+            let functions: Vec<String> = if *metric {
+                vec!["value".to_string()]
+            } else {
+                output.functions.iter().map(|f| f.to_string()).collect()
+            };
+            let groups: Vec<Json_> = groups
+                .into_iter()
+                .map(|(group, s)| json!({"group": group, "keys": s.keys, "values": s.values}))
+                .collect();
+            json!({
+                "name": output.name,
+                "node": output.node,
+                "worker": output.worker.as_str(),
+                "group_by": output.group_by,
+                "functions": functions,
+                "groups": groups,
+            })
+        })
+        .collect();
+    Ok(json!({
         "job": job,
         "from": from,
         "to": to,
         "times": times,
         "outputs": outputs,
-    })))
+    }))
 }
 
 #[cfg(test)]
