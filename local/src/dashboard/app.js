@@ -255,6 +255,7 @@ function keyView(job, initialKey) {
   let stream = null;
   let data = null; // { rows: [{node, kind, spans, expression}], events, from, to }
   let hoverT = null; // the instant under the mouse: a live redraw keeps the cursor table there
+  let drawn = null; // what the chart shows, to redraw only on a change
 
   const go = () => {
     const key = keyInput.value.trim();
@@ -450,11 +451,16 @@ function keyView(job, initialKey) {
       }
       const loaded = await load();
       if (mine !== generation) return;
+      // A refresh that changes nothing keeps the chart (and the cursor) as is.
+      const drawing = JSON.stringify([loaded, chart.clientWidth]);
+      if (drawing === drawn) return;
+      drawn = drawing;
       data = loaded;
       remember(initialKey);
       renderRecent();
       render();
     } catch (e) {
+      drawn = null;
       chart.replaceChildren(errorBox(e));
     }
   }
