@@ -11,6 +11,8 @@ use axum::routing::get;
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP: &str = include_str!("dashboard/app.js");
 const KEYS: &str = include_str!("dashboard/keys.js");
+const PLAN: &str = include_str!("dashboard/plan.js");
+const AGGREGATES: &str = include_str!("dashboard/aggregates.js");
 const STYLE: &str = include_str!("dashboard/style.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -35,6 +37,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/dashboard/keys.js",
             get(|| async { asset("text/javascript; charset=utf-8", KEYS) }),
+        )
+        .route(
+            "/dashboard/plan.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PLAN) }),
+        )
+        .route(
+            "/dashboard/aggregates.js",
+            get(|| async { asset("text/javascript; charset=utf-8", AGGREGATES) }),
         )
         .route(
             "/dashboard/style.css",

@@ -325,9 +325,15 @@ impl ExecutionPlan {
         if !stream.is_default_stream() {
             let name = stream.name.clone();
             let scope = |id: &mut NodeId| *id = id.in_stream(&name);
+            let scoped: HashMap<String, NodeId> = self
+                .nodes
+                .iter()
+                .map(|n| (n.id.as_str().to_string(), n.id.in_stream(&name)))
+                .collect();
             for node in &mut self.nodes {
                 scope(&mut node.id);
                 node.children.iter_mut().for_each(scope);
+                node.expression = rename_ids(&node.expression, &scoped);
             }
             self.leaves.iter_mut().for_each(scope);
             scope(&mut self.result);
@@ -417,4 +423,23 @@ fn add_aggregate<'a>(aggregates: &mut Vec<&'a AggregateNode>, node: &'a Aggregat
     if !aggregates.iter().any(|a| a.id() == node.id()) {
         aggregates.push(node);
     }
+}
+/// `text` with every node id of `ids` (the names a description gives its
+/// larger inputs) replaced by its new id.
+fn rename_ids(text: &str, ids: &HashMap<String, NodeId>) -> String {
+    let is_id_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(is_id_char) {
+        out.push_str(&rest[..start]);
+        let word = &rest[start..];
+        let end = word.find(|c: char| !is_id_char(c)).unwrap_or(word.len());
+        match ids.get(&word[..end]) {
+            Some(id) => out.push_str(id.as_str()),
+            None => out.push_str(&word[..end]),
+        }
+        rest = &word[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -309,4 +309,31 @@ mod tests {
         assert_eq!(r.stream("cards").map(|s| s.key.as_str()), Some("card"));
         assert_eq!(r.default_stream().key, crate::event::DEFAULT_KEY_FIELD);
     }
+
+    #[test]
+    fn descriptions_name_inputs_by_the_ids_of_the_plan_on_any_stream() {
+        let mut r = JobRegistry::new();
+        let big = r#"has_existed_within(suburb == "Newtown" && kind == "swipe", 10m) && has_existed_within(suburb == "Parramatta" && kind == "swipe", 10m)"#;
+        for (name, query) in [
+            ("default", big.to_string()),
+            ("cards", format!("from cards key card;\n{big}")),
+        ] {
+            let job = r.submit(Some(name), &query).unwrap();
+            let plan = &job.job().plan;
+            let and = plan.node(&plan.result).unwrap();
+            let named: Vec<&str> = and
+                .expression
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .filter(|w| NodeId::parse(w).is_some())
+                .collect();
+            assert_eq!(named.len(), 2, "{name}: {}", and.expression);
+            for id in named {
+                assert!(
+                    and.children.iter().any(|c| c.as_str() == id),
+                    "{name}: {id} is not an input of {}",
+                    and.expression
+                );
+            }
+        }
+    }
 }

@@ -128,9 +128,10 @@ function show(next, job, tab) {
     el("a", { href: "#/streams", class: tab === "streams" ? "active" : "", "data-tab": "streams" }, "Streams"),
   );
   if (job) {
-    for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"], ["aggregates", "Aggregates"]]) {
+    for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"]]) {
       nav.append(el("a", { href: `#/jobs/${enc(job)}/${name}`, class: tab === name ? "active" : "", "data-tab": name }, `${label} · ${job}`));
     }
+    aggregatesTab(nav, job, tab === "aggregates", () => view === next);
   }
   main.replaceChildren(next.root);
   next.refresh();
@@ -221,7 +222,7 @@ function jobsView() {
             el("td", {}, el("div", { class: "row-actions" }, [
               el("a", { href: `#/jobs/${enc(j.name)}/plan` }, "plan"),
               el("a", { href: `#/jobs/${enc(j.name)}/keys` }, "keys"),
-              el("a", { href: `#/jobs/${enc(j.name)}/aggregates` }, "aggregates"),
+              hasAggregates(j.outputs) ? el("a", { href: `#/jobs/${enc(j.name)}/aggregates` }, "aggregates") : null,
               el("button", { class: "danger", "data-delete": j.name, onclick: async () => {
                 if (!confirm(`Delete job ${j.name}? Workers no other job uses are dropped.`)) return;
                 try { await api(`/v1/jobs/${enc(j.name)}`, { method: "DELETE" }); } catch (e) { list.prepend(errorBox(e)); }
@@ -238,64 +239,7 @@ function jobsView() {
   return root;
 }
 
-// ---------------------------------------------------------------- plan
-
-function planView(job) {
-  const box = el("div", { class: "panel" }, el("p", { class: "muted" }, "loading…"));
-  return {
-    root: el("div", {}, [el("h2", {}, `Plan of ${job}`), box]),
-    async refresh() {
-      let body;
-      try { body = await api(`/v1/jobs/${enc(job)}`); } catch (e) { return box.replaceChildren(errorBox(e)); }
-      const nodes = body.plan.nodes;
-      const byId = new Map(nodes.map((n) => [n.id, n]));
-      const level = new Map();
-      const depth = (n) => {
-        if (level.has(n.id)) return level.get(n.id);
-        const d = n.children.length ? 1 + Math.max(...n.children.map((c) => depth(byId.get(c)))) : 0;
-        level.set(n.id, d);
-        return d;
-      };
-      nodes.forEach(depth);
-      const columns = [];
-      for (const n of nodes) (columns[level.get(n.id)] = columns[level.get(n.id)] || []).push(n);
-      const W = 214, H = 76, NW = 188, NH = 58;
-      const height = Math.max(...columns.map((c) => c.length)) * H + 20;
-      const pos = new Map();
-      columns.forEach((col, x) => col.forEach((n, y) => pos.set(n.id, { x: 10 + x * W, y: 10 + y * H + (height - 20 - col.length * H) / 2 })));
-      const graph = svg("svg", { width: columns.length * W + 20, height, id: "plan-graph" });
-      for (const n of nodes) {
-        for (const c of n.children) {
-          const a = pos.get(c), b = pos.get(n.id);
-          graph.append(svg("path", { class: "plan-edge", d: `M${a.x + NW},${a.y + NH / 2} C${a.x + NW + 20},${a.y + NH / 2} ${b.x - 20},${b.y + NH / 2} ${b.x},${b.y + NH / 2}` }));
-        }
-      }
-      const outputs = new Map((body.plan.outputs || []).map((o) => [o.node, o.name]));
-      for (const n of nodes) {
-        const p = pos.get(n.id);
-        const kind = { "event-processor": "leaf", "timeline-processor": "derived", aggregator: "aggregator", metric: "metric" }[n.worker] || n.worker;
-        const g = svg("g", { class: `plan-node kind-${n.worker}${n.reused ? " reused" : ""}`, transform: `translate(${p.x},${p.y})`,
-          "data-node": n.id, "data-worker": n.worker, "data-reused": String(!!n.reused) }, [
-          svg("title", {}, n.expression),
-          svg("rect", { width: NW, height: NH, rx: 6 }),
-          svg("text", { x: 10, y: 18, "font-weight": 600, "font-size": 13 }, operatorOf(n.id) + (outputs.has(n.id) ? `  → ${outputs.get(n.id)}` : "")),
-          svg("text", { x: 10, y: 34, "font-size": 11, fill: "#6b7383", "font-family": "monospace" }, n.id.length > 29 ? `${n.id.slice(0, 28)}…` : n.id),
-          svg("text", { x: 10, y: 50, "font-size": 11, fill: "#3a4a66" }, `${kind} · ${n.worker}${n.reused ? " · reused" : ""}`),
-        ]);
-        graph.append(g);
-      }
-      const legend = el("p", { class: "muted" }, "Leaves (blue) run in event processors, derived nodes in timeline processors, aggregates and metrics (purple) across keys; yellow nodes were already running for another job. Hover a node for its expression.");
-      const stream = body.stream;
-      const reads = el("p", { id: "plan-stream" }, ["Reads stream ", el("a", { href: `#/streams/${enc(stream.name)}` }, el("b", {}, stream.name)),
-        el("span", { class: "muted" }, ` · key ${stream.key} · time ${stream.time} · id ${stream.id}`)]);
-      box.replaceChildren(reads, ...warningBoxes(body.warnings), el("div", { style: "overflow-x:auto" }, graph), legend,
-        el("h3", {}, "Nodes"),
-        el("table", {}, [el("tr", {}, ["node", "worker", "expression", ""].map((h) => el("th", {}, h))),
-          ...nodes.map((n) => el("tr", {}, [el("td", {}, el("code", {}, n.id)), el("td", {}, n.worker),
-            el("td", {}, el("code", {}, n.expression)), el("td", {}, n.reused ? el("span", { class: "badge reused" }, "reused") : "")]))]));
-    },
-  };
-}
+// The plan view is in plan.js.
 
 // ---------------------------------------------------------------- key view: keys.js
 
@@ -305,49 +249,7 @@ function niceStep(raw) {
   return 10 * pow;
 }
 
-// ---------------------------------------------------------------- aggregates
-
-function aggregatesView(job) {
-  const at = el("input", { id: "agg-t", value: "end", size: 16 });
-  const box = el("div", { id: "aggregates" });
-  const root = {
-    root: el("div", {}, [
-      el("h2", {}, `Aggregates of ${job}`),
-      el("div", { class: "toolbar" }, [el("span", {}, "at"), at, el("button", { id: "agg-refresh", onclick: () => root.refresh() }, "Show"),
-        el("span", { class: "muted" }, "end, milliseconds or an RFC 3339 time")]),
-      box,
-    ]),
-    async refresh() {
-      const t = at.value.trim() || "end";
-      let body;
-      try { body = await api(`/v1/jobs/${enc(job)}/metrics?t=${enc(t)}`); } catch (e) { return box.replaceChildren(errorBox(e)); }
-      const panels = body.outputs.map((o) => {
-        if (!o.groups) {
-          return el("div", { class: "panel" }, [el("h3", {}, o.name), el("p", { class: "muted" }, "A timeline per key: see the "),
-            el("a", { href: `#/jobs/${enc(job)}/keys` }, "key view")]);
-        }
-        const names = o.worker === "metric" ? ["value"] : Object.keys((o.groups[0] || { values: {} }).values);
-        const first = (g) => (o.worker === "metric" ? g.value : g.values[names[0]]);
-        const max = Math.max(1e-9, ...o.groups.map((g) => Math.abs(Number(first(g)) || 0)));
-        return el("div", { class: "panel output", "data-output": o.name, "data-t": String(o.t) }, [
-          el("h3", {}, [o.name, el("span", { class: "badge" }, o.worker), o.group_by ? el("span", { class: "badge" }, `by ${o.group_by}`) : null,
-            el("span", { class: "muted", style: "margin-left:8px;font-weight:400" }, `t = ${o.t === null ? "no events" : `${fmtTime(o.t)} (${o.t})`}`)]),
-          el("table", {}, [
-            el("tr", {}, ["group", "keys", ...names, ""].map((h) => el("th", {}, h))),
-            ...o.groups.map((g) => el("tr", { "data-group": g.group === null ? "null" : String(g.group) }, [
-              el("td", {}, g.group === null ? el("span", { class: "muted" }, "null") : String(g.group)),
-              el("td", {}, g.keys),
-              ...names.map((n) => el("td", { class: "mono", "data-fn": n }, fmtValue(o.worker === "metric" ? g.value : g.values[n]))),
-              el("td", { style: "width:30%" }, svg("svg", { width: "100%", height: 14 }, svg("rect", { class: "bar", height: 12, width: `${(Math.abs(Number(first(g)) || 0) / max) * 100}%` }))),
-            ])),
-          ]),
-        ]);
-      });
-      box.replaceChildren(...(panels.length ? panels : [el("p", { class: "muted" }, "This job has no outputs.")]));
-    },
-  };
-  return root;
-}
+// The aggregates view is in aggregates.js.
 
 // ---------------------------------------------------------------- streams
 

@@ -34,10 +34,12 @@ mod aggregates;
 mod ledger;
 mod repeats;
 mod snapshot;
+mod stats;
 
 use ledger::{IdLedger, Seen};
 pub use repeats::{fingerprint, fingerprint_with};
 pub use snapshot::{EngineImage, RestoreError};
+pub use stats::{JobStats, NodeStats};
 
 use aggregates::AggregateSlot;
 

@@ -45,6 +45,7 @@ mod guard;
 mod ingest;
 mod jobs;
 mod json;
+mod live;
 mod reads;
 mod streams;
 
@@ -54,6 +55,7 @@ pub use guard::Access;
 use ingest::*;
 use jobs::*;
 use json::Json;
+use live::*;
 use reads::*;
 use streams::*;
 
@@ -262,6 +264,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{job}/keys/{key}/timeline", get(job_timeline))
         .route("/v1/jobs/{job}/metrics", get(job_metrics))
         .route("/v1/jobs/{job}/metrics/{name}", get(job_metric))
+        .route("/v1/jobs/{job}/stats", get(job_stats))
+        .route("/v1/jobs/{job}/series", get(job_series))
         .route("/v1/aggregators/{node}", get(aggregator_read))
         .route("/v1/metrics/{node}", get(metric_read))
         .route("/v1/workers", get(worker_counts))
