@@ -86,7 +86,7 @@ fn digests_to_bytes(entries: &[(u64, u64)]) -> Vec<u8> {
 }
 
 fn digests_from_bytes(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return None;
     }
     Some(
