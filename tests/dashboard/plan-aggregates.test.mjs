@@ -264,7 +264,7 @@ test("aggregates and metrics are plotted over time, a line per group, with one c
     }
   }
   // Values read as people read them, exactly on hover.
-  assert.deepEqual(await page.evaluate(() => [0.5185185185185185, 2 / 3, 1234.5678, 42, 1e-7, -0.25].map(fmtNumber)),
+  assert.deepEqual(await page.evaluate(() => [0.5185185185185185, 2 / 3, 1234.5678, 42, 1e-7, -0.25].map((v) => fmtRounded(v))),
     ["0.519", "0.667", "1235", "42", "1e-7", "-0.25"]);
   await page.screenshot({ path: join(docs, "aggregates-view.png"), fullPage: true });
 

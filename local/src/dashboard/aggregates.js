@@ -8,7 +8,7 @@
 const hasAggregates = (outputs) => (outputs || []).some((o) => o.worker === "aggregator" || o.worker === "metric");
 
 /** A number for reading: integers as they are, others to 3 significant digits (1000 and above: to the unit). */
-function fmtNumber(v) {
+function fmtRounded(v) {
   if (v === null || v === undefined) return "—";
   if (typeof v !== "number") return fmtValue(v);
   if (Number.isInteger(v)) return String(v);
@@ -98,7 +98,7 @@ function aggregatesView(job) {
     const axis = svg("g", { class: "axis" });
     for (const v of marks) {
       axis.append(svg("line", { x1: L, x2: L + PW, y1: y(v), y2: y(v) }),
-        svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtNumber(v)));
+        svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtRounded(v)));
     }
     const step = niceStep(span / 6);
     for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
@@ -150,7 +150,7 @@ function aggregatesView(job) {
         output.groups.forEach((g, k) => {
           const row = legend.rows[k + 1];
           const v = g.values[fn][i];
-          row.cells[1].textContent = fmtNumber(v);
+          row.cells[1].textContent = fmtRounded(v);
           row.cells[1].title = exact(v);
           row.cells[1].setAttribute("data-value", JSON.stringify(v));
           row.cells[2].textContent = String(g.keys[i]);
@@ -188,7 +188,7 @@ function aggregatesView(job) {
           ...o.groups.map((g) => el("tr", { "data-group": groupLabel(g.group) }, [
             el("td", {}, g.group === null ? el("span", { class: "muted" }, "null") : String(g.group)),
             el("td", {}, g.keys),
-            ...names.map((n) => el("td", { class: "mono", "data-fn": n, title: exact(valueOf(g, n)), "data-value": JSON.stringify(valueOf(g, n)) }, fmtNumber(valueOf(g, n)))),
+            ...names.map((n) => el("td", { class: "mono", "data-fn": n, title: exact(valueOf(g, n)), "data-value": JSON.stringify(valueOf(g, n)) }, fmtRounded(valueOf(g, n)))),
             el("td", { style: "width:30%" }, svg("svg", { width: "100%", height: 14 }, svg("rect", { class: "bar", height: 12, width: `${(Math.abs(Number(valueOf(g, names[0])) || 0) / max) * 100}%` }))),
           ])),
         ]),
