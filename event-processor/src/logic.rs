@@ -1,5 +1,9 @@
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
-use timeline::{EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, WorkerDescription};
+use timeline::repeats::{Fields, canonical_json};
+use timeline::{Event, EventParser, EventProcessor, NodeId, Operator, Output, PlanNode, Time, WorkerDescription};
 use timeline_api::views::{AddEventsResult, parse_events};
 
 /// One leaf node of one key: the state an `EventProcessor` agent keeps.
@@ -8,6 +12,90 @@ pub struct LeafWorker {
     key: String,
     node: PlanNode,
     worker: EventProcessor,
+    /// Every delivery applied (see [`Deliveries`]).
+    #[serde(default)]
+    deliveries: Deliveries,
+}
+
+/// The deliveries a worker applied, as canonical JSON: every event without an
+/// id and, of each identified event (time and id), the delivery the contract
+/// picks (the least canonical JSON). A leaf's state cannot take an event
+/// back, so when a later delivery of a known id with another content is the
+/// one the contract picks, the worker starts again from these. (The local
+/// runtime reads them back from its log instead; a Golem agent keeps them,
+/// as Golem's oplog keeps every batch anyway.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Deliveries {
+    events: Vec<Delivery>,
+    /// (time, id) to the index of its delivery; rebuilt after a restore.
+    #[serde(skip)]
+    index: Option<HashMap<(Time, String), usize>>,
+}
+
+impl PartialEq for Deliveries {
+    fn eq(&self, other: &Self) -> bool {
+        self.events == other.events
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Delivery {
+    time: Time,
+    id: Option<String>,
+    json: String,
+}
+
+/// What a delivery is to those applied before.
+enum Taken {
+    /// A new event: apply it.
+    New,
+    /// The event as applied, again, or a delivery the contract does not pick.
+    Nothing,
+    /// It replaces an applied delivery of its id: start again.
+    Replaces,
+}
+
+impl Deliveries {
+    fn index(&mut self) -> &mut HashMap<(Time, String), usize> {
+        let events = &self.events;
+        self.index.get_or_insert_with(|| {
+            events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| Some(((d.time, d.id.clone()?), i)))
+                .collect()
+        })
+    }
+
+    fn take(&mut self, event: &Event, fields: Fields<'_>) -> Taken {
+        let json = canonical_json(event, fields);
+        let Some(id) = &event.id else {
+            self.events.push(Delivery {
+                time: event.time,
+                id: None,
+                json,
+            });
+            return Taken::New;
+        };
+        let at = self.events.len();
+        let found = *self.index().entry((event.time, id.to_string())).or_insert(at);
+        if found == at {
+            self.events.push(Delivery {
+                time: event.time,
+                id: Some(id.to_string()),
+                json,
+            });
+            return Taken::New;
+        }
+        let applied = &mut self.events[found];
+        match json.as_str().cmp(&applied.json) {
+            Ordering::Less => {
+                applied.json = json;
+                Taken::Replaces
+            }
+            _ => Taken::Nothing,
+        }
+    }
 }
 
 impl LeafWorker {
@@ -30,6 +118,7 @@ impl LeafWorker {
             key: key.to_string(),
             node,
             worker: EventProcessor::new(op),
+            deliveries: Deliveries::default(),
         })
     }
 
@@ -41,21 +130,57 @@ impl LeafWorker {
     /// Applies a batch of JSON events of this worker's key, read with its
     /// stream's key, time and id fields (the key field may be omitted);
     /// events of another key and invalid ones are rejected by position, the
-    /// rest applied.
+    /// rest applied. Of the deliveries of one identified event (same time and
+    /// id) the one with the least canonical JSON is the event, whatever their
+    /// order; repeats change nothing.
     pub fn add_events(&mut self, events: &[String]) -> AddEventsResult {
-        let parser: EventParser = self
-            .node
-            .stream
-            .as_ref()
-            .map(timeline::StreamSpec::parser)
-            .unwrap_or_default()
-            .with_default_key(&self.key);
+        let parser = self.parser();
         let (good, rejected) = parse_events(&parser, events, &self.key);
-        self.worker.add_events(&good);
+        let spec = self.node.stream.clone().unwrap_or_default();
+        let fields = Fields {
+            key: &spec.key,
+            time: &spec.time,
+            id: &spec.id,
+        };
+        let mut fresh = Vec::with_capacity(good.len());
+        let mut again = false;
+        for event in &good {
+            match self.deliveries.take(event, fields) {
+                Taken::New => fresh.push(event),
+                Taken::Nothing => {}
+                Taken::Replaces => again = true,
+            }
+        }
+        if again {
+            let Operator::Leaf(op) = self.node.operator.clone() else {
+                unreachable!("a leaf worker's node is a leaf")
+            };
+            self.worker = EventProcessor::new(op);
+            let all: Vec<Event> = self
+                .deliveries
+                .events
+                .iter()
+                .filter_map(|d| parser.parse(&d.json).ok())
+                .collect();
+            self.worker.add_events(&all);
+        } else {
+            self.worker.add_events(fresh);
+        }
         AddEventsResult {
             accepted: good.len() as u32,
             rejected,
         }
+    }
+
+    /// The parser of this worker's events: its stream's fields, its key by
+    /// default.
+    fn parser(&self) -> EventParser {
+        self.node
+            .stream
+            .as_ref()
+            .map(timeline::StreamSpec::parser)
+            .unwrap_or_default()
+            .with_default_key(&self.key)
     }
 
     /// The timeline and the key's latest time.
@@ -122,5 +247,51 @@ mod tests {
     fn refuses_a_derived_node() {
         let plan = timeline::ExecutionPlan::new(&timeline::dsl::parse("!has_existed(x == 1)").unwrap()).unwrap();
         assert!(LeafWorker::new("k", plan.nodes[1].clone()).is_err());
+    }
+
+    #[test]
+    fn of_deliveries_of_one_id_the_least_canonical_json_is_the_event_in_any_order() {
+        // e1: `"s":"a"` sorts before `"s":"b"`; e2: the one with `x` (`,"x"` before `}`).
+        let winners = [
+            r#"{"session_id":"k","time":0,"event_id":"e0","s":"c"}"#,
+            r#"{"session_id":"k","time":10,"event_id":"e1","s":"a"}"#,
+            r#"{"session_id":"k","time":20,"event_id":"e2","s":"b","x":1}"#,
+            r#"{"session_id":"k","time":30,"s":"c"}"#,
+        ];
+        let losers = [
+            r#"{"session_id":"k","time":10,"event_id":"e1","s":"b"}"#,
+            r#"{"session_id":"k","time":20,"event_id":"e2","s":"b"}"#,
+            r#"{"s":"b","y":true,"session_id":"k","time":10,"event_id":"e1"}"#,
+        ];
+        for query in [
+            "latest_event_to_state(s)",
+            r#"has_existed(s == "b")"#,
+            r#"has_existed_within(s == "b", 5)"#,
+            "has_existed(x == 1)",
+        ] {
+            let def = serde_json::to_string(&node(query)).unwrap();
+            let batch = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+            let mut expected = LeafWorker::from_definition("k", &def).unwrap();
+            expected.add_events(&batch(&winners));
+            let orders: Vec<Vec<&str>> = vec![
+                losers.iter().chain(&winners).copied().collect(),
+                winners.iter().chain(&losers).copied().collect(),
+                losers.iter().rev().chain(winners.iter().rev()).copied().collect(),
+            ];
+            for order in orders {
+                // One batch, and one event per batch with a restore in the middle.
+                let mut w = LeafWorker::from_definition("k", &def).unwrap();
+                w.add_events(&batch(&order));
+                assert_eq!(w.output(), expected.output(), "{query}: one batch of {order:?}");
+                let mut w = LeafWorker::from_definition("k", &def).unwrap();
+                for (i, line) in order.iter().enumerate() {
+                    if i == 2 {
+                        w = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+                    }
+                    w.add_events(&batch(&[line]));
+                }
+                assert_eq!(w.output(), expected.output(), "{query}: {order:?} one by one");
+            }
+        }
     }
 }
