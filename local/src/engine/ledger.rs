@@ -120,12 +120,15 @@ impl IdLedger {
     }
 
     /// A ledger of `entries`.
-    pub fn from_entries(entries: Vec<(u64, u64)>) -> Self {
-        let mut ledger = IdLedger::default();
-        for (identity, value) in entries {
-            ledger.set(identity, value, value & ALL == ALL);
+    pub fn from_entries(mut entries: Vec<(u64, u64)>) -> Self {
+        if entries.len() > SMALL {
+            return IdLedger::Large(entries.into_iter().collect());
         }
-        ledger
+        // Snapshots give them sorted already: then this is one pass.
+        entries.sort_unstable_by_key(|e| e.0);
+        entries.dedup_by_key(|e| e.0);
+        entries.shrink_to_fit();
+        IdLedger::Small(entries)
     }
 
     /// Bytes held on the heap.

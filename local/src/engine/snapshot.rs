@@ -39,6 +39,7 @@ struct KeyImage {
     /// (identity digest, content digest) of each identified event, as 16
     /// little-endian bytes each (random 64-bit digests take 10 bytes each as
     /// the format's variable-length integers, and decode slower).
+    #[serde(with = "serde_bytes")]
     ids: Vec<u8>,
     /// Whether its deliveries ever disagreed on an event's content.
     conflicted: bool,
