@@ -53,23 +53,44 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
         }
         engine
     };
+    // The log's tail is read and parsed on a second thread while the
+    // snapshot is decoded and restored here, then applied as it comes.
+    let guess = snapshot::covered_records(store.dir()).unwrap_or(0);
+    let (parsed, tail) = std::sync::mpsc::sync_channel::<(u64, LogHeader, Vec<Event>)>(16);
     let mut engine = fresh();
     let mut from = 0;
-    match snapshot::read(store.dir(), jobs.clone(), store.records()) {
-        Ok(None) => {}
-        Ok(Some(loaded)) => match engine.restore(loaded.image) {
-            Ok(()) => from = loaded.records,
-            Err(e) => {
-                tracing::warn!("snapshot not used, replaying the whole log: {e}");
-                engine = fresh();
-            }
-        },
-        Err(e) => tracing::warn!("snapshot not used, replaying the whole log: {e:#}"),
-    }
     let mut replayed = 0u64;
-    store.replay_from(from, |seq, record| {
-        replayed += apply_record(&mut engine, seq, record, None)?;
-        Ok(())
+    std::thread::scope(|scope| -> Result<()> {
+        let reader = scope.spawn(move || {
+            store.replay_from(guess, |seq, record| {
+                let (header, events) = record_events(record)?;
+                // A closed channel: recovery took another way; stop.
+                parsed.send((seq, header, events)).map_err(|_| anyhow::anyhow!("stopped"))
+            })
+        });
+        match snapshot::read(store.dir(), jobs.clone(), store.records()) {
+            Ok(None) => {}
+            Ok(Some(loaded)) => match engine.restore(loaded.image) {
+                Ok(()) => from = loaded.records,
+                Err(e) => {
+                    tracing::warn!("snapshot not used, replaying the whole log: {e}");
+                    engine = fresh();
+                }
+            },
+            Err(e) => tracing::warn!("snapshot not used, replaying the whole log: {e:#}"),
+        }
+        if from == guess {
+            for (seq, header, events) in tail.iter() {
+                replayed += apply_events(&mut engine, seq, &header, &events, None)?;
+            }
+            return reader.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the log reader panicked")));
+        }
+        drop(tail);
+        let _ = reader.join();
+        store.replay_from(from, |seq, record| {
+            replayed += apply_record(&mut engine, seq, record, None)?;
+            Ok(())
+        })
     })?;
     let conflicts = engine.take_conflicts();
     let log = store.reader();
@@ -156,10 +177,22 @@ pub fn record_events(record: &[u8]) -> Result<(LogHeader, Vec<Event>)> {
 /// if given); returns the number of events.
 pub fn apply_record(engine: &mut Engine, seq: u64, record: &[u8], only: Option<&[NodeId]>) -> Result<u64> {
     let (header, events) = record_events(record)?;
+    apply_events(engine, seq, &header, &events, only)
+}
+
+/// Applies the `events` of log record `seq` with `header` (see
+/// [`apply_record`]).
+fn apply_events(
+    engine: &mut Engine,
+    seq: u64,
+    header: &LogHeader,
+    events: &[Event],
+    only: Option<&[NodeId]>,
+) -> Result<u64> {
     let stream = engine.open_stream(&header.stream());
-    engine.apply(stream, &events, &header.target()?, only);
+    engine.apply(stream, events, &header.target()?, only);
     if only.is_none() {
-        engine.note_record(stream, seq, &events);
+        engine.note_record(stream, seq, events);
     }
     Ok(events.len() as u64)
 }

@@ -177,6 +177,18 @@ pub fn write(dir: &Path, engine: &Engine, records: u64, jobs: Vec<StoredJob>) ->
     capture(engine, records, jobs).write(dir)
 }
 
+/// The log records the snapshot of `dir` says it covers, read from its
+/// first bytes only (not checked: a hint, for reading the log's tail while
+/// the snapshot is decoded).
+pub fn covered_records(dir: &Path) -> Option<u64> {
+    let mut head = [0u8; 64];
+    let mut file = std::fs::File::open(path(dir)).ok()?;
+    let n = std::io::Read::read(&mut file, &mut head).ok()?;
+    let body = head[..n].get(MAGIC.len() + 4..)?;
+    let ((version, records), _) = postcard::take_from_bytes::<(u32, u64)>(body).ok()?;
+    (version == VERSION).then_some(records)
+}
+
 /// Reads the snapshot of `dir`, if there is one and it fits `jobs` and a log
 /// of `log_records` records; `Ok(None)` without a snapshot, `Err` (to warn
 /// about, then replay everything) for one that cannot be used.
