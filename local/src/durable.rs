@@ -65,7 +65,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
             store.replay_from(guess, |seq, record| {
                 let (header, events) = record_events(record)?;
                 // A closed channel: recovery took another way; stop.
-                parsed.send((seq, header, events)).map_err(|_| anyhow::anyhow!("stopped"))
+                parsed
+                    .send((seq, header, events))
+                    .map_err(|_| anyhow::anyhow!("stopped"))
             })
         });
         match snapshot::read(store.dir(), jobs.clone(), store.records()) {
@@ -83,7 +85,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
             for (seq, header, events) in tail.iter() {
                 replayed += apply_events(&mut engine, seq, &header, &events, None)?;
             }
-            return reader.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the log reader panicked")));
+            return reader
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the log reader panicked")));
         }
         drop(tail);
         let _ = reader.join();
