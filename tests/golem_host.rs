@@ -169,9 +169,21 @@ fn cirr_through_the_feeder_equals_timeline_eval_and_survives_a_restart_of_every_
     let (_, jobs) = host.get("/v1/jobs");
     assert_eq!(jobs["jobs"][0]["name"], "cirr", "Core keeps its jobs: {jobs}");
 
-    // The restored agents go on taking events.
-    feed(&host, dir.path(), "rest.jsonl", "default", rest);
-    assert_workers(&host, &expected(CIRR, &lines), "after the rest of the events");
+    // The restored agents go on taking events; among them, a delivery of e4
+    // (time and id of an event already applied) with another content that
+    // the contract picks (`{"cdnChange":...` sorts before `{"event_id":...`):
+    // it replaces the buffering e4 stood for.
+    let e4 = lines.iter().position(|l| l.contains(r#""event_id":"e4""#)).unwrap();
+    assert!(e4 < first.len() && lines[e4].contains("buffer"), "{}", lines[e4]);
+    let winner = r#"{"session_id":"afsal-mando-1","time":10000,"event_id":"e4","cdnChange":"CDN2"}"#;
+    let mut rest = rest.to_vec();
+    rest.insert(rest.len() / 2, winner.to_string());
+    feed(&host, dir.path(), "rest.jsonl", "default", &rest);
+    let mut resolved = lines.clone();
+    resolved[e4] = winner.to_string();
+    let after = expected(CIRR, &resolved);
+    assert_ne!(after, expected(CIRR, &lines), "the winning delivery changes the result");
+    assert_workers(&host, &after, "after the rest of the events");
 }
 
 /// An aggregate or metric read over Golem's JSON, as (group, keys, values).
