@@ -160,18 +160,21 @@ impl Batch {
         bad: impl FnMut(BadLine),
         progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
-        // A copy of the input, read again only if deliveries of an
-        // identified event disagree on its content (see `settle_conflicts`).
+        // A copy of the input (up to SPOOL_LIMIT), read again only if
+        // deliveries of an identified event disagree on its content (see
+        // `settle_conflicts`).
         let mut spool = tempfile::tempfile().ok().map(std::io::BufWriter::new);
-        let input = Tee {
+        let no_spool = spool.is_none();
+        let mut input = Tee {
             inner: input,
             copy: spool.as_mut(),
-            error: None,
+            kept: 0,
+            limit: SPOOL_LIMIT,
+            lost: None,
         };
         let shards = self.shards.len();
         let mut bad = bad;
         let mut progress = progress;
-        let mut input = input;
         if shards == 1 {
             self.shards[0].read(&mut input, 0, 1, bad, progress)?;
         } else {
@@ -182,25 +185,26 @@ impl Batch {
             })?;
             self.settle_misrouted();
         }
-        let copied = input.error.take().map_or(Ok(()), Err);
+        let lost = input.lost.take();
         if self.shards.iter().all(|s| !s.engine.has_conflicts()) {
             return Ok(());
         }
-        let again = match (copied, spool) {
-            (Ok(()), Some(spool)) => {
+        let why = match (lost, spool) {
+            (None, Some(spool)) => {
                 let mut file = spool.into_inner().map_err(|e| e.into_error())?;
                 std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-                file
+                return self.settle_conflicts(std::io::BufReader::new(file));
             }
-            (Err(e), _) => return Err(e),
-            (_, None) => {
-                return Err(std::io::Error::other(
-                    "deliveries of one event_id disagree on its content, and the input cannot be read again \
-                     (no temporary file): pass the events as a file",
-                ));
+            (Some(why), _) => why,
+            (None, None) => {
+                debug_assert!(no_spool);
+                "no temporary file could be made".to_string()
             }
         };
-        self.settle_conflicts(std::io::BufReader::new(again))
+        Err(std::io::Error::other(format!(
+            "deliveries of one event_id disagree on their content, and the input cannot be read again \
+             to settle them ({why}): pass the events as a file"
+        )))
     }
 
     /// Rebuilds every key whose deliveries of an identified event disagree on
@@ -456,12 +460,20 @@ fn read_lines(
     Ok(())
 }
 
-/// A reader that copies what is consumed of it into `copy`.
+/// Most of standard input that `eval` keeps a temporary copy of (to settle
+/// deliveries of one id that disagree; a file is read again instead).
+const SPOOL_LIMIT: u64 = 1 << 30;
+
+/// A reader that copies what is consumed of it into `copy`, up to
+/// [`SPOOL_LIMIT`] bytes.
 struct Tee<'a, R> {
     inner: R,
     copy: Option<&'a mut std::io::BufWriter<std::fs::File>>,
-    /// The first error writing the copy (the copy is then dropped).
-    error: Option<std::io::Error>,
+    kept: u64,
+    /// Most bytes copied.
+    limit: u64,
+    /// Why the copy was given up, if it was.
+    lost: Option<String>,
 }
 
 impl<R: BufRead> std::io::Read for Tee<'_, R> {
@@ -483,7 +495,7 @@ impl<R: BufRead> BufRead for Tee<'_, R> {
             let chunk = self.inner.fill_buf().map(|b| b[..amount.min(b.len())].to_vec());
             match chunk {
                 Ok(chunk) => self.keep(&chunk),
-                Err(e) => self.fail(e),
+                Err(e) => self.give_up(format!("the copy failed: {e}")),
             }
         }
         self.inner.consume(amount);
@@ -492,16 +504,21 @@ impl<R: BufRead> BufRead for Tee<'_, R> {
 
 impl<R> Tee<'_, R> {
     fn keep(&mut self, bytes: &[u8]) {
-        if let Some(copy) = self.copy.as_mut()
-            && let Err(e) = std::io::Write::write_all(copy, bytes)
-        {
-            self.fail(e);
+        let Some(copy) = self.copy.as_mut() else { return };
+        self.kept += bytes.len() as u64;
+        if self.kept > self.limit {
+            self.give_up(format!(
+                "it is over the {} MiB kept of standard input",
+                self.limit >> 20
+            ));
+        } else if let Err(e) = std::io::Write::write_all(copy, bytes) {
+            self.give_up(format!("the copy failed: {e}"));
         }
     }
 
-    fn fail(&mut self, e: std::io::Error) {
+    fn give_up(&mut self, why: String) {
         self.copy = None;
-        self.error.get_or_insert(e);
+        self.lost.get_or_insert(why);
     }
 }
 
@@ -743,6 +760,34 @@ mod tests {
         assert_eq!(*released.upto.lock().unwrap(), 40 * 4096);
         // Released pages come back from the file when read again.
         assert_eq!(&map[..], &data[..]);
+    }
+
+    #[test]
+    fn the_copy_of_standard_input_is_given_up_past_its_limit_and_reads_on() {
+        let text = "0123456789\n".repeat(10);
+        let mut file = std::io::BufWriter::new(tempfile::tempfile().unwrap());
+        let mut tee = Tee {
+            inner: text.as_bytes(),
+            copy: Some(&mut file),
+            kept: 0,
+            limit: 50,
+            lost: None,
+        };
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut tee, &mut read).unwrap();
+        assert_eq!(read, text, "reading goes on");
+        assert!(tee.copy.is_none());
+        assert!(tee.lost.unwrap().contains("over the"));
+        let mut file = std::io::BufWriter::new(tempfile::tempfile().unwrap());
+        let mut tee = Tee {
+            inner: text.as_bytes(),
+            copy: Some(&mut file),
+            kept: 0,
+            limit: 1 << 20,
+            lost: None,
+        };
+        read_lines(&mut tee, &mut |_| {}, |_, _| {}).unwrap();
+        assert!(tee.lost.is_none() && tee.kept == text.len() as u64);
     }
 
     fn string_writer(text: &mut String) -> impl std::io::Write + '_ {
