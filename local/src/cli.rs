@@ -81,9 +81,13 @@ struct EvalArgs {
     /// The query: DSL text, or @file.tl to read it from a file.
     #[arg(short, long)]
     query: String,
-    /// JSONL events: a file path, or - for standard input.
+    /// Events: a file path, or - for standard input. JSON lines, or CSV with
+    /// a header row (a `.csv` file, or --input csv).
     #[arg(short, long, default_value = "-")]
     events: String,
+    /// The events' format [default: csv for a `.csv` file, else jsonl].
+    #[arg(long, value_enum)]
+    input: Option<InputFormat>,
     /// The field that names an event's key, for a query whose header names
     /// none.
     #[arg(long, default_value = timeline::event::DEFAULT_KEY_FIELD)]
@@ -411,10 +415,23 @@ fn parse_at(at: &str) -> Result<Option<i64>> {
         .map_err(|e| anyhow::anyhow!("--at must be `end` or a time: {e}"))
 }
 
+/// How `timeline eval` reads its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row naming the fields.
+    Csv,
+}
+
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let (query_name, text, parsed) = load_named_query(&args.query)?;
     let header_names_key = parsed.stream.key.is_some();
     let at = parse_at(&args.at)?;
+    let csv = match args.input {
+        Some(format) => format == InputFormat::Csv,
+        None => args.events.to_ascii_lowercase().ends_with(".csv"),
+    };
     let from_file = args.events != "-";
     let threads = match args.threads {
         Some(n) => n.max(1),
@@ -435,7 +452,29 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let progress = progress_bar(size);
     let started = Instant::now();
     let mut bad_lines = Vec::new();
-    if from_file {
+    if csv {
+        let input: Box<dyn io::Read> = if from_file {
+            Box::new(File::open(&args.events).with_context(|| format!("cannot open events file {}", args.events))?)
+        } else {
+            Box::new(io::stdin().lock())
+        };
+        let spec = batch.stream().clone();
+        let reader = crate::csv_input::CsvAsJsonLines::new(input, &spec.key, &spec.time, &spec.id)
+            .with_context(|| format!("cannot read {}", args.events))?;
+        let rows = reader.rows();
+        batch.read(
+            BufReader::with_capacity(1 << 20, reader),
+            |bad| bad_lines.push(bad),
+            |_| {},
+        )?;
+        let rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+        for bad in &mut bad_lines {
+            if let Some(why) = rows.error(bad.line) {
+                bad.error = timeline::EventError::Json(why.to_string());
+            }
+            bad.line = rows.input_line(bad.line);
+        }
+    } else if from_file {
         let found = std::sync::Mutex::new(Vec::new());
         batch.read_path(
             std::path::Path::new(&args.events),

@@ -2,6 +2,7 @@
 //!
 //! - [`batch`]: `timeline eval`, a whole JSONL file through the same workers the
 //!   runtimes use, results per key.
+//! - [`csv_input`]: CSV events for `timeline eval`, read as the JSONL they mean.
 //! - [`generate`]: `timeline gen cirr`, synthetic playback sessions for examples,
 //!   tests and benchmarks.
 //! - [`engine`]: the in-memory engine: every job's workers for every key.
@@ -21,6 +22,7 @@
 pub mod batch;
 pub mod body;
 pub mod cli;
+pub mod csv_input;
 pub mod dashboard;
 pub mod durable;
 pub mod engine;
