@@ -151,6 +151,20 @@ fn serve_picks_the_least_canonical_delivery_live_after_restart_and_in_backfills(
         // ... and from a snapshot (taken at job submission), then more deliveries.
         post(&server, LOSERS, true);
         assert_eq!(timelines(&server), expected, "after more losing deliveries");
+        // Losers sent again are repeats: no rebuild, nothing logged.
+        let rebuilt = server.logged("key rebuilt").len();
+        let (_, before) = server.call("GET", "/v1/streams/default", None);
+        for _ in 0..3 {
+            post(&server, LOSERS, false);
+        }
+        let (_, after) = server.call("GET", "/v1/streams/default", None);
+        assert_eq!(
+            server.logged("key rebuilt").len(),
+            rebuilt,
+            "a known loser again rebuilds nothing"
+        );
+        assert_eq!(after["events"], before["events"], "a known loser again is not logged");
+        assert_eq!(timelines(&server), expected, "after losers sent again");
         server.kill();
     }
 }

@@ -139,6 +139,10 @@ pub struct Engine {
     /// Every key that ever had such a conflict: a new job's replay of the log
     /// must settle them again.
     conflicted: FxHashSet<(StreamId, SmolStr)>,
+    /// Deliveries to every leaf found to lose such a conflict, by key,
+    /// identity and content digest: sent again, they are repeats (the log has
+    /// one copy), not new conflicts.
+    losers: FxHashSet<(StreamId, SmolStr, u64, u64)>,
 }
 
 impl Default for Engine {
@@ -259,6 +263,7 @@ impl Engine {
             aggregates: FxHashMap::default(),
             pending: FxHashSet::default(),
             conflicted: FxHashSet::default(),
+            losers: FxHashSet::default(),
         };
         engine.stream_index(&default);
         engine
@@ -525,6 +530,11 @@ impl Engine {
             time: &spec.time,
             id: &spec.id,
         };
+        let delivered: Vec<(u64, u64)> = deliveries
+            .iter()
+            .filter(|(_, target)| *target == Target::AllLeaves)
+            .filter_map(|(e, _)| Some((identity_digest(e.time, e.id.as_deref()?), content_digest(e))))
+            .collect();
         let resolved = ::timeline::repeats::resolve(deliveries, fields);
         let leaves = state.leaves.clone();
         let Some(k) = state.keys.get_mut(key) else {
@@ -552,6 +562,11 @@ impl Engine {
         if !self.aggregates.is_empty() {
             state.dirty.insert(SmolStr::new(key));
         }
+        for (identity, content) in delivered {
+            if k.ids.holds(identity, content).is_none() {
+                self.losers.insert((stream, SmolStr::new(key), identity, content));
+            }
+        }
     }
 
     /// Whether `event` (identified, with content digest `content`) was
@@ -562,8 +577,11 @@ impl Engine {
         let Some(key) = self.streams.get(stream as usize).and_then(|s| s.keys.get(&event.key)) else {
             return false;
         };
-        match key.ids.holds(identity_digest(event.time, id), content) {
-            None => false,
+        let identity = identity_digest(event.time, id);
+        match key.ids.holds(identity, content) {
+            None => {
+                *target == Target::AllLeaves && self.losers.contains(&(stream, event.key.clone(), identity, content))
+            }
             Some(true) => true,
             Some(false) => *target != Target::AllLeaves && key.seen.contains(&fingerprint_with(event, target, content)),
         }
