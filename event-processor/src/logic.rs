@@ -152,10 +152,7 @@ impl LeafWorker {
             }
         }
         if again {
-            let Operator::Leaf(op) = self.node.operator.clone() else {
-                unreachable!("a leaf worker's node is a leaf")
-            };
-            self.worker = EventProcessor::new(op);
+            self.worker = EventProcessor::new(self.worker.op().clone());
             let all: Vec<Event> = self
                 .deliveries
                 .events

@@ -164,7 +164,6 @@ impl Batch {
         // deliveries of an identified event disagree on its content (see
         // `settle_conflicts`).
         let mut spool = tempfile::tempfile().ok().map(std::io::BufWriter::new);
-        let no_spool = spool.is_none();
         let mut input = Tee {
             inner: input,
             copy: spool.as_mut(),
@@ -196,10 +195,7 @@ impl Batch {
                 return self.settle_conflicts(std::io::BufReader::new(file));
             }
             (Some(why), _) => why,
-            (None, None) => {
-                debug_assert!(no_spool);
-                "no temporary file could be made".to_string()
-            }
+            (None, None) => "no temporary file could be made".to_string(),
         };
         Err(std::io::Error::other(format!(
             "deliveries of one event_id disagree on their content, and the input cannot be read again \

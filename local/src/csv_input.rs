@@ -37,8 +37,9 @@ impl CsvRows {
 pub struct CsvAsJsonLines<R: Read> {
     reader: csv::Reader<R>,
     header: Vec<String>,
-    /// Which header field is the key, the time and the id.
+    /// Which header field is the time.
     time: Option<usize>,
+    /// For each header field, whether it is read as text (the key and id).
     text: Vec<bool>,
     record: csv::StringRecord,
     /// Where rows came from (rows may span lines), shared with the caller.

@@ -8,12 +8,21 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-const INDEX: &str = include_str!("dashboard/index.html");
-const APP: &str = include_str!("dashboard/app.js");
-const KEYS: &str = include_str!("dashboard/keys.js");
-const PLAN: &str = include_str!("dashboard/plan.js");
-const AGGREGATES: &str = include_str!("dashboard/aggregates.js");
-const STYLE: &str = include_str!("dashboard/style.css");
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every asset: its path, content type and body.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("/", "text/html; charset=utf-8", include_str!("dashboard/index.html")),
+    ("/dashboard/app.js", JS, include_str!("dashboard/app.js")),
+    ("/dashboard/keys.js", JS, include_str!("dashboard/keys.js")),
+    ("/dashboard/plan.js", JS, include_str!("dashboard/plan.js")),
+    ("/dashboard/aggregates.js", JS, include_str!("dashboard/aggregates.js")),
+    (
+        "/dashboard/style.css",
+        "text/css; charset=utf-8",
+        include_str!("dashboard/style.css"),
+    ),
+];
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -28,26 +37,9 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 /// The dashboard's routes; they need no token (the page asks for one when
 /// the API does).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
-        .route(
-            "/dashboard/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP) }),
-        )
-        .route(
-            "/dashboard/keys.js",
-            get(|| async { asset("text/javascript; charset=utf-8", KEYS) }),
-        )
-        .route(
-            "/dashboard/plan.js",
-            get(|| async { asset("text/javascript; charset=utf-8", PLAN) }),
-        )
-        .route(
-            "/dashboard/aggregates.js",
-            get(|| async { asset("text/javascript; charset=utf-8", AGGREGATES) }),
-        )
-        .route(
-            "/dashboard/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
+    ASSETS
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }

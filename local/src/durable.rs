@@ -201,6 +201,23 @@ fn apply_events(
     Ok(events.len() as u64)
 }
 
+/// The deliveries of `key` in log `records` (read by `log`), in order,
+/// each with where it went.
+pub fn key_deliveries(
+    records: &[u64],
+    key: &str,
+    log: impl Fn(u64) -> Result<Option<Vec<u8>>>,
+) -> Result<Vec<(Event, Target)>> {
+    let mut deliveries = Vec::new();
+    for &seq in records {
+        let Some(record) = log(seq)? else { continue };
+        let (header, events) = record_events(&record)?;
+        let target = header.target()?;
+        deliveries.extend(events.into_iter().filter(|e| e.key == key).map(|e| (e, target.clone())));
+    }
+    Ok(deliveries)
+}
+
 /// Rebuilds each of `keys` from its deliveries in the log (`log` reads a
 /// record), so that of the deliveries of an identified event that disagree on
 /// its content, the one the contract picks is the event.
@@ -213,13 +230,7 @@ pub fn settle_conflicts(
         let Ok(records) = engine.key_records(stream, &key).map(<[u64]>::to_vec) else {
             continue;
         };
-        let mut deliveries = Vec::new();
-        for seq in records {
-            let Some(record) = log(seq)? else { continue };
-            let (header, events) = record_events(&record)?;
-            let target = header.target()?;
-            deliveries.extend(events.into_iter().filter(|e| e.key == key).map(|e| (e, target.clone())));
-        }
+        let deliveries = key_deliveries(&records, &key, &log)?;
         tracing::info!(
             key = key.as_str(),
             deliveries = deliveries.len(),

@@ -3,6 +3,8 @@
 //! pipes, `plan --tree`, `serve --listen` with a host name, errors printed
 //! once. Each test runs the real binary.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -183,17 +185,13 @@ fn eval_on_a_terminal_says_it_reads_standard_input() {
     assert!(rest.is_empty(), "{rest}");
 
     // From a pipe, nothing is said.
-    let mut child = Command::new(BIN)
-        .args(["eval", "-q", "@examples/cirr.tl"])
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let events = std::fs::read(root().join("examples/cirr.jsonl")).unwrap();
-    child.stdin.take().unwrap().write_all(&events).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(
+        Command::new(BIN)
+            .args(["eval", "-q", "@examples/cirr.tl"])
+            .current_dir(root()),
+        &events,
+    );
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(!out.stdout.is_empty());

@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::Server;
@@ -55,15 +54,7 @@ fn eval(query: &str, lines: &[&str], stdin: bool) -> String {
     command.args(["eval", "--timeline", "-q", query, "-e"]);
     let file = tempfile::NamedTempFile::new().unwrap();
     let output = if stdin {
-        let mut child = command
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        support::output_with_stdin(command.arg("-"), text.as_bytes())
     } else {
         std::fs::write(file.path(), &text).unwrap();
         command.arg(file.path()).output().unwrap()

@@ -2,10 +2,11 @@
 //! same events as JSON lines: every example, from a file and from standard
 //! input; bad rows are reported with their line and the rest is kept.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -37,16 +38,7 @@ fn eval(args: &[&str], stdin: Option<&str>) -> Output {
     command.arg("eval").args(args).current_dir(examples());
     match stdin {
         None => command.output().unwrap(),
-        Some(text) => {
-            let mut child = command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            child.wait_with_output().unwrap()
-        }
+        Some(text) => support::output_with_stdin(&mut command, text.as_bytes()),
     }
 }
 

@@ -11,26 +11,11 @@ use support::Server;
 const CIRR: &str = include_str!("../../examples/cirr.tl");
 const EVENTS: &str = include_str!("../../examples/cirr.jsonl");
 
-/// Status and raw body of a request, errors included.
-fn raw(server: &Server, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let request = ureq::request(method, &format!("{}{path}", server.base));
-    let response = match body {
-        Some(b) => request.send_string(b),
-        None => request.call(),
-    };
-    let response = match response {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    (response.status(), response.into_string().unwrap())
-}
-
 #[test]
 fn every_json_body_ends_with_a_newline() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let (status, text) = raw(&server, "POST", "/v1/jobs?name=cirr", Some(CIRR));
+    let (status, text) = server.raw("POST", "/v1/jobs?name=cirr", Some(CIRR));
     assert_eq!(status, 201, "{text}");
     assert!(text.ends_with("}\n"), "{text:?}");
     let job: Value = serde_json::from_str(&text).unwrap();
@@ -59,7 +44,7 @@ fn every_json_body_ends_with_a_newline() {
         ("GET", &worker, None),
     ];
     for (method, path, body) in answers {
-        let (status, text) = raw(&server, method, path, body);
+        let (status, text) = server.raw(method, path, body);
         assert!(text.ends_with("}\n"), "{method} {path} ({status}): {text:?}");
         assert!(!text.ends_with("\n\n"), "{method} {path}");
         serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}"));

@@ -10,52 +10,25 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const shots = join(root, "target", "dashboard");
-mkdirSync(shots, { recursive: true });
-const example = (name) => readFileSync(join(root, "examples", name), "utf8");
+import { join } from "node:path";
+import { startServer, launchBrowser, call, example, shots } from "./harness.mjs";
 
 let server, base, browser, page;
 
 before(async () => {
-  const bin = process.env.TIMELINE_BIN || join(root, "target", "debug", "timeline");
-  const dir = mkdtempSync(join(tmpdir(), "timeline-dashboard-"));
-  server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dir], { stdio: ["ignore", "ignore", "pipe"] });
-  base = await new Promise((resolve, reject) => {
-    let log = "";
-    server.stderr.on("data", (chunk) => {
-      log += chunk;
-      const m = log.match(/serving on (http:\/\/[^\s]+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on("exit", (code) => reject(new Error(`timeline serve exited (${code}): ${log}`)));
-  });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  server = await startServer();
+  base = server.base;
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on("pageerror", (e) => { throw e; });
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill();
+  if (server) server.stop();
 });
 
-async function api(path, options = {}) {
-  const response = await fetch(base + path, options);
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
+const api = (path, options) => call(base, path, options);
 
 /** The spans a chart row plots, as the API writes them. */
 async function plotted(node) {

@@ -1,4 +1,4 @@
-// What the key view's browser tests share: a `timeline serve` of their own
+// What the dashboard's browser tests share: a `timeline serve` of their own
 // on a fresh data dir, headless Chromium, and the API over HTTP.
 // TIMELINE_BIN names the `timeline` binary; CHROMIUM the browser.
 

@@ -10,38 +10,19 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { startServer, launchBrowser, call, example, root } from "./harness.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const docs = join(root, "docs");
-const example = (name) => readFileSync(join(root, "examples", name), "utf8");
 const EXAMPLES = readdirSync(join(root, "examples")).filter((f) => f.endsWith(".tl")).map((f) => f.slice(0, -3)).sort();
 
 let server, base, browser, page;
 
 before(async () => {
-  const bin = process.env.TIMELINE_BIN || join(root, "target", "debug", "timeline");
-  const dir = mkdtempSync(join(tmpdir(), "timeline-dashboard-plan-"));
-  server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dir], { stdio: ["ignore", "ignore", "pipe"] });
-  base = await new Promise((resolve, reject) => {
-    let log = "";
-    server.stderr.on("data", (chunk) => {
-      log += chunk;
-      const m = log.match(/serving on (http:\/\/[^\s]+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on("exit", (code) => reject(new Error(`timeline serve exited (${code}): ${log}`)));
-  });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  server = await startServer();
+  base = server.base;
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("pageerror", (e) => { throw e; });
   // Every example as a job named after it, with its events.
@@ -55,14 +36,10 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill();
+  if (server) server.stop();
 });
 
-async function api(path, options = {}) {
-  const response = await fetch(base + path, options);
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
+const api = (path, options) => call(base, path, options);
 
 // ---------------------------------------------------------------- geometry
 

@@ -44,22 +44,18 @@ impl Default for Fields<'static> {
 /// order, no spaces; integers as integers, floats as JSON numbers with a
 /// fraction or exponent (`2.0`), strings escaped as JSON escapes them.
 pub fn canonical_json(event: &Event, fields: Fields<'_>) -> String {
-    let mut entries: Vec<(&str, serde_json::Value)> = Vec::with_capacity(event.columns.len() + 3);
-    entries.push((fields.key, event.key.as_str().into()));
-    entries.push((fields.time, event.time.into()));
-    if let Some(id) = &event.id {
-        entries.push((fields.id, id.as_str().into()));
-    }
-    for (name, value) in &event.columns {
-        entries.push((name.as_str(), serde_json::to_value(value).unwrap_or_default()));
-    }
+    let serde_json::Value::Object(object) = event.to_json_with(fields.key, fields.time, fields.id) else {
+        unreachable!("an event renders as an object")
+    };
+    let mut entries: Vec<(String, serde_json::Value)> = object.into_iter().collect();
+    // Sorted here, whatever order the map keeps its keys in.
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut out = String::from("{");
     for (i, (name, value)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&serde_json::Value::from(*name).to_string());
+        out.push_str(&serde_json::Value::from(name.as_str()).to_string());
         out.push(':');
         out.push_str(&value.to_string());
     }

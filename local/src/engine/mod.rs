@@ -52,8 +52,6 @@ struct LeafSlot {
     op: LeafOp,
     /// Values of `latest_event_to_state`, shared by all keys.
     values: ValueTable,
-    /// The stream it reads.
-    stream: StreamId,
 }
 
 /// What the engine holds for one key: the key's origin and latest time, shared
@@ -371,10 +369,10 @@ impl Engine {
                     && !self.slot_of.contains_key(&node.id)
                 {
                     let slot = self.slots.len() as u32;
+                    // Its stream holds it in `leaves`.
                     self.slots.push(Some(LeafSlot {
                         op: op.clone(),
                         values: ValueTable::default(),
-                        stream,
                     }));
                     self.slot_of.insert(node.id.clone(), slot);
                     self.streams[stream as usize].leaves.push(slot);
@@ -438,18 +436,18 @@ impl Engine {
             return;
         };
         let chosen: Vec<u32> = match (target, only) {
-            (Target::Leaf(id), _) if only.is_some_and(|o| !o.contains(id)) => return,
-            (Target::Leaf(id), _) => match self.slot_of.get(id) {
-                Some(&slot) if self.slots[slot as usize].as_ref().is_some_and(|l| l.stream == stream) => vec![slot],
-                _ => return,
-            },
+            (Target::Leaf(id), Some(only)) if !only.contains(id) => return,
             (Target::AllLeaves, Some(only)) => only
                 .iter()
                 .filter_map(|id| self.slot_of.get(id).copied())
                 .filter(|slot| state.leaves.contains(slot))
                 .collect(),
-            (Target::AllLeaves, None) => state.leaves.clone(),
+            _ => target_slots(&self.slot_of, &state.leaves, target),
         };
+        if chosen.is_empty() && *target != Target::AllLeaves {
+            // A leaf that is not (or no longer) a live leaf of this stream.
+            return;
+        }
         let replay = only.is_some();
         let aggregated = !self.aggregates.is_empty();
         for event in events {
@@ -546,13 +544,10 @@ impl Engine {
                 let all = targets.contains(&Target::AllLeaves);
                 k.ids.set(identity_digest(event.time, id), content_digest(&event), all);
             }
-            let mut chosen: Vec<u32> = Vec::new();
-            for target in &targets {
-                match target {
-                    Target::AllLeaves => chosen.extend(&leaves),
-                    Target::Leaf(id) => chosen.extend(self.slot_of.get(id).filter(|s| leaves.contains(s))),
-                }
-            }
+            let mut chosen: Vec<u32> = targets
+                .iter()
+                .flat_map(|target| target_slots(&self.slot_of, &leaves, target))
+                .collect();
             chosen.sort_unstable();
             chosen.dedup();
             for slot in chosen {
@@ -929,6 +924,20 @@ impl Engine {
             })
             .sum::<usize>()
             + self.aggregator_bytes()
+    }
+}
+
+/// The slots among `stream_leaves` (a stream's live leaves) that a delivery
+/// to `target` reaches.
+fn target_slots(slot_of: &FxHashMap<NodeId, u32>, stream_leaves: &[u32], target: &Target) -> Vec<u32> {
+    match target {
+        Target::AllLeaves => stream_leaves.to_vec(),
+        Target::Leaf(id) => slot_of
+            .get(id)
+            .copied()
+            .filter(|slot| stream_leaves.contains(slot))
+            .into_iter()
+            .collect(),
     }
 }
 

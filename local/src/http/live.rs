@@ -16,8 +16,13 @@ pub(super) async fn job_stats(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
-    let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    let stats = engine.job_stats(&job)?;
+    // One pass over the stream's keys: off the runtime's threads.
+    let stats = {
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || state.engine.read().unwrap_or_else(|p| p.into_inner()).job_stats(&job))
+            .await
+            .map_err(ApiError::internal)??
+    };
     let nodes: Vec<Json_> = stats
         .nodes
         .iter()

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use timeline_api::views::{DescriptionView, JobSummary, JobsView, ResultView, TimelineView};
 
 use crate::body::parse_body;
-use crate::durable::{self, Command, DurableError, Ingest, record_events};
+use crate::durable::{self, Command, DurableError, Ingest, key_deliveries};
 use crate::engine::{Engine, ReadError, StreamId, StreamInfo, Target};
 use crate::metrics::Metrics;
 use crate::store::{LogHeader, LogReader, StorageStatus, Store, encode_record};

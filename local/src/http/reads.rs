@@ -107,17 +107,10 @@ async fn stored_events(
     let log = state.log.clone();
     let wanted = key.clone();
     let (events, truncated) = tokio::task::spawn_blocking(move || -> Result<(Vec<Json_>, bool)> {
-        let mut events: Vec<Event> = Vec::new();
-        for seq in records {
-            let Some(record) = log.get(seq)? else { continue };
-            let (_, batch) = record_events(&record)?;
-            for event in batch {
-                let in_range = from.is_none_or(|f| event.time >= f) && to.is_none_or(|t| event.time < t);
-                if event.key == wanted && in_range {
-                    events.push(event);
-                }
-            }
-        }
+        let events = key_deliveries(&records, &wanted, |seq| log.get(seq))?
+            .into_iter()
+            .map(|(event, _)| event)
+            .filter(|e| from.is_none_or(|f| e.time >= f) && to.is_none_or(|t| e.time < t));
         // By time, repeats side by side, then once each.
         let mut events: Vec<(Event, String)> = events
             .into_iter()

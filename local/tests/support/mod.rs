@@ -2,9 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -54,18 +55,28 @@ impl Server {
 
     /// A request; the status and the JSON body (null if none).
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let response = self.send(method, path, body);
+        (response.status(), response.into_json().unwrap_or(Value::Null))
+    }
+
+    /// A request; the status and the body as sent, errors included.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let response = self.send(method, path, body);
+        (response.status(), response.into_string().unwrap())
+    }
+
+    /// A request's response, whatever its status.
+    fn send(&self, method: &str, path: &str, body: Option<&str>) -> ureq::Response {
         let request = ureq::request(method, &format!("{}{path}", self.base));
         let response = match body {
             Some(b) => request.send_string(b),
             None => request.call(),
         };
-        let response = match response {
+        match response {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = response.status();
-        (status, response.into_json().unwrap_or(Value::Null))
+        }
     }
 }
 
@@ -93,4 +104,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `command` with `input` on its standard input; its output.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
