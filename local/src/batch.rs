@@ -7,6 +7,9 @@
 use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
 
 use smol_str::SmolStr;
 use timeline::dsl::DslError;
@@ -14,6 +17,7 @@ use timeline::plan::PlanOutput;
 use timeline::registry::SubmitError;
 use timeline::{Columns, Event, EventError, EventParser, NodeId, Output, StreamSpec, Time, WorkerKind};
 
+use crate::columnar::{ColumnarFile, ColumnarFormat, Fields, Rows};
 use crate::engine::{Engine, GroupValues, ReadError, StreamId, Target};
 
 /// A rejected input line.
@@ -32,6 +36,10 @@ pub struct Batch {
     outputs: Vec<PlanOutput>,
     result: NodeId,
     query: String,
+    /// The columns the query's leaves read.
+    columns_read: Vec<SmolStr>,
+    /// Columns of a columnar file that were not read, for the warnings.
+    unread: Columns,
 }
 
 /// One share of the keys: its engine and its reading state.
@@ -79,18 +87,15 @@ impl Batch {
                     engine,
                     parser: plan.stream.parser(),
                     lines: 0,
-                    scratch: Event {
-                        key: SmolStr::default(),
-                        time: 0,
-                        id: None,
-                        columns: Vec::new(),
-                    },
+                    scratch: empty_event(),
                     misrouted: Vec::new(),
                 })
                 .collect(),
             outputs: plan.outputs.clone(),
             result: plan.result.clone(),
             query: query.to_string(),
+            columns_read: columns_read(&plan),
+            unread: Columns::new(),
         })
     }
 
@@ -101,7 +106,7 @@ impl Batch {
 
     /// The columns the events read so far carried.
     pub fn columns(&self) -> Columns {
-        let mut all = Columns::new();
+        let mut all = self.unread.clone();
         for s in &self.shards {
             all.merge(s.engine.columns(s.stream));
         }
@@ -207,7 +212,30 @@ impl Batch {
     /// its content from all its events, read again from `input`, so that the
     /// delivery the contract picks is the event.
     fn settle_conflicts(&mut self, input: impl BufRead) -> std::io::Result<()> {
-        let mut owner: rustc_hash::FxHashMap<SmolStr, usize> = rustc_hash::FxHashMap::default();
+        let parser = self.shards[0].parser.clone();
+        let finder = KeyFinder::new(parser.key_field());
+        self.settle_conflicts_with(|owner, deliver| {
+            read_lines(input, &mut |_| {}, |line, _| {
+                if let Some(key) = finder.key(line)
+                    && std::str::from_utf8(&key).is_ok_and(|k| !owner.contains_key(k))
+                {
+                    return;
+                }
+                if let Ok(event) = parser.parse_bytes(line) {
+                    deliver(event);
+                }
+            })
+        })
+    }
+
+    /// Rebuilds every key whose deliveries disagree from all its events:
+    /// `read` is given the keys to rebuild and calls its second argument
+    /// with every event of the input, in order (others are left out).
+    fn settle_conflicts_with(
+        &mut self,
+        read: impl FnOnce(&KeyOwners, &mut dyn FnMut(Event)) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut owner: KeyOwners = rustc_hash::FxHashMap::default();
         for (i, shard) in self.shards.iter_mut().enumerate() {
             for (_, key) in shard.engine.take_conflicts() {
                 owner.insert(key, i);
@@ -216,18 +244,9 @@ impl Batch {
         if owner.is_empty() {
             return Ok(());
         }
-        let parser = self.shards[0].parser.clone();
-        let finder = KeyFinder::new(parser.key_field());
         let mut deliveries: rustc_hash::FxHashMap<SmolStr, Vec<(Event, Target)>> = rustc_hash::FxHashMap::default();
-        read_lines(input, &mut |_| {}, |line, _| {
-            if let Some(key) = finder.key(line)
-                && std::str::from_utf8(&key).is_ok_and(|k| !owner.contains_key(k))
-            {
-                return;
-            }
-            if let Ok(event) = parser.parse_bytes(line)
-                && owner.contains_key(&event.key)
-            {
+        read(&owner, &mut |event: Event| {
+            if owner.contains_key(&event.key) {
                 deliveries
                     .entry(event.key.clone())
                     .or_default()
@@ -237,6 +256,103 @@ impl Batch {
         for (key, events) in deliveries {
             let shard = &mut self.shards[owner[&key]];
             shard.engine.rebuild_key(shard.stream, &key, events);
+        }
+        Ok(())
+    }
+
+    /// Reads a Parquet or Arrow IPC file: only the key, time and id columns
+    /// and those the query reads. One thread decodes the batches and one per
+    /// shard applies the rows of its keys; `bad` gets every rejected row (its
+    /// 1-based row number in `line`, in no particular order).
+    pub fn read_columnar(
+        &mut self,
+        path: &Path,
+        format: ColumnarFormat,
+        bad: impl Fn(BadLine) + Sync,
+    ) -> std::io::Result<()> {
+        let spec = self.stream().clone();
+        let columns_read = self.columns_read.clone();
+        let fields = Fields {
+            key: &spec.key,
+            time: &spec.time,
+            id: &spec.id,
+            columns: Some(&columns_read),
+        };
+        let mut file = ColumnarFile::open(path, format, fields)?;
+        self.unread = file.unread_columns().clone();
+        let layout = file.layout().clone();
+        let shards = self.shards.len();
+        let (bad, layout, spec) = (&bad, &layout, &spec);
+        std::thread::scope(|scope| -> std::io::Result<()> {
+            let mut senders = Vec::new();
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .enumerate()
+                .map(|(me, shard)| {
+                    let (send, receive) = std::sync::mpsc::sync_channel::<(u64, Arc<RecordBatch>)>(4);
+                    senders.push(send);
+                    scope.spawn(move || {
+                        for (first, batch) in receive {
+                            let rows = Rows::new(&batch, layout);
+                            shard.take_rows(&rows, first, me, shards, spec, bad);
+                        }
+                    })
+                })
+                .collect();
+            let mut read = 0u64;
+            let mut result = Ok(());
+            while let Some(batch) = file.next_batch() {
+                let batch = match batch {
+                    Ok(batch) => Arc::new(batch),
+                    Err(e) => {
+                        result = Err(std::io::Error::new(
+                            e.kind(),
+                            format!("{} after row {read}: {e}", format.name()),
+                        ));
+                        break;
+                    }
+                };
+                let rows = batch.num_rows() as u64;
+                if senders.iter().any(|s| s.send((read, batch.clone())).is_err()) {
+                    break;
+                }
+                read += rows;
+            }
+            drop(senders);
+            for h in handles {
+                if h.join().is_err() {
+                    result = result.and(Err(std::io::Error::other("a reader panicked")));
+                }
+            }
+            result
+        })?;
+        if self.shards.iter().any(|s| s.engine.has_conflicts()) {
+            // Which delivery is the event depends on all its columns: read
+            // every column of the keys to rebuild.
+            let every = Fields {
+                columns: None,
+                ..fields
+            };
+            let mut file = ColumnarFile::open(path, format, every)?;
+            let layout = file.layout().clone();
+            self.settle_conflicts_with(|owner, deliver| {
+                while let Some(batch) = file.next_batch() {
+                    let batch = batch?;
+                    let rows = Rows::new(&batch, &layout);
+                    for row in 0..rows.len() {
+                        let Ok(key) = rows.key(row, &spec.key) else { continue };
+                        if !owner.contains_key(&key) {
+                            continue;
+                        }
+                        let mut event = empty_event();
+                        if rows.event(row, key, &spec.time, &spec.id, &mut event).is_ok() {
+                            deliver(event);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -318,6 +434,45 @@ impl Batch {
 }
 
 impl Shard {
+    /// Applies the rows of `rows` whose keys belong to this shard (`me`);
+    /// the first is row `first` (0-based) of the input. Rows without a
+    /// usable key are reported by shard 0.
+    fn take_rows(
+        &mut self,
+        rows: &Rows<'_>,
+        first: u64,
+        me: usize,
+        shards: usize,
+        spec: &StreamSpec,
+        bad: &impl Fn(BadLine),
+    ) {
+        for row in 0..rows.len() {
+            let number = first + row as u64 + 1;
+            let key = match rows.key(row, &spec.key) {
+                Ok(key) => key,
+                Err(error) => {
+                    if me == 0 {
+                        bad(BadLine { line: number, error });
+                    }
+                    continue;
+                }
+            };
+            if shards > 1 && key_shard(key.as_bytes(), shards) != me {
+                continue;
+            }
+            if let Err(error) = rows.event(row, key, &spec.time, &spec.id, &mut self.scratch) {
+                bad(BadLine { line: number, error });
+                continue;
+            }
+            self.engine.apply(
+                self.stream,
+                std::slice::from_ref(&self.scratch),
+                &Target::AllLeaves,
+                None,
+            );
+        }
+    }
+
     /// Applies `line` if it belongs to this shard (`owner`): counts it either way.
     fn take_line(&mut self, line: &[u8], me: usize, shards: usize, owner: bool) -> Result<(), EventError> {
         self.lines += 1;
@@ -516,6 +671,35 @@ impl<R> Tee<'_, R> {
         self.copy = None;
         self.lost.get_or_insert(why);
     }
+}
+
+/// Keys to rebuild, and the shard of each.
+type KeyOwners = rustc_hash::FxHashMap<SmolStr, usize>;
+
+fn empty_event() -> Event {
+    Event {
+        key: SmolStr::default(),
+        time: 0,
+        id: None,
+        columns: Vec::new(),
+    }
+}
+
+/// The columns the leaves of `plan` read.
+fn columns_read(plan: &timeline::ExecutionPlan) -> Vec<SmolStr> {
+    let mut out: Vec<SmolStr> = Vec::new();
+    for node in &plan.nodes {
+        match &node.operator {
+            timeline::Operator::Leaf(timeline::LeafOp::LatestEventToState { column }) => out.push(column.clone()),
+            timeline::Operator::Leaf(
+                timeline::LeafOp::HasExisted { predicate } | timeline::LeafOp::HasExistedWithin { predicate, .. },
+            ) => out.extend(predicate.columns().into_iter().map(SmolStr::new)),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The shard of a key.

@@ -32,7 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Evaluate a query over a JSONL file of events, one result per key.
+    /// Evaluate a query over a file of events (JSON lines, CSV, Parquet or
+    /// Arrow IPC), one result per key.
     ///
     /// The query's header (`from cards key card;`) names the events' key,
     /// time and id fields; `--key` names the key of a query without one.
@@ -42,7 +43,8 @@ enum Command {
     ///
     /// Exit status: 0 on success; 1 on a bad query or an I/O error; 3 when
     /// some input lines were rejected (each is reported on stderr with its line
-    /// number; the results of the good lines are still printed); 4 when
+    /// number, or row number in Parquet and Arrow; the results of the good
+    /// lines are still printed); 4 when
     /// `--strict` is given and the query has warnings (nothing is printed).
     #[command(after_help = help::EVAL_EXAMPLES)]
     Eval(EvalArgs),
@@ -81,12 +83,15 @@ struct EvalArgs {
     /// The query: DSL text, or @file.tl to read it from a file.
     #[arg(short, long)]
     query: String,
-    /// Events: a file path, or - for standard input. JSON lines, or CSV with
-    /// a header row (a `.csv` file, or --input csv).
+    /// Events: a file path, or - for standard input. JSON lines, CSV with a
+    /// header row, Parquet or Arrow IPC (by the file's extension, or
+    /// --input).
     #[arg(short, long, default_value = "-")]
     events: String,
-    /// The events' format [default: csv for a `.csv` file, else jsonl].
-    #[arg(long, value_enum)]
+    /// The events' format [default: by the extension: csv for `.csv`,
+    /// parquet for `.parquet`/`.pq`, arrow for `.arrow`/`.arrows`/`.feather`/`.ipc`,
+    /// else jsonl].
+    #[arg(long, value_enum, visible_alias = "input-format")]
     input: Option<InputFormat>,
     /// The field that names an event's key, for a query whose header names
     /// none.
@@ -109,8 +114,8 @@ struct EvalArgs {
     #[arg(long)]
     stats: bool,
     /// Threads reading a file, each for a share of the keys [default: the
-    /// cores, at most 8]. Standard input, and queries with aggregates across
-    /// keys, are read by one.
+    /// cores, at most 8]. JSON lines and CSV from standard input, and queries
+    /// with aggregates across keys, are read by one.
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -422,22 +427,46 @@ pub enum InputFormat {
     Jsonl,
     /// CSV with a header row naming the fields.
     Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// Arrow IPC: a file (Feather v2) or a stream.
+    Arrow,
+}
+
+impl InputFormat {
+    /// The format of a file named `path`, by its extension.
+    pub fn of_path(path: &str) -> Self {
+        let lower = path.to_ascii_lowercase();
+        let ext = lower.rsplit_once('.').map_or("", |(_, e)| e);
+        match ext {
+            "csv" => InputFormat::Csv,
+            "parquet" | "pq" | "parq" => InputFormat::Parquet,
+            "arrow" | "arrows" | "feather" | "ipc" => InputFormat::Arrow,
+            _ => InputFormat::Jsonl,
+        }
+    }
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let (query_name, text, parsed) = load_named_query(&args.query)?;
     let header_names_key = parsed.stream.key.is_some();
     let at = parse_at(&args.at)?;
-    let csv = match args.input {
-        Some(format) => format == InputFormat::Csv,
-        None => args.events.to_ascii_lowercase().ends_with(".csv"),
+    let format = args.input.unwrap_or_else(|| InputFormat::of_path(&args.events));
+    let csv = format == InputFormat::Csv;
+    let columnar = match format {
+        InputFormat::Parquet => Some(crate::columnar::ColumnarFormat::Parquet),
+        InputFormat::Arrow => Some(crate::columnar::ColumnarFormat::ArrowIpc),
+        _ => None,
     };
     let from_file = args.events != "-";
-    let threads = match args.threads {
-        Some(n) => n.max(1),
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+    // A columnar file is read by one thread per core from standard input too
+    // (kept in a temporary file: its reader must seek).
+    let shards = if from_file || columnar.is_some() {
+        threads_wanted(args.threads)
+    } else {
+        1
     };
-    let mut batch = Batch::with_shards(&text, &args.key, if from_file { threads } else { 1 })?;
+    let mut batch = Batch::with_shards(&text, &args.key, shards)?;
     anyhow::ensure!(
         !args.timeline || batch.outputs().iter().any(|o| o.worker.is_per_key()),
         "--timeline prints timelines per key, but every output of this query is an aggregate"
@@ -452,7 +481,25 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let progress = progress_bar(size);
     let started = Instant::now();
     let mut bad_lines = Vec::new();
-    if csv {
+    if let Some(columnar) = columnar {
+        let spooled = if from_file {
+            None
+        } else {
+            Some(crate::columnar::spool(io::stdin().lock()).context("cannot keep standard input in a temporary file")?)
+        };
+        let path = match &spooled {
+            Some(file) => file.path().to_path_buf(),
+            None => PathBuf::from(&args.events),
+        };
+        let found = std::sync::Mutex::new(Vec::new());
+        batch
+            .read_columnar(&path, columnar, |bad| {
+                found.lock().unwrap_or_else(|p| p.into_inner()).push(bad)
+            })
+            .with_context(|| format!("cannot read {}", args.events))?;
+        bad_lines = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        bad_lines.sort_by_key(|b| b.line);
+    } else if csv {
         let input: Box<dyn io::Read> = if from_file {
             Box::new(File::open(&args.events).with_context(|| format!("cannot open events file {}", args.events))?)
         } else {
@@ -498,8 +545,9 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     }
     progress.finish_and_clear();
     let skipped = bad_lines.len() as u64;
+    let unit = if columnar.is_some() { "row" } else { "line" };
     for bad in bad_lines.iter().take(100) {
-        eprintln!("{}: line {}: {}", args.events, bad.line, bad.error);
+        eprintln!("{}: {unit} {}: {}", args.events, bad.line, bad.error);
     }
     if let Some(timeline::EventError::MissingKey(field)) = bad_lines
         .iter()
@@ -588,9 +636,9 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     }
     if skipped > 0 {
         if skipped > 100 {
-            eprintln!("... {} more rejected lines not shown", skipped - 100);
+            eprintln!("... {} more rejected {unit}s not shown", skipped - 100);
         }
-        eprintln!("{skipped} input line(s) rejected; results cover the other lines");
+        eprintln!("{skipped} input {unit}(s) rejected; results cover the other {unit}s");
         std::mem::forget(batch);
         return Ok(ExitCode::from(3));
     }
@@ -598,6 +646,14 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     // delay the exit.
     std::mem::forget(batch);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Threads for reading a file: `--threads`, or the cores (at most 8).
+fn threads_wanted(threads: Option<usize>) -> usize {
+    match threads {
+        Some(n) => n.max(1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+    }
 }
 
 /// A progress bar on stderr for inputs over 64 MiB (or of unknown size), shown

@@ -22,6 +22,7 @@
 pub mod batch;
 pub mod body;
 pub mod cli;
+pub mod columnar;
 pub mod csv_input;
 pub mod dashboard;
 pub mod durable;
