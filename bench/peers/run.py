@@ -25,8 +25,9 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.join(ROOT, "bench", "peers")
 CACHE = os.environ.get("GOLEM_TIMELINE_BENCH_CACHE", os.path.expanduser("~/.cache/golem-timeline-bench"))
-TIMELINE = os.path.join(ROOT, "target", "release", "timeline")
-FEEDER = os.path.join(ROOT, "target", "release", "feeder")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+TIMELINE = os.path.join(TARGET, "release", "timeline")
+FEEDER = os.path.join(TARGET, "release", "feeder")
 EVENTS_PER_SESSION = 42  # about, for `timeline gen cirr`
 
 # Each peer's virtual environment and what it installs (pinned).

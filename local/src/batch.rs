@@ -72,6 +72,7 @@ impl Batch {
         let (submitted, _) = first.submit(Some("eval"), query)?;
         let plan = submitted.job().plan.clone();
         let per_key_only = plan.outputs.iter().all(|o| o.worker.is_per_key());
+        let read = columns_read(&plan);
         engines.push(first);
         let shards = if per_key_only { shards.max(1) } else { 1 };
         for _ in 1..shards {
@@ -85,7 +86,7 @@ impl Batch {
                 .map(|engine| Shard {
                     stream: engine.job_stream("eval").expect("the job was submitted"),
                     engine,
-                    parser: plan.stream.parser(),
+                    parser: plan.stream.parser().reading_only(&read),
                     lines: 0,
                     scratch: empty_event(),
                     misrouted: Vec::new(),
@@ -94,7 +95,7 @@ impl Batch {
             outputs: plan.outputs.clone(),
             result: plan.result.clone(),
             query: query.to_string(),
-            columns_read: columns_read(&plan),
+            columns_read: read.clone(),
             unread: Columns::new(),
         })
     }
@@ -212,7 +213,8 @@ impl Batch {
     /// its content from all its events, read again from `input`, so that the
     /// delivery the contract picks is the event.
     fn settle_conflicts(&mut self, input: impl BufRead) -> std::io::Result<()> {
-        let parser = self.shards[0].parser.clone();
+        // Every column: which delivery is the event depends on all.
+        let parser = self.stream().parser();
         let finder = KeyFinder::new(parser.key_field());
         self.settle_conflicts_with(|owner, deliver| {
             read_lines(input, &mut |_| {}, |line, _| {
@@ -360,7 +362,9 @@ impl Batch {
     /// Reads the file at `path` with one thread per shard; `bad` gets every
     /// rejected line (in no particular order), `progress` the bytes read by
     /// the first shard. A regular file is mapped into memory once and shared
-    /// by the threads; anything else (a pipe, say) is read by each thread.
+    /// by the threads: each part of it is split into lines, and each line's
+    /// shard found, once, by whichever thread gets there first. Anything else
+    /// (a pipe, say) is read by each thread.
     pub fn read_path(
         &mut self,
         path: &Path,
@@ -378,7 +382,10 @@ impl Batch {
         };
         let shards = self.shards.len();
         let released = Released::new(shards);
-        let (bad, progress, released) = (&bad, &progress, &released);
+        let chunks = mapped
+            .as_ref()
+            .map(|map| Chunks::new(&map[..], shards, KeyFinder::new(self.shards[0].parser.key_field())));
+        let (bad, progress, released, chunks) = (&bad, &progress, &released, chunks.as_ref());
         let mapped = mapped.as_ref();
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
@@ -395,9 +402,13 @@ impl Batch {
                                 progress(bytes)
                             }
                         };
-                        match mapped {
-                            Some(map) => shard.read(&map[..], i, shards, bad, report),
-                            None => {
+                        match (mapped, chunks) {
+                            (Some(_), Some(chunks)) => {
+                                shard.read_chunks(chunks, i, bad, report);
+                                Ok(())
+                            }
+                            (Some(map), None) => shard.read(&map[..], i, shards, bad, report),
+                            (None, _) => {
                                 let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
                                 shard.read(input, i, shards, bad, report)
                             }
@@ -434,6 +445,45 @@ impl Batch {
 }
 
 impl Shard {
+    /// Parses and applies this shard's (`me`) lines of every chunk of
+    /// `chunks`, in order.
+    fn read_chunks(&mut self, chunks: &Chunks<'_>, me: usize, bad: &impl Fn(BadLine), report: impl Fn(u64)) {
+        let shards = chunks.shards;
+        let mut before = 0u64;
+        for c in 0..chunks.bounds.len() {
+            let (start, end) = chunks.bounds[c];
+            let (count, lines) = chunks.take(c, me);
+            // A line's number is counted only when needed (a bad line, a
+            // line parsed for another shard).
+            let number = |at: usize| before + memchr::memchr_iter(b'\n', &chunks.map[start..at]).count() as u64 + 1;
+            for (from, to) in lines {
+                let line = &chunks.map[from..to];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Err(error) = self.parser.parse_into(line, &mut self.scratch) {
+                    bad(BadLine {
+                        line: number(from),
+                        error,
+                    });
+                    continue;
+                }
+                if shards > 1 && key_shard(self.scratch.key.as_bytes(), shards) != me {
+                    self.misrouted.push((number(from), self.scratch.clone()));
+                    continue;
+                }
+                self.engine.apply(
+                    self.stream,
+                    std::slice::from_ref(&self.scratch),
+                    &Target::AllLeaves,
+                    None,
+                );
+            }
+            before += count;
+            report(end as u64);
+        }
+    }
+
     /// Applies the rows of `rows` whose keys belong to this shard (`me`);
     /// the first is row `first` (0-based) of the input. Rows without a
     /// usable key are reported by shard 0.
@@ -508,6 +558,120 @@ impl Shard {
                 bad(BadLine { line: number, error });
             }
         })
+    }
+}
+
+/// A mapped file cut into chunks at line ends. Each chunk is scanned once,
+/// by whichever reader claims it: split into lines, each line given to the
+/// shard of its key (found without parsing the line), so that no reader
+/// scans the lines of the others.
+struct Chunks<'m> {
+    map: &'m [u8],
+    /// (start, end) of each chunk; each ends after a newline or at the end.
+    bounds: Vec<(usize, usize)>,
+    shards: usize,
+    finder: KeyFinder,
+    /// The next chunk no reader has claimed.
+    next: std::sync::atomic::AtomicUsize,
+    scanned: Vec<std::sync::OnceLock<Scanned>>,
+    ready: (std::sync::Mutex<()>, std::sync::Condvar),
+}
+
+/// A chunk's lines, by shard.
+struct Scanned {
+    /// Lines in the chunk (blank ones included).
+    lines: u64,
+    /// (start, end) in the map of each shard's lines, taken by the shard.
+    of_shard: Vec<std::sync::Mutex<Vec<(usize, usize)>>>,
+}
+
+impl<'m> Chunks<'m> {
+    /// About this many bytes a chunk (small in tests, to cross many).
+    const SIZE: usize = if cfg!(test) { 4096 } else { 2 << 20 };
+
+    fn new(map: &'m [u8], shards: usize, finder: KeyFinder) -> Self {
+        let mut bounds = Vec::new();
+        let mut start = 0;
+        while start < map.len() {
+            let mut end = (start + Self::SIZE).min(map.len());
+            if end < map.len() {
+                end = memchr::memchr(b'\n', &map[end..]).map_or(map.len(), |i| end + i + 1);
+            }
+            bounds.push((start, end));
+            start = end;
+        }
+        Chunks {
+            map,
+            scanned: (0..bounds.len()).map(|_| std::sync::OnceLock::new()).collect(),
+            bounds,
+            shards,
+            finder,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            ready: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
+        }
+    }
+
+    /// Splits chunk `c` into lines and finds each line's shard.
+    fn scan(&self, c: usize) {
+        let (start, end) = self.bounds[c];
+        let mut of_shard: Vec<Vec<(usize, usize)>> = (0..self.shards).map(|_| Vec::new()).collect();
+        let mut lines = 0u64;
+        let mut from = start;
+        let mut each = |from: usize, to: usize| {
+            let shard = if self.shards == 1 {
+                0
+            } else {
+                self.finder.shard(&self.map[from..to], self.shards).unwrap_or(0)
+            };
+            of_shard[shard].push((from, to));
+        };
+        for newline in memchr::memchr_iter(b'\n', &self.map[start..end]) {
+            lines += 1;
+            each(from, start + newline);
+            from = start + newline + 1;
+        }
+        if from < end {
+            lines += 1;
+            each(from, end);
+        }
+        let _ = self.scanned[c].set(Scanned {
+            lines,
+            of_shard: of_shard.into_iter().map(std::sync::Mutex::new).collect(),
+        });
+        let _guard = self.ready.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.ready.1.notify_all();
+    }
+
+    /// Shard `me`'s lines of chunk `c`, and how many lines the chunk has:
+    /// scans the chunks no reader has claimed up to a few ahead of `c`, then
+    /// waits for `c` if another reader is scanning it.
+    fn take(&self, c: usize, me: usize) -> (u64, Vec<(usize, usize)>) {
+        use std::sync::atomic::Ordering;
+        let ahead = c + 2 * self.shards;
+        loop {
+            let k = self.next.load(Ordering::Acquire);
+            if k >= self.bounds.len() || k > ahead {
+                break;
+            }
+            if self
+                .next
+                .compare_exchange(k, k + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.scan(k);
+            }
+        }
+        let scanned = loop {
+            if let Some(scanned) = self.scanned[c].get() {
+                break scanned;
+            }
+            let guard = self.ready.0.lock().unwrap_or_else(|p| p.into_inner());
+            if self.scanned[c].get().is_none() {
+                let _ = self.ready.1.wait_timeout(guard, std::time::Duration::from_millis(5));
+            }
+        };
+        let lines = std::mem::take(&mut *scanned.of_shard[me].lock().unwrap_or_else(|p| p.into_inner()));
+        (scanned.lines, lines)
     }
 }
 

@@ -112,6 +112,9 @@ pub struct EventParser {
     time_field: SmolStr,
     id_field: SmolStr,
     default_key: Option<SmolStr>,
+    /// The columns whose values are kept (`None`: all); others keep their
+    /// name and type only.
+    read: Option<std::sync::Arc<[SmolStr]>>,
 }
 
 impl Default for EventParser {
@@ -128,7 +131,19 @@ impl EventParser {
             time_field: SmolStr::new_static("time"),
             id_field: SmolStr::new_static("event_id"),
             default_key: None,
+            read: None,
         }
+    }
+
+    /// The same parser, keeping the values of the columns `read` only: any
+    /// other column of an event is given with its name and a value of its
+    /// type (`""`, `0`, `0.0` or `false`) instead of its own, and the fast
+    /// path skips it without building it. For a batch run whose query reads
+    /// those columns only; its events' content (and so which delivery of a
+    /// repeated id differs from another) then depends on those columns only.
+    pub fn reading_only(mut self, read: &[SmolStr]) -> Self {
+        self.read = Some(read.into());
+        self
     }
 
     /// The same parser, reading an event's time from `time` and its id from
@@ -177,6 +192,14 @@ impl EventParser {
     /// allocation-free path for bulk input. On error `event` is unspecified.
     pub fn parse_into(&self, bytes: &[u8], event: &mut Event) -> Result<(), EventError> {
         let text = std::str::from_utf8(bytes).map_err(|e| EventError::Json(format!("not UTF-8: {e}")))?;
+        if flat::parse(self, text, event).is_some() {
+            return Ok(());
+        }
+        self.parse_full(text, event)
+    }
+
+    /// [`EventParser::parse_into`] by serde, without the fast path.
+    fn parse_full(&self, text: &str, event: &mut Event) -> Result<(), EventError> {
         let mut de = serde_json::Deserializer::from_str(text);
         event.columns.clear();
         let columns = std::mem::take(&mut event.columns);
@@ -184,10 +207,23 @@ impl EventParser {
         match parsed {
             Ok(result) => {
                 *event = result?;
-                de.end().map_err(|e| EventError::Json(e.to_string()))
+                de.end().map_err(|e| EventError::Json(e.to_string()))?;
+                if self.read.is_some() {
+                    for (name, value) in &mut event.columns {
+                        if !self.reads(name) {
+                            *value = placeholder(value);
+                        }
+                    }
+                }
+                Ok(())
             }
             Err(e) => Err(EventError::Json(e.to_string())),
         }
+    }
+
+    /// Whether the values of column `name` are kept.
+    fn reads(&self, name: &str) -> bool {
+        self.read.as_ref().is_none_or(|read| read.iter().any(|r| r == name))
     }
 
     /// Converts an already parsed JSON value (an element of an HTTP batch).
@@ -201,6 +237,212 @@ impl EventParser {
             Ok(result) => result,
             Err(e) => Err(EventError::Json(e.to_string())),
         }
+    }
+}
+
+/// The value that stands for a column's value that is not read: one of
+/// its type.
+fn placeholder(value: &Value) -> Value {
+    match value {
+        Value::Bool(_) => Value::Bool(false),
+        Value::Int(_) => Value::Int(0),
+        Value::Float(_) => Value::Float(0.0),
+        Value::Str(_) => Value::Str(SmolStr::default()),
+    }
+}
+
+/// The fast path of [`EventParser::parse_into`]: a flat object whose
+/// field names and strings have no escapes, whose numbers are integers
+/// within 18 digits, read without serde. Anything else (an escape, a float,
+/// a nested value, a duplicate field, any error) gives `None`, and the full
+/// parser reads the text instead: it gives the same event, or the error.
+mod flat {
+    use smol_str::SmolStr;
+
+    use super::{Event, EventParser, parse_rfc3339_ms};
+    use crate::value::{Value, bounded_time};
+
+    /// A scalar as it appears in the text.
+    #[derive(Clone, Copy)]
+    enum Scalar<'a> {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Str(&'a str),
+    }
+
+    struct Cursor<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn bytes(&self) -> &'a [u8] {
+            self.text.as_bytes()
+        }
+
+        fn skip_ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+                self.at += 1;
+            }
+        }
+
+        fn next(&mut self) -> Option<u8> {
+            let b = *self.bytes().get(self.at)?;
+            self.at += 1;
+            Some(b)
+        }
+
+        /// A string without escapes or control characters.
+        fn string(&mut self) -> Option<&'a str> {
+            if self.next()? != b'"' {
+                return None;
+            }
+            let start = self.at;
+            let bytes = self.bytes();
+            loop {
+                match *bytes.get(self.at)? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1f => return None,
+                    _ => self.at += 1,
+                }
+            }
+            self.at += 1;
+            // Quotes are ASCII: the slice lies on character boundaries.
+            self.text.get(start..self.at - 1)
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            let end = self.at + word.len();
+            (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
+        }
+
+        fn scalar(&mut self) -> Option<Scalar<'a>> {
+            match *self.bytes().get(self.at)? {
+                b'"' => self.string().map(Scalar::Str),
+                b't' => self.literal(b"true").map(|_| Scalar::Bool(true)),
+                b'f' => self.literal(b"false").map(|_| Scalar::Bool(false)),
+                b'n' => self.literal(b"null").map(|_| Scalar::Null),
+                b'-' | b'0'..=b'9' => self.integer().map(Scalar::Int),
+                _ => None,
+            }
+        }
+
+        /// An integer of at most 18 digits, without a leading zero (`0`
+        /// itself aside), not `-0`, not followed by a fraction or exponent.
+        fn integer(&mut self) -> Option<i64> {
+            let bytes = self.bytes();
+            let negative = bytes[self.at] == b'-';
+            if negative {
+                self.at += 1;
+            }
+            let start = self.at;
+            let mut n: i64 = 0;
+            while let Some(&d @ b'0'..=b'9') = bytes.get(self.at) {
+                if self.at - start == 18 {
+                    return None;
+                }
+                n = n * 10 + i64::from(d - b'0');
+                self.at += 1;
+            }
+            let digits = self.at - start;
+            if digits == 0 || (digits > 1 && bytes[start] == b'0') || (negative && n == 0) {
+                return None;
+            }
+            if let Some(b'.' | b'e' | b'E') = bytes.get(self.at) {
+                return None;
+            }
+            Some(if negative { -n } else { n })
+        }
+    }
+
+    fn name(scalar: Scalar<'_>) -> Option<SmolStr> {
+        match scalar {
+            Scalar::Str(s) => Some(SmolStr::new(s)),
+            Scalar::Int(i) => Some(SmolStr::new(i.to_string())),
+            _ => None,
+        }
+    }
+
+    pub(super) fn parse(parser: &EventParser, text: &str, event: &mut Event) -> Option<()> {
+        let mut p = Cursor { text, at: 0 };
+        p.skip_ws();
+        if p.next()? != b'{' {
+            return None;
+        }
+        event.columns.clear();
+        let (mut time, mut key, mut id) = (None, None, None);
+        p.skip_ws();
+        if p.bytes().get(p.at) == Some(&b'}') {
+            p.at += 1;
+        } else {
+            loop {
+                p.skip_ws();
+                let field = p.string()?;
+                p.skip_ws();
+                if p.next()? != b':' {
+                    return None;
+                }
+                p.skip_ws();
+                let value = p.scalar()?;
+                let slot = if field == parser.time_field {
+                    Some(&mut time)
+                } else if field == parser.key_field {
+                    Some(&mut key)
+                } else if field == parser.id_field {
+                    Some(&mut id)
+                } else {
+                    None
+                };
+                match slot {
+                    Some(slot) => {
+                        if slot.replace(value).is_some() {
+                            return None;
+                        }
+                    }
+                    None => {
+                        let value = match value {
+                            Scalar::Null => None,
+                            Scalar::Bool(b) => Some(Value::Bool(b && parser.reads(field))),
+                            Scalar::Int(i) if parser.reads(field) => Some(Value::Int(i)),
+                            Scalar::Int(_) => Some(Value::Int(0)),
+                            Scalar::Str(s) if parser.reads(field) => Some(Value::str(s)),
+                            Scalar::Str(_) => Some(Value::Str(SmolStr::default())),
+                        };
+                        if let Some(value) = value {
+                            if event.columns.iter().any(|(n, _)| n == field) {
+                                return None;
+                            }
+                            event.columns.push((SmolStr::new(field), value));
+                        }
+                    }
+                }
+                p.skip_ws();
+                match p.next()? {
+                    b',' => {}
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        p.skip_ws();
+        if p.at != text.len() {
+            return None;
+        }
+        event.time = match time? {
+            Scalar::Int(ms) => bounded_time(i128::from(ms)).ok()?,
+            Scalar::Str(s) => parse_rfc3339_ms(s).ok()?,
+            _ => return None,
+        };
+        event.key = match key {
+            Some(key) => name(key)?,
+            None => parser.default_key.clone()?,
+        };
+        event.id = match id {
+            Some(id) => Some(name(id)?),
+            None => None,
+        };
+        Some(())
     }
 }
 
@@ -543,6 +785,163 @@ mod tests {
         assert!(parse_time_text("soon").unwrap_err().contains("RFC 3339"));
         assert!(parse_time_text("-").unwrap_err().contains("RFC 3339"));
     }
+
+    #[test]
+    fn the_fast_path_gives_what_serde_gives_or_leaves_the_line_to_it() {
+        let lines = [
+            r#"{"session_id":"s1","time":7000,"event_id":"e-17","state":"buffer","n":-3,"ad":true,"gone":null}"#,
+            r#" { "session_id" : 42 , "time" : "2024-01-01T01:00:00+01:00" ,"event_id":7} "#,
+            r#"{"time":0,"session_id":"k","a":0,"b":false,"c":""}"#,
+            r#"{"time":1,"session_id":"k","a":1.5}"#,
+            r#"{"time":1,"session_id":"k","a":1e3}"#,
+            r#"{"time":1,"session_id":"k","a":-0}"#,
+            r#"{"time":1,"session_id":"k","a":01}"#,
+            r#"{"time":1,"session_id":"k","a":-}"#,
+            r#"{"time":1,"session_id":"k","a":123456789012345678}"#,
+            r#"{"time":1,"session_id":"k","a":-123456789012345678}"#,
+            r#"{"time":1,"session_id":"k","a":1234567890123456789}"#,
+            r#"{"time":1,"session_id":"k","a":99999999999999999999}"#,
+            r#"{"time":1,"session_id":"k","a":"x\"y"}"#,
+            r#"{"time":1,"session_id":"k","a\u0062":"x"}"#,
+            "{\"time\":1,\"session_id\":\"k\",\"a\":\"tab\there\"}",
+            r#"{"time":1,"session_id":"k","a":[1]}"#,
+            r#"{"time":1,"session_id":"k","a":{}}"#,
+            r#"{"time":1,"session_id":"k","a":1,"a":2}"#,
+            r#"{"time":1,"session_id":"k","a":null,"a":2}"#,
+            r#"{"time":1,"session_id":"k","time":2}"#,
+            r#"{"time":1,"session_id":null}"#,
+            r#"{"time":1,"session_id":"k","event_id":null}"#,
+            r#"{"time":1,"session_id":true}"#,
+            r#"{"time":null,"session_id":"k"}"#,
+            r#"{"time":"soon","session_id":"k"}"#,
+            r#"{"time":4611686018427387905,"session_id":"k"}"#,
+            r#"{"time":1,"session_id":"k"} x"#,
+            r#"{"time":1,"session_id":"k",}"#,
+            r#"{"time":1,"session_id":"k""#,
+            r#"{"time":1 "session_id":"k"}"#,
+            r#"{"time":tru,"session_id":"k"}"#,
+            r#"{"time":1,"session_id":"k","b":truex}"#,
+            r#"{"time":1,"session_id":"k","b":nul}"#,
+            r#"{}"#,
+            r#"{"time":1}"#,
+            r#"[1]"#,
+            r#""text""#,
+            "",
+            "\u{feff}{\"time\":1,\"session_id\":\"k\"}",
+            "{\"time\":1,\"session_id\":\"\u{43a}\u{43b}\",\"\u{441}\":\"\u{431}\"}",
+        ];
+        let plain = EventParser::default();
+        let projected = EventParser::default().reading_only(&[SmolStr::new("a")]);
+        let default_key = EventParser::default().with_default_key("d");
+        let blank = || Event {
+            key: SmolStr::default(),
+            time: 0,
+            id: None,
+            columns: Vec::new(),
+        };
+        let mut fast_lines = 0;
+        for parser in [&plain, &projected, &default_key] {
+            for line in lines {
+                let mut full = blank();
+                let by_serde = parser.parse_full(line, &mut full).map(|_| full);
+                let mut fast = blank();
+                if flat::parse(parser, line, &mut fast).is_some() {
+                    fast_lines += 1;
+                    assert_eq!(Ok(fast), by_serde, "{line}");
+                }
+                // The public parser gives serde's answer either way.
+                let mut got = blank();
+                let public = parser.parse_into(line.as_bytes(), &mut got).map(|_| got);
+                assert_eq!(public, by_serde, "{line}");
+            }
+        }
+        assert!(fast_lines >= 15, "the plain lines take the fast path ({fast_lines})");
+        let mut e = blank();
+        assert!(flat::parse(&plain, lines[0], &mut e).is_some());
+        assert!(flat::parse(&plain, lines[1], &mut e).is_some());
+        assert!(flat::parse(&plain, lines[3], &mut e).is_none(), "floats go to serde");
+        // Columns not read keep their name and type, on either path.
+        for extra in ["", r#","f":1.5"#] {
+            let line = format!(r#"{{"session_id":"s","time":0,"a":"kept","b":"dropped","c":7,"d":true{extra}}}"#);
+            let e = projected.parse(&line).unwrap();
+            assert_eq!(
+                &e.columns[..4],
+                &[
+                    (SmolStr::new("a"), Value::str("kept")),
+                    (SmolStr::new("b"), Value::str("")),
+                    (SmolStr::new("c"), Value::Int(0)),
+                    (SmolStr::new("d"), Value::Bool(false)),
+                ]
+            );
+            if !extra.is_empty() {
+                assert_eq!(e.columns[4], (SmolStr::new("f"), Value::Float(0.0)));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Lines pieced together from valid and broken fragments: whenever
+        /// the fast path reads one, it reads what serde reads.
+        #[test]
+        fn the_fast_path_agrees_with_serde_on_pieced_lines(
+            pieces in proptest::collection::vec(0usize..FRAGMENTS.len(), 0..12)
+        ) {
+            let line: String = pieces.iter().map(|&i| FRAGMENTS[i]).collect();
+            for parser in [EventParser::default(), EventParser::default().reading_only(&[SmolStr::new("a")])] {
+                let blank = Event { key: SmolStr::default(), time: 0, id: None, columns: Vec::new() };
+                let mut full = blank.clone();
+                let by_serde = parser.parse_full(&line, &mut full).map(|_| full);
+                let mut fast = blank.clone();
+                if flat::parse(&parser, &line, &mut fast).is_some() {
+                    proptest::prop_assert_eq!(Ok(fast), by_serde.clone(), "{}", line);
+                }
+                let mut got = blank;
+                let public = parser.parse_into(line.as_bytes(), &mut got).map(|_| got);
+                proptest::prop_assert_eq!(public, by_serde, "{}", line);
+            }
+        }
+    }
+
+    const FRAGMENTS: &[&str] = &[
+        "{",
+        "}",
+        ",",
+        ":",
+        " ",
+        "\t",
+        "\"session_id\"",
+        "\"time\"",
+        "\"event_id\"",
+        "\"a\"",
+        "\"b\"",
+        "\"x\"",
+        "\"\"",
+        "\"a\\\"b\"",
+        "\"\\u0061\"",
+        "0",
+        "-0",
+        "7",
+        "-12",
+        "007",
+        "1.5",
+        "1e2",
+        "-",
+        "123456789012345678",
+        "9999999999999999999",
+        "true",
+        "false",
+        "null",
+        "tru",
+        "[1]",
+        "{}",
+        "\"2024-01-01T00:00:00Z\"",
+        "\"soon\"",
+        "\u{e9}",
+        "\"\u{e9}\"",
+        "\"\n\"",
+        "{\"session_id\":\"k\",\"time\":1",
+        "{\"time\":5,\"session_id\":3",
+    ];
 
     #[test]
     fn from_json_value_matches_text_parsing() {
