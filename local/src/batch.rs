@@ -308,10 +308,7 @@ impl Batch {
                 let batch = match batch {
                     Ok(batch) => Arc::new(batch),
                     Err(e) => {
-                        result = Err(std::io::Error::new(
-                            e.kind(),
-                            format!("{} after row {read}: {e}", format.name()),
-                        ));
+                        result = Err(std::io::Error::new(e.kind(), format!("{e} (at row {})", read + 1)));
                         break;
                     }
                 };
@@ -498,18 +495,20 @@ impl Shard {
     ) {
         for row in 0..rows.len() {
             let number = first + row as u64 + 1;
+            if shards > 1 {
+                // A row without a usable key is shard 0's to report.
+                let owner = rows.with_key(row, |key| key.map_or(0, |key| key_shard(key, shards)));
+                if owner != me {
+                    continue;
+                }
+            }
             let key = match rows.key(row, &spec.key) {
                 Ok(key) => key,
                 Err(error) => {
-                    if me == 0 {
-                        bad(BadLine { line: number, error });
-                    }
+                    bad(BadLine { line: number, error });
                     continue;
                 }
             };
-            if shards > 1 && key_shard(key.as_bytes(), shards) != me {
-                continue;
-            }
             if let Err(error) = rows.event(row, key, &spec.time, &spec.id, &mut self.scratch) {
                 bad(BadLine { line: number, error });
                 continue;

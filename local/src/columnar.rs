@@ -100,7 +100,7 @@ impl ColumnarFile {
     pub fn next_batch(&mut self) -> Option<std::io::Result<RecordBatch>> {
         let batches = &mut self.batches;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next())) {
-            Ok(next) => next.map(|b| b.map_err(invalid)),
+            Ok(next) => next.map(|b| b.map_err(|e| invalid(explain(e)))),
             Err(_) => Some(Err(invalid(
                 "the file is corrupt (decoding a batch failed)".to_string(),
             ))),
@@ -115,6 +115,17 @@ impl ColumnarFormat {
             ColumnarFormat::Parquet => "Parquet",
             ColumnarFormat::ArrowIpc => "Arrow IPC",
         }
+    }
+}
+
+/// A reader's error, with what to do of a codec this build leaves out.
+fn explain(error: String) -> String {
+    match error.split_once("Disabled feature at compile time: ") {
+        Some((_, codec)) => format!(
+            "the file is compressed with {codec}, which `timeline` does not read \
+             (it reads Snappy, Zstandard, gzip and LZ4): rewrite it with one of those"
+        ),
+        None => error,
     }
 }
 
@@ -584,6 +595,17 @@ impl<'a> Rows<'a> {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// Calls `f` with the bytes of row `row`'s key as text (as the event's
+    /// key will be), or `None` when the row has no usable key; builds
+    /// nothing.
+    pub fn with_key<R>(&self, row: usize, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self.key.get(row) {
+            Cell::Str(s) => f(Some(s.as_bytes())),
+            Cell::Int(i) => f(Some(itoa(i, &mut [0u8; 20]).as_bytes())),
+            _ => f(None),
+        }
     }
 
     /// The key of row `row`; `key_field` names it in errors.

@@ -160,7 +160,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every columnar rendering of `jsonl` in `dir`, named `stem.*`.
+/// Every columnar rendering of `jsonl` in `dir`, named `stem.*`: Parquet
+/// with each codec read, dictionary-encoded text, Arrow IPC files and streams.
 fn columnar_files(dir: &Path, stem: &str, jsonl: &str, time: &str) -> Vec<PathBuf> {
     let plain = to_batch(jsonl, time, PLAIN);
     let dictionary = to_batch(
@@ -177,6 +178,9 @@ fn columnar_files(dir: &Path, stem: &str, jsonl: &str, time: &str) -> Vec<PathBu
         (format!("{stem}-dict.parquet"), 2),
         (format!("{stem}.arrow"), 3),
         (format!("{stem}.arrows"), 4),
+        (format!("{stem}-gzip.parquet"), 5),
+        (format!("{stem}-lz4.parquet"), 6),
+        (format!("{stem}-lz4.feather"), 7),
     ];
     files
         .into_iter()
@@ -187,7 +191,19 @@ fn columnar_files(dir: &Path, stem: &str, jsonl: &str, time: &str) -> Vec<PathBu
                 1 => write_parquet(&path, &plain, Compression::ZSTD(ZstdLevel::default()), 3),
                 2 => write_parquet(&path, &dictionary, Compression::UNCOMPRESSED, 1024),
                 3 => write_ipc(&path, &dictionary, false),
-                _ => write_ipc(&path, &plain, true),
+                4 => write_ipc(&path, &plain, true),
+                5 => write_parquet(&path, &plain, Compression::GZIP(Default::default()), 1024),
+                6 => write_parquet(&path, &plain, Compression::LZ4_RAW, 1024),
+                _ => {
+                    let options = arrow_ipc::writer::IpcWriteOptions::default()
+                        .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+                        .unwrap();
+                    let file = std::fs::File::create(&path).unwrap();
+                    let mut w =
+                        arrow_ipc::writer::FileWriter::try_new_with_options(file, &plain.schema(), options).unwrap();
+                    w.write(&plain).unwrap();
+                    w.finish().unwrap();
+                }
             }
             path
         })
