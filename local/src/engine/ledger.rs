@@ -7,14 +7,16 @@
 
 use rustc_hash::FxHashMap;
 
-/// Past this many entries a key's ledger is a hash map; below it a sorted
-/// vector (16 bytes an entry, no empty buckets: most keys hold a few dozen).
+/// Past this many entries a key's ledger is a hash map; below it a vector
+/// in arrival order (16 bytes an entry, no empty buckets: most keys hold a
+/// few dozen; a new entry is appended, not shifted into place, and a scan
+/// of a few dozen digests is as quick as a binary search).
 const SMALL: usize = 64;
 
 /// A key's identified events: identity digest to content digest.
 #[derive(Debug, Clone)]
 pub enum IdLedger {
-    /// Sorted by identity.
+    /// In arrival order.
     Small(Vec<(u64, u64)>),
     /// Many entries.
     Large(FxHashMap<u64, u64>),
@@ -50,9 +52,9 @@ impl IdLedger {
     /// `all`) unless it conflicts.
     pub fn observe(&mut self, identity: u64, content: u64, all: bool) -> Seen {
         let entry = match self {
-            IdLedger::Small(entries) => match entries.binary_search_by_key(&identity, |e| e.0) {
-                Ok(i) => &mut entries[i].1,
-                Err(i) => {
+            IdLedger::Small(entries) => match entries.iter().position(|e| e.0 == identity) {
+                Some(i) => &mut entries[i].1,
+                None => {
                     if entries.len() >= SMALL {
                         let mut map: FxHashMap<u64, u64> = entries.drain(..).collect();
                         map.insert(identity, stored(content, all));
@@ -61,7 +63,7 @@ impl IdLedger {
                         if entries.len() == entries.capacity() {
                             entries.reserve_exact((entries.len() / 4).max(4));
                         }
-                        entries.insert(i, (identity, stored(content, all)));
+                        entries.push((identity, stored(content, all)));
                     }
                     return Seen::New;
                 }
@@ -85,10 +87,7 @@ impl IdLedger {
     /// every leaf.
     pub fn holds(&self, identity: u64, content: u64) -> Option<bool> {
         let entry = match self {
-            IdLedger::Small(entries) => entries
-                .binary_search_by_key(&identity, |e| e.0)
-                .ok()
-                .map(|i| entries[i].1),
+            IdLedger::Small(entries) => entries.iter().find(|e| e.0 == identity).map(|e| e.1),
             IdLedger::Large(map) => map.get(&identity).copied(),
         }?;
         (entry & !ALL == content & !ALL).then_some(entry & ALL == ALL)
@@ -99,9 +98,9 @@ impl IdLedger {
     pub fn set(&mut self, identity: u64, content: u64, all: bool) {
         let value = stored(content, all);
         match self {
-            IdLedger::Small(entries) => match entries.binary_search_by_key(&identity, |e| e.0) {
-                Ok(i) => entries[i].1 = value,
-                Err(_) => {
+            IdLedger::Small(entries) => match entries.iter_mut().find(|e| e.0 == identity) {
+                Some(e) => e.1 = value,
+                None => {
                     self.observe(identity, content, all);
                 }
             },
@@ -124,9 +123,11 @@ impl IdLedger {
         if entries.len() > SMALL {
             return IdLedger::Large(entries.into_iter().collect());
         }
-        // Snapshots give them sorted already: then this is one pass.
-        entries.sort_unstable_by_key(|e| e.0);
-        entries.dedup_by_key(|e| e.0);
+        // One entry per identity (the last given).
+        entries.reverse();
+        let mut seen = rustc_hash::FxHashSet::default();
+        entries.retain(|e| seen.insert(e.0));
+        entries.reverse();
         entries.shrink_to_fit();
         IdLedger::Small(entries)
     }
