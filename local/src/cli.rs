@@ -448,6 +448,7 @@ impl InputFormat {
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
+    small_pages();
     let (query_name, text, parsed) = load_named_query(&args.query)?;
     let header_names_key = parsed.stream.key.is_some();
     let at = parse_at(&args.at)?;
@@ -646,6 +647,19 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     // delay the exit.
     std::mem::forget(batch);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the kernel for no transparent huge pages in this process. The
+/// allocator asks for them, and `eval` touches every page of its state
+/// once: zeroing a 2 MiB page took 4 to 5 times as long per byte as 4 KiB
+/// pages on the benchmark VM (1.2 s against 0.25 s of system time over 5 M
+/// events), and no read of the state got faster with them.
+fn small_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// Threads for reading a file: `--threads`, or the cores (at most 8).
