@@ -852,12 +852,15 @@ fn empty_event() -> Event {
 fn columns_read(plan: &timeline::ExecutionPlan) -> Vec<SmolStr> {
     let mut out: Vec<SmolStr> = Vec::new();
     for node in &plan.nodes {
-        match &node.operator {
-            timeline::Operator::Leaf(timeline::LeafOp::LatestEventToState { column }) => out.push(column.clone()),
-            timeline::Operator::Leaf(
-                timeline::LeafOp::HasExisted { predicate } | timeline::LeafOp::HasExistedWithin { predicate, .. },
-            ) => out.extend(predicate.columns().into_iter().map(SmolStr::new)),
-            _ => {}
+        // Every leaf operator is named: one that reads columns some other
+        // way must say which here.
+        if let timeline::Operator::Leaf(op) = &node.operator {
+            match op {
+                timeline::LeafOp::LatestEventToState { column } => out.push(column.clone()),
+                timeline::LeafOp::HasExisted { predicate } | timeline::LeafOp::HasExistedWithin { predicate, .. } => {
+                    out.extend(predicate.columns().into_iter().map(SmolStr::new))
+                }
+            }
         }
     }
     out.sort();
@@ -1081,6 +1084,16 @@ mod tests {
         // Aggregates run in one shard.
         let rate = include_str!("../../examples/completion-rate.tl");
         assert_eq!(Batch::with_shards(rate, "session_id", 4).unwrap().shard_count(), 1);
+    }
+
+    #[test]
+    fn the_columns_read_are_those_of_every_leaf_and_group() {
+        let batch = Batch::new(include_str!("../../examples/completion-rate.tl"), "session_id").unwrap();
+        assert_eq!(batch.columns_read, ["cdnChange", "playerStateChange"]);
+        let batch = Batch::new(include_str!("../../examples/cirr.tl"), "session_id").unwrap();
+        assert_eq!(batch.columns_read, ["cdnChange", "playerStateChange", "userAction"]);
+        let batch = Batch::new("has_existed_within(a > 1 && !(b == \"x\" || c != 2), 5s)", "k").unwrap();
+        assert_eq!(batch.columns_read, ["a", "b", "c"]);
     }
 
     #[test]
