@@ -294,11 +294,20 @@ impl Batch {
                 .map(|(me, shard)| {
                     let (send, receive) = std::sync::mpsc::sync_channel::<(u64, Arc<RecordBatch>)>(4);
                     senders.push(send);
-                    scope.spawn(move || {
+                    scope.spawn(move || -> std::io::Result<()> {
                         for (first, batch) in receive {
-                            let rows = Rows::new(&batch, layout);
-                            shard.take_rows(&rows, first, me, shards, spec, bad);
+                            crate::columnar::guarded(|| {
+                                let rows = Rows::new(&batch, layout);
+                                shard.take_rows(&rows, first, me, shards, spec, bad);
+                            })
+                            .map_err(|why| {
+                                std::io::Error::new(
+                                    std::io::ErrorKind::InvalidData,
+                                    format!("the file is corrupt (reading rows after row {first} failed: {why})"),
+                                )
+                            })?;
                         }
+                        Ok(())
                     })
                 })
                 .collect();
@@ -320,9 +329,10 @@ impl Batch {
             }
             drop(senders);
             for h in handles {
-                if h.join().is_err() {
-                    result = result.and(Err(std::io::Error::other("a reader panicked")));
-                }
+                let joined = h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a reader panicked")));
+                result = result.and(joined);
             }
             result
         })?;
@@ -338,17 +348,22 @@ impl Batch {
             self.settle_conflicts_with(|owner, deliver| {
                 while let Some(batch) = file.next_batch() {
                     let batch = batch?;
-                    let rows = Rows::new(&batch, &layout);
-                    for row in 0..rows.len() {
-                        let Ok(key) = rows.key(row, &spec.key) else { continue };
-                        if !owner.contains_key(&key) {
-                            continue;
+                    crate::columnar::guarded(|| {
+                        let rows = Rows::new(&batch, &layout);
+                        for row in 0..rows.len() {
+                            let Ok(key) = rows.key(row, &spec.key) else { continue };
+                            if !owner.contains_key(&key) {
+                                continue;
+                            }
+                            let mut event = empty_event();
+                            if rows.event(row, key, &spec.time, &spec.id, &mut event).is_ok() {
+                                deliver(event);
+                            }
                         }
-                        let mut event = empty_event();
-                        if rows.event(row, key, &spec.time, &spec.id, &mut event).is_ok() {
-                            deliver(event);
-                        }
-                    }
+                    })
+                    .map_err(|why| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file is corrupt ({why})"))
+                    })?;
                 }
                 Ok(())
             })?;

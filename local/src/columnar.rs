@@ -76,11 +76,11 @@ impl ColumnarFile {
     /// the key or time column, or with one of a type no row could use, is
     /// refused here, whole.
     pub fn open(path: &Path, format: ColumnarFormat, fields: Fields<'_>) -> std::io::Result<Self> {
-        let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
+        guarded(|| match format {
             ColumnarFormat::Parquet => open_parquet(path, fields),
             ColumnarFormat::ArrowIpc => open_ipc(path, fields),
-        }));
-        guarded.unwrap_or_else(|_| Err(invalid(format!("{}: the file is corrupt", format.name()))))
+        })
+        .unwrap_or_else(|why| Err(invalid(format!("{}: the file is corrupt ({why})", format.name()))))
     }
 
     /// Where the fields are in each batch.
@@ -99,13 +99,44 @@ impl ColumnarFile {
     /// an error.
     pub fn next_batch(&mut self) -> Option<std::io::Result<RecordBatch>> {
         let batches = &mut self.batches;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next())) {
+        match guarded(|| batches.next()) {
             Ok(next) => next.map(|b| b.map_err(|e| invalid(explain(e)))),
-            Err(_) => Some(Err(invalid(
-                "the file is corrupt (decoding a batch failed)".to_string(),
-            ))),
+            Err(why) => Some(Err(invalid(format!(
+                "the file is corrupt (decoding a batch failed: {why})"
+            )))),
         }
     }
+}
+
+thread_local! {
+    /// Whether a panic in this thread is caught by [`guarded`] and reported
+    /// as an error, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic in it (a reader meeting a malformed file it
+/// does not check) into an error with the panic's message, printed by no
+/// panic hook.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a malformed part".to_string())
+    })
 }
 
 impl ColumnarFormat {

@@ -537,6 +537,20 @@ fn files_that_cannot_be_events_end_with_an_error_and_no_panic() {
         corrupt[at] ^= 0x5a;
         cases.push((format!("flipped-{at}.parquet"), corrupt));
     }
+    // The same for an Arrow IPC file and stream, whose readers trust more of
+    // the file's layout.
+    for (stem, stream) in [("good.arrow", false), ("good.arrows", true)] {
+        let path = dir.path().join(stem);
+        write_ipc(&path, &good, stream);
+        let ipc = std::fs::read(&path).unwrap();
+        for at in (0..ipc.len()).step_by(23) {
+            for value in [0x00, 0xff, 0x41] {
+                let mut corrupt = ipc.clone();
+                corrupt[at] = value;
+                cases.push((format!("flipped-{at}-{value}-{stem}"), corrupt));
+            }
+        }
+    }
     for (name, data) in &cases {
         let out = run(name, data);
         let stderr = text(&out.stderr);
