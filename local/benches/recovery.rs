@@ -196,12 +196,13 @@ fn main() {
 
     // Retention: the same events with --retention 15min (each group of
     // sessions starts within 10 minutes after the previous one, so older
-    // groups expire as newer ones come), snapshots off, against the ingest
-    // without retention above.
+    // groups expire as newer ones come), snapshots off, looking for keys to
+    // forget every 10 s (the default), against the ingest without retention
+    // above.
     let dir = tempfile::tempdir().unwrap();
     let retention = RetentionPolicy {
         keep: Some(15 * 60_000),
-        check_every: std::time::Duration::from_secs(1),
+        ..RetentionPolicy::default()
     };
     let (writer, thread) = start_with(dir.path(), SnapshotPolicy::OFF, retention);
     let rate_retention = ingest(&writer, &all);
@@ -219,7 +220,8 @@ fn main() {
     let sent_bytes: usize = all.iter().map(|b| b.len()).sum();
     let file = std::fs::metadata(dir.path().join("timeline.redb")).unwrap().len();
     println!(
-        "retention 15min: ingest {rate_retention:.0} events/s ({:.2} of without); {logged} events of {} keys kept          ({:.0} MB of records of {:.0} MB sent; database file {:.0} MB); full replay {kept_secs:.2} s",
+        "retention 15min: ingest {rate_retention:.0} events/s ({:.2} of without); kept {logged} events of {} keys, \
+         {:.0} MB of records of {:.0} MB sent (database file {:.0} MB); full replay {kept_secs:.2} s",
         rate_retention / rate_off,
         kept.key_count(),
         record_bytes as f64 / 1e6,

@@ -263,7 +263,7 @@ test("a key's timelines export as CSV and JSON, as the API gives them", async ()
   const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
   assert.equal(csvDownload.suggestedFilename(), `cirr-${KEY}.csv`);
   const [header, ...rows] = parseCsv(readFileSync(await csvDownload.path(), "utf8"));
-  assert.deepEqual(header, ["node", "expression", "from", "to", "value", "rising"]);
+  assert.deepEqual(header, ["node", "expression", "from", "to", "value", "rising", "falling"]);
   assert.equal(rows.length, [...spans.values()].reduce((n, s) => n + s.length, 0));
   for (const [node, expected] of spans) {
     const mine = rows.filter((r) => r[0] === node);
@@ -272,8 +272,9 @@ test("a key's timelines export as CSV and JSON, as the API gives them", async ()
       start: Number(r[2]), end: r[3] === "" ? null : Number(r[3]),
       value: r[4] === "" ? null : r[4] === "true" ? true : r[4] === "false" ? false : /^-?\d+$/.test(r[4]) ? Number(r[4]) : r[4],
       rising: r[5] === "true",
+      falling: r[6] === "true",
     }));
-    assert.deepEqual(parsed, expected.map((s) => ({ start: s.start, end: s.end, value: s.value, rising: s.rising })), node);
+    assert.deepEqual(parsed, expected.map((s) => ({ start: s.start, end: s.end, value: s.value, rising: s.rising, falling: Boolean(s.falling) })), node);
   }
 
   const [jsonDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-json")]);

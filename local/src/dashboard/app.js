@@ -100,7 +100,7 @@ function valueAt(spans, t) {
   for (const s of spans) {
     if (s.start <= t && (s.end === null || t < s.end)) {
       if (s.value === null) return null;
-      return s.rising ? s.value + (t - s.start) : s.value;
+      return s.value + slopeOf(s) * (t - s.start);
     }
   }
   return null;

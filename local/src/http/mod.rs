@@ -523,7 +523,8 @@ mod tests {
             start: 0,
             end: Some(5),
             value: None,
-            rising: true,
+            rising: false,
+            falling: true,
         };
         let output = OutputView {
             name: "rate".into(),
