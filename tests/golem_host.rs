@@ -43,8 +43,8 @@ fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, stream: &str, lines
     assert!(status.success(), "feeder: {status}\n{log}\nhost:\n{}", host.log());
 }
 
-/// A span as both runtimes mean it: (start, end, value, rising).
-type Spans = Vec<(i64, Option<i64>, Value, bool)>;
+/// A span as both runtimes mean it: (start, end, value, rising, falling).
+type Spans = Vec<(i64, Option<i64>, Value, bool, bool)>;
 
 /// The spans of a timeline read from a worker (Golem's JSON mapping).
 fn golem_spans(view: &Value) -> Spans {
@@ -58,6 +58,7 @@ fn golem_spans(view: &Value) -> Spans {
                 int(&s["end"]),
                 scalar(&s["value"]),
                 s["rising"].as_bool().unwrap(),
+                s["falling"].as_bool().unwrap_or(false),
             )
         })
         .collect()
@@ -79,7 +80,15 @@ fn expected(query: &str, lines: &[String]) -> Workers {
                         .timeline
                         .clip(None, None)
                         .iter()
-                        .map(|s| (s.start, s.end, serde_json::to_value(&s.value).unwrap(), s.rising))
+                        .map(|s| {
+                            (
+                                s.start,
+                                s.end,
+                                serde_json::to_value(&s.value).unwrap(),
+                                s.rising,
+                                s.falling,
+                            )
+                        })
                         .collect();
                     (node, spans, out.latest)
                 })

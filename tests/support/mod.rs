@@ -105,7 +105,11 @@ unpaid = absent_after(placed, paid, 10m);
 in_time = sequence(placed, paid, within(10m));
 quiet = time_since(placed || paid) > 5m;
 was = previous(latest_event_to_state(status));
-recently_paid = true_within(has_existed(paid), 2m);"#;
+recently_paid = true_within(has_existed(paid), 2m);
+let waiting = has_existed(placed) && !has_existed(paid);
+waited = duration_where(waiting, sliding(10m));
+waits = count_where(waiting, tumbling(10m));
+waited_per_window = duration_where(waiting, tumbling(10m));"#;
 
 /// The lines of the orders example.
 pub fn order_lines() -> Vec<String> {
