@@ -83,6 +83,7 @@ fn every_example_is_tested() {
             "game-ad",
             "heartbeat",
             "machine-risk",
+            "rebuffering-per-minute",
             "unpaid-orders"
         ]
     );
@@ -106,4 +107,9 @@ fn heartbeat_stopped_for_more_than_30_seconds() {
 #[test]
 fn card_swiped_in_both_suburbs_within_10_minutes_as_a_sequence() {
     check("card-swipes-sequence");
+}
+
+#[test]
+fn rebuffering_per_one_minute_tumbling_window() {
+    check("rebuffering-per-minute");
 }
