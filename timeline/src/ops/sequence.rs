@@ -18,17 +18,20 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// Records an event at `key` that satisfies the steps `matched` (indices,
-    /// ascending) of a sequence of `n` steps within `within` ms.
-    pub fn apply(&mut self, n: usize, within: i64, key: EventKey, matched: &[usize]) {
-        if matched.is_empty() || self.completed.is_some_and(|c| key.time > c) {
+    /// Records an event at `key` that satisfies the steps whose bits are set
+    /// in `matched` (bit `i` for step `i`) of a sequence of `n` (at most 32)
+    /// steps within `within` ms.
+    pub fn apply(&mut self, n: usize, within: i64, key: EventKey, matched: u32) {
+        if matched == 0 || self.completed.is_some_and(|c| key.time > c) {
             return;
         }
         if self.steps.len() < n {
             self.steps.resize_with(n, Matches::default);
         }
-        for &step in matched {
-            self.steps[step].insert(key.clone());
+        for (step, matches) in self.steps.iter_mut().enumerate() {
+            if matched & (1 << step) != 0 {
+                matches.insert(key.clone());
+            }
         }
         if let Some(done) = self.earliest_completion(within)
             && self.completed.is_none_or(|c| done < c)
@@ -119,19 +122,19 @@ mod tests {
         for order in orders {
             let mut s = Sequence::default();
             for (t, id, step) in order {
-                s.apply(3, 40, key(t, id), &[step]);
+                s.apply(3, 40, key(t, id), 1 << step);
             }
             assert_eq!(s.timeline(0).to_string(), "[0,80):false [80,∞):true");
         }
         // Exactly the bound apart: in time.
         let mut s = Sequence::default();
-        s.apply(2, 10, key(0, "a"), &[0]);
-        s.apply(2, 10, key(10, "b"), &[1]);
+        s.apply(2, 10, key(0, "a"), 0b1);
+        s.apply(2, 10, key(10, "b"), 0b10);
         assert_eq!(s.timeline(0).to_string(), "[0,10):false [10,∞):true");
         // Too far apart: never.
         let mut s = Sequence::default();
-        s.apply(2, 10, key(0, "a"), &[0]);
-        s.apply(2, 10, key(11, "b"), &[1]);
+        s.apply(2, 10, key(0, "a"), 0b1);
+        s.apply(2, 10, key(11, "b"), 0b10);
         assert_eq!(s.timeline(0).to_string(), "[0,∞):false");
     }
 
@@ -139,28 +142,28 @@ mod tests {
     fn ties_and_one_event_for_two_steps() {
         let mut s = Sequence::default();
         // One event satisfying both steps is a chain e1 <= e2.
-        s.apply(2, 5, key(3, "x"), &[0, 1]);
+        s.apply(2, 5, key(3, "x"), 0b11);
         assert_eq!(s.timeline(0).to_string(), "[0,3):false [3,∞):true");
         // At one instant, the id orders: "b" before "a" is not in order.
         let mut s = Sequence::default();
-        s.apply(2, 5, key(3, "b"), &[0]);
-        s.apply(2, 5, key(3, "a"), &[1]);
+        s.apply(2, 5, key(3, "b"), 0b1);
+        s.apply(2, 5, key(3, "a"), 0b10);
         assert_eq!(s.timeline(0).to_string(), "[0,∞):false");
         // Events without ids at one instant are tied: in order both ways.
         let mut s = Sequence::default();
-        s.apply(2, 5, EventKey::new(3, None), &[1]);
-        s.apply(2, 5, EventKey::new(3, None), &[0]);
+        s.apply(2, 5, EventKey::new(3, None), 0b10);
+        s.apply(2, 5, EventKey::new(3, None), 0b1);
         assert_eq!(s.timeline(0).to_string(), "[0,3):false [3,∞):true");
     }
 
     #[test]
     fn a_late_event_makes_the_completion_earlier_and_later_events_are_dropped() {
         let mut s = Sequence::default();
-        s.apply(2, 100, key(10, "a"), &[0]);
-        s.apply(2, 100, key(50, "b"), &[1]);
-        s.apply(2, 100, key(60, "c"), &[0]);
+        s.apply(2, 100, key(10, "a"), 0b1);
+        s.apply(2, 100, key(50, "b"), 0b10);
+        s.apply(2, 100, key(60, "c"), 0b1);
         assert_eq!(s.len(), 2, "the match at 60 cannot help");
-        s.apply(2, 100, key(20, "d"), &[1]);
+        s.apply(2, 100, key(20, "d"), 0b10);
         assert_eq!(s.timeline(0).to_string(), "[0,20):false [20,∞):true");
     }
 }

@@ -127,10 +127,16 @@ impl LeafData {
                 }
             }
             (LeafData::Sequence(state), LeafOp::Sequence { steps, within_ms }) => {
-                let matched: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].matches(event)).collect();
-                if !matched.is_empty() {
+                // At most 32 steps (the DSL's limit): one bit each.
+                let matched = steps
+                    .iter()
+                    .take(32)
+                    .enumerate()
+                    .filter(|(_, p)| p.matches(event))
+                    .fold(0u32, |bits, (i, _)| bits | 1 << i);
+                if matched != 0 {
                     let key = EventKey::new(event.time, event.id.as_ref());
-                    state.apply(steps.len(), within_ms.unwrap_or(i64::MAX), key, &matched);
+                    state.apply(steps.len().min(32), within_ms.unwrap_or(i64::MAX), key, matched);
                 }
             }
             (
