@@ -119,6 +119,20 @@ fn stop(writer: tokio::sync::mpsc::Sender<Command>, thread: std::thread::JoinHan
     thread.join().unwrap();
 }
 
+/// The bytes of the log's records in `dir`, and the events they hold.
+fn log_size(dir: &std::path::Path) -> (usize, u64) {
+    let store = Store::open(dir).unwrap();
+    let (mut bytes, mut events) = (0usize, 0u64);
+    store
+        .replay(|_, record| {
+            bytes += record.len();
+            events += durable::record_events(record).unwrap().1.len() as u64;
+            Ok(())
+        })
+        .unwrap();
+    (bytes, events)
+}
+
 fn recover_secs(dir: &std::path::Path) -> (f64, Engine) {
     let started = Instant::now();
     let store = Store::open(dir).unwrap();
@@ -208,15 +222,7 @@ fn main() {
     let rate_retention = ingest(&writer, &all);
     stop(writer, thread);
     let (kept_secs, kept) = recover_secs(dir.path());
-    let store = Store::open(dir.path()).unwrap();
-    let (mut record_bytes, mut logged) = (0usize, 0u64);
-    store
-        .replay(|_, record| {
-            record_bytes += record.len();
-            logged += durable::record_events(record).unwrap().1.len() as u64;
-            Ok(())
-        })
-        .unwrap();
+    let (record_bytes, logged) = log_size(dir.path());
     let sent_bytes: usize = all.iter().map(|b| b.len()).sum();
     let file = std::fs::metadata(dir.path().join("timeline.redb")).unwrap().len();
     println!(
@@ -252,15 +258,7 @@ fn main() {
     let (writer, thread) = start(dir.path(), SnapshotPolicy::OFF);
     ingest(&writer, &thrice);
     stop(writer, thread);
-    let store = Store::open(dir.path()).unwrap();
-    let (mut record_bytes, mut logged) = (0usize, 0u64);
-    store
-        .replay(|_, record| {
-            record_bytes += record.len();
-            logged += durable::record_events(record).unwrap().1.len() as u64;
-            Ok(())
-        })
-        .unwrap();
+    let (record_bytes, logged) = log_size(dir.path());
     let distinct_events: usize = bodies.iter().map(|b| b.lines().count()).sum();
     let file = std::fs::metadata(dir.path().join("timeline.redb")).unwrap().len();
     println!(

@@ -108,7 +108,7 @@ pub fn count_where_in(input: &Timeline, window: Window) -> Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::Span;
+    use crate::ops::testing::bools;
 
     #[test]
     fn windowed_counts_restart_per_window_and_count_a_stretch_at_the_start_once() {
@@ -129,14 +129,6 @@ mod tests {
             sliding.to_string(),
             "[0,2):0 [2,6):1 [6,8):2 [8,15):1 [15,16):2 [16,∞):1"
         );
-    }
-
-    fn bools(spans: &[(i64, Option<bool>)]) -> Timeline {
-        Timeline::from_spans(spans.iter().map(|&(start, b)| Span {
-            start,
-            value: SpanValue::from_bool(b),
-        }))
-        .unwrap()
     }
 
     #[test]

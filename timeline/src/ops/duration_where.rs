@@ -124,15 +124,8 @@ fn sliding(input: &Timeline, w: i64) -> Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::testing::bools;
     use crate::timeline::Span;
-
-    fn bools(spans: &[(Time, Option<bool>)]) -> Timeline {
-        Timeline::from_spans(spans.iter().map(|&(start, b)| Span {
-            start,
-            value: SpanValue::from_bool(b),
-        }))
-        .unwrap()
-    }
 
     #[test]
     fn tumbling_windows_restart_at_every_boundary_up_to_the_latest_window() {

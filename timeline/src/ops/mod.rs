@@ -28,3 +28,19 @@ pub mod sequence;
 pub mod time_since;
 pub mod true_within;
 pub mod window;
+
+/// Helpers of the operators' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::timeline::{Span, SpanValue, Timeline};
+    use crate::value::Time;
+
+    /// A boolean timeline from `(start, value)` pairs (`None`: Unknown).
+    pub(crate) fn bools(spans: &[(Time, Option<bool>)]) -> Timeline {
+        Timeline::from_spans(spans.iter().map(|&(start, b)| Span {
+            start,
+            value: SpanValue::from_bool(b),
+        }))
+        .unwrap()
+    }
+}

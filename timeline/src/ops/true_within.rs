@@ -70,15 +70,7 @@ fn push_merged(list: &mut Vec<(Time, Option<Time>)>, start: Time, end: Option<Ti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::Span;
-
-    fn bools(spans: &[(Time, Option<bool>)]) -> Timeline {
-        Timeline::from_spans(spans.iter().map(|&(start, b)| Span {
-            start,
-            value: SpanValue::from_bool(b),
-        }))
-        .unwrap()
-    }
+    use crate::ops::testing::bools;
 
     #[test]
     fn widens_true_then_unknown_stretches() {
