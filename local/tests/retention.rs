@@ -137,6 +137,27 @@ fn keys_behind_the_horizon_are_forgotten_and_older_events_refused() {
     assert_eq!(events["events"].as_array().map(Vec::len), Some(2), "{events}");
 }
 
+/// At-least-once resends stay quiet: a repeat of an event applied before the
+/// horizon passed it is left out as a repeat, not refused; a new event that
+/// old is refused.
+#[test]
+fn a_resend_of_an_event_applied_before_the_horizon_passed_it_is_a_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--retention", "10s"]);
+    assert_eq!(server.call("POST", "/v1/jobs?name=j", Some(QUERY)).0, 201);
+    let first = r#"{"session_id":"k","time":1000,"event_id":"a","x":"a"}"#;
+    assert_eq!(server.call("POST", "/v1/events", Some(first)).0, 200);
+    let later = r#"{"session_id":"k","time":30000,"event_id":"b","x":"b"}"#;
+    assert_eq!(server.call("POST", "/v1/events", Some(later)).0, 200);
+    let (status, body) = server.call("POST", "/v1/events", Some(first));
+    assert_eq!((status, &body["rejected"]), (200, &serde_json::json!([])), "{body}");
+    assert_eq!(metric(&server, "timeline_repeats_total"), 1);
+    assert_eq!(value(&server, "k"), Ok(Value::Bool(true)));
+    let new_but_old = r#"{"session_id":"k","time":2000,"event_id":"c","x":"a"}"#;
+    let (status, body) = server.call("POST", "/v1/events", Some(new_but_old));
+    assert_eq!(status, 400, "{body}");
+}
+
 /// A key behind the horizon that gets an event again starts anew, also when
 /// it is recovered from a snapshot taken while it still held its old events.
 #[test]

@@ -1,7 +1,8 @@
 //! Retention (`timeline serve --retention D`): the log and the workers keep
 //! only what is recent. A stream's horizon is its newest event time minus D.
 //!
-//! - An event older than the horizon when its batch is committed is refused.
+//! - An event older than the horizon when its batch is committed is refused
+//!   (unless it repeats one the engine applied before: that is a repeat).
 //! - A key whose latest event is behind the horizon is forgotten: its events
 //!   are removed from the log, then the engine forgets its state. This
 //!   happens at the latest when another event of the key is committed (the
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
-use timeline::Time;
+use timeline::repeats::content_digest;
+use timeline::{Event, Time};
 
 use crate::engine::{Engine, ExpiredKey, StreamId};
 use crate::metrics::Metrics;
@@ -68,10 +70,15 @@ pub(super) fn refuse_old(engine: &Engine, keep: Time, ingests: &mut [Ingest]) ->
         if ingest.events.iter().all(|e| e.time >= horizon) {
             continue;
         }
+        let (stream, target) = (ingest.stream, &ingest.target);
+        // A repeat of an event applied before the horizon passed it is not
+        // refused: it is left out of the log as any repeat is.
+        let repeat =
+            |event: &Event| event.id.is_some() && engine.is_known(stream, event, target, content_digest(event));
         let mut index = 0;
         let mut old = Vec::new();
         ingest.events.retain(|event| {
-            let kept = event.time >= horizon;
+            let kept = event.time >= horizon || repeat(event);
             if !kept {
                 old.push((index, event.time));
             }
