@@ -4,8 +4,8 @@
 //! It is built on the `pulsar` crate's own protocol types (`pulsar::proto`) and
 //! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
 //! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
-//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, GET_TOPICS_OF_NAMESPACE
-//! and CLOSE_*.
+//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, SEEK,
+//! GET_TOPICS_OF_NAMESPACE and CLOSE_*.
 //!
 //! Key decision: one lock over the whole state and a dispatcher that runs after
 //! every change. That is slow next to a real broker but easy to reason about,
@@ -17,8 +17,11 @@
 //! first consumer gets everything), Shared (round robin) and Key_Shared (by a
 //! hash of the message key). Message metadata (compression codec,
 //! uncompressed size, batching, event time) passes from producers to consumers
-//! untouched. Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
-//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`].
+//! untouched; [`Broker::inject`] stores any payload (raw Snappy, corrupt
+//! data). Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
+//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`]. It
+//! records the message ids of every ACK frame and REDELIVER request, and
+//! can require client certificates ([`Broker::start_mtls`]).
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,6 +105,20 @@ struct Subscription {
     redeliveries: HashMap<u64, u32>,
     round_robin: usize,
     dispatched: u64,
+    /// The ACK frames received, in order.
+    ack_frames: Vec<AckFrame>,
+    /// The entries of each REDELIVER_UNACKNOWLEDGED_MESSAGES, in order
+    /// (empty: all of the consumer's).
+    redeliver_requests: Vec<Vec<u64>>,
+}
+
+/// One ACK frame as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFrame {
+    /// Whether it acknowledges cumulatively.
+    pub cumulative: bool,
+    /// The entries it names, in order.
+    pub entries: Vec<u64>,
 }
 
 struct Consumer {
@@ -137,24 +154,14 @@ impl Broker {
     /// clients connect to `pulsar+ssl://localhost:PORT` ([`Broker::url`]).
     /// Client certificates are not asked for.
     pub async fn start_tls(cert_chain: &str, key: &str) -> std::io::Result<Broker> {
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
-        };
-        let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("the certificate chain", &e))?;
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
-        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("TLS versions", &e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| invalid("the certificate", &e))?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(cert_chain, key, None)?;
+        Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
+    }
+
+    /// As [`Broker::start_tls`], but the handshake fails unless the client
+    /// presents a certificate that `client_ca` (PEM) signed (mutual TLS).
+    pub async fn start_mtls(cert_chain: &str, key: &str, client_ca: &str) -> std::io::Result<Broker> {
+        let acceptor = tls_acceptor(cert_chain, key, Some(client_ca))?;
         Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
     }
 
@@ -294,6 +301,28 @@ impl Broker {
             .map_or(0, |s| s.dispatched)
     }
 
+    /// The ACK frames `subscription` of `topic` received, in order.
+    pub fn ack_frames(&self, topic: &str, subscription: &str) -> Vec<AckFrame> {
+        self.with_subscription(topic, subscription, |s| s.ack_frames.clone())
+            .unwrap_or_default()
+    }
+
+    /// The entries each REDELIVER_UNACKNOWLEDGED_MESSAGES on `subscription`
+    /// of `topic` named, in order (empty: all of the consumer's).
+    pub fn redeliver_requests(&self, topic: &str, subscription: &str) -> Vec<Vec<u64>> {
+        self.with_subscription(topic, subscription, |s| s.redeliver_requests.clone())
+            .unwrap_or_default()
+    }
+
+    fn with_subscription<T>(&self, topic: &str, subscription: &str, f: impl FnOnce(&Subscription) -> T) -> Option<T> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .and_then(|t| t.subscriptions.get(subscription))
+            .map(f)
+    }
+
     /// The consumers connected to `subscription` of `topic`.
     pub fn consumers(&self, topic: &str, subscription: &str) -> Vec<ConsumerStats> {
         let state = self.shared.lock();
@@ -392,6 +421,44 @@ impl Drop for Broker {
         }
         state.connections.clear();
     }
+}
+
+/// The TLS side of a broker: its certificate and key and, with
+/// `client_ca`, the CA client certificates must be signed by.
+fn tls_acceptor(cert_chain: &str, key: &str, client_ca: Option<&str>) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("the certificate chain", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS versions", &e))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots
+                    .add(cert.map_err(|e| invalid("the client CA", &e))?)
+                    .map_err(|e| invalid("the client CA", &e))?;
+            }
+            let verifier =
+                tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| invalid("the client CA", &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("the certificate", &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A client connection, plain or TLS.
@@ -801,6 +868,10 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let a = c.ack?;
             let mut state = shared.lock();
             if let Some(sub) = state.subscription_mut(connection, a.consumer_id) {
+                sub.ack_frames.push(AckFrame {
+                    cumulative: a.ack_type == proto::command_ack::AckType::Cumulative as i32,
+                    entries: a.message_id.iter().map(|m| m.entry_id).collect(),
+                });
                 for id in &a.message_id {
                     if a.ack_type == proto::command_ack::AckType::Cumulative as i32 {
                         let upto: Vec<u64> = sub.pending.keys().copied().filter(|e| *e <= id.entry_id).collect();
@@ -822,12 +893,68 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let mut state = shared.lock();
             if let Some(sub) = state.subscription_mut(connection, r.consumer_id) {
                 let only: BTreeSet<u64> = r.message_ids.iter().map(|m| m.entry_id).collect();
+                sub.redeliver_requests.push(only.iter().copied().collect());
                 let consumer = r.consumer_id;
                 sub.release(|entry, (conn, id)| {
                     conn == connection && id == consumer && (only.is_empty() || only.contains(&entry))
                 });
             }
             None
+        }
+        Type::Seek => {
+            let seek = c.seek?;
+            let mut state = shared.lock();
+            let found = state.topics.values_mut().find_map(|t| {
+                let messages = &t.messages;
+                t.subscriptions
+                    .values_mut()
+                    .find(|s| {
+                        s.consumers
+                            .iter()
+                            .any(|x| x.connection == connection && x.id == seek.consumer_id)
+                    })
+                    .map(|s| (messages, s))
+            });
+            let Some((messages, sub)) = found else {
+                return Some(error(
+                    seek.request_id,
+                    proto::ServerError::ConsumerNotFound,
+                    "no such consumer",
+                ));
+            };
+            let start = match (&seek.message_id, seek.message_publish_time) {
+                (Some(id), _) => id.entry_id.min(messages.len() as u64),
+                (None, Some(time)) => messages
+                    .iter()
+                    .find(|m| m.metadata.publish_time >= time)
+                    .map_or(messages.len() as u64, |m| m.entry),
+                (None, None) => {
+                    return Some(error(
+                        seek.request_id,
+                        proto::ServerError::MetadataError,
+                        "seek to nowhere",
+                    ));
+                }
+            };
+            // As Pulsar: the cursor moves, everything before it counts as
+            // acknowledged, and the subscription's consumers are closed.
+            sub.acked = (0..start).collect();
+            sub.pending.clear();
+            sub.redeliver.clear();
+            sub.cursor = start as usize;
+            let closed: Vec<(u64, u64)> = sub.consumers.drain(..).map(|x| (x.connection, x.id)).collect();
+            for (conn, id) in closed {
+                state.send(
+                    conn,
+                    command(Type::CloseConsumer, |c| {
+                        c.close_consumer = Some(proto::CommandCloseConsumer {
+                            consumer_id: id,
+                            request_id: u64::MAX,
+                        })
+                    }),
+                );
+            }
+            Some(success(seek.request_id))
         }
         Type::CloseConsumer => {
             let close = c.close_consumer?;
