@@ -16,7 +16,8 @@
 //! bulk request per batch on the local runtime; retry with backoff),
 //! [`pipeline`] (batching, delivery, dead letters, acknowledgement),
 //! [`source`] (Pulsar consumer, file), [`client`] (Pulsar TLS and
-//! authentication) and [`metrics`].
+//! authentication from the options), [`wire`] (the feeder's own Pulsar
+//! client on the binary protocol) and [`metrics`].
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod prepare;
 pub mod routes;
 pub mod source;
 pub mod target;
+pub mod wire;
 
 pub use options::Options;

@@ -1,8 +1,11 @@
 //! The feeder against the in-memory Pulsar-protocol broker: compressed
-//! messages, messages no client can decode, refused subscriptions.
+//! messages (raw Snappy too), messages no client can decode, refused
+//! subscriptions, grouped acknowledgements, negative acknowledgements,
+//! seeks.
 
 mod support;
 
+use prost::Message as _;
 use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib, CompressionZstd};
 use pulsar::message::proto;
 use pulsar::producer::ProducerOptions;
@@ -64,13 +67,50 @@ async fn every_compression_codec_delivers_every_event() {
     assert!(!feeder.log().contains("consumer error"), "{}", feeder.log());
 }
 
-/// A message whose payload cannot be decompressed is never acknowledged
-/// (pulsar-rs hands over neither its id nor its bytes, so it cannot be
-/// dead-lettered): it stays in the backlog, counted and logged, even on a
-/// cumulatively acknowledged subscription, while the events around it are
-/// delivered.
+/// Metadata of a message stored as a producer would send it.
+fn metadata(
+    publish_time: u64,
+    codec: proto::CompressionType,
+    uncompressed: usize,
+    batch: Option<i32>,
+) -> proto::MessageMetadata {
+    proto::MessageMetadata {
+        producer_name: "test".into(),
+        sequence_id: 0,
+        publish_time,
+        compression: Some(codec as i32),
+        uncompressed_size: Some(uncompressed as u32),
+        num_messages_in_batch: batch,
+        ..Default::default()
+    }
+}
+
+/// A batch payload, as producers write it: each event with its
+/// `session_id` as key.
+fn batch_payload(lines: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line).unwrap()["session_id"]
+            .as_str()
+            .map(str::to_string);
+        let single = proto::SingleMessageMetadata {
+            partition_key: key,
+            payload_size: line.len() as i32,
+            ..Default::default()
+        };
+        out.extend_from_slice(&(single.encoded_len() as u32).to_be_bytes());
+        out.extend_from_slice(&single.encode_to_vec());
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// Messages that cannot be decoded (a corrupt LZ4 payload, a broken batch,
+/// an unknown codec) go to the dead-letter topic with the reason and their
+/// bytes as received, and are acknowledged, even on a cumulatively
+/// acknowledged subscription; the events around them are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_message_is_never_acknowledged() {
+async fn undecodable_messages_go_to_the_dead_letter_topic_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let base = start_server(dir.path());
     let broker = Broker::start().await.unwrap();
@@ -78,18 +118,30 @@ async fn an_undecodable_message_is_never_acknowledged() {
     let lines = cirr(6, 3, "");
     let (before, after) = lines.split_at(lines.len() / 2);
     produce(&broker.url(), "corrupt", before, ProducerOptions::default()).await;
-    let corrupt = broker.inject(
-        "corrupt",
-        proto::MessageMetadata {
-            producer_name: "test".into(),
-            sequence_id: 0,
-            publish_time: 1,
-            compression: Some(proto::CompressionType::Lz4 as i32),
-            uncompressed_size: Some(100),
-            ..Default::default()
-        },
-        b"\xff\xff\xff\xff not lz4 at all".to_vec(),
-    );
+    let corrupt: [(&[u8], proto::MessageMetadata, &str); 3] = [
+        (
+            b"\xff\xff\xff\xff not lz4 at all",
+            metadata(1, proto::CompressionType::Lz4, 100, None),
+            "LZ4",
+        ),
+        (
+            b"\x00\x00\x00\x02\x10",
+            metadata(1, proto::CompressionType::None, 5, Some(3)),
+            "batch member 0 of 3",
+        ),
+        (
+            b"{}",
+            {
+                let mut m = metadata(1, proto::CompressionType::None, 2, None);
+                m.compression = Some(42);
+                m
+            },
+            "unknown compression codec 42",
+        ),
+    ];
+    for (data, metadata, _) in &corrupt {
+        broker.inject("corrupt", metadata.clone(), data.to_vec());
+    }
     produce(&broker.url(), "corrupt", after, ProducerOptions::default()).await;
     let feeder = Feeder::start(
         &broker.url(),
@@ -97,21 +149,213 @@ async fn an_undecodable_message_is_never_acknowledged() {
         &base,
         &["--subscription-type", "failover", "--metrics-addr", &metrics],
     );
-    wait_drained(&broker, &["corrupt"], 1, &feeder);
-    assert_stored(&base, &lines, "the events around the corrupt message");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(
-        broker.backlog("corrupt", SUB),
-        1,
-        "the corrupt message (entry {corrupt}) stays"
-    );
+    wait_drained(&broker, &["corrupt"], 0, &feeder);
+    assert_stored(&base, &lines, "the events around the corrupt messages");
+    let dead = broker.messages(&format!("corrupt-{SUB}-DLQ"));
+    assert_eq!(dead.len(), corrupt.len(), "{}", feeder.log());
+    for (dead, (data, _, reason)) in dead.iter().zip(&corrupt) {
+        assert_eq!(dead.data, *data, "the bytes as received");
+        let said = &dead.properties["reason"];
+        assert!(
+            said.starts_with("cannot decode the message") && said.contains(reason),
+            "{said}"
+        );
+        assert!(dead.properties["origin"].starts_with("persistent://public/default/corrupt@"));
+    }
     let text = ureq::get(&format!("http://{metrics}/metrics"))
         .call()
         .unwrap()
         .into_string()
         .unwrap();
-    assert!(metric(&text, "feeder_undecodable_messages_total") >= 1.0, "{text}");
-    assert!(feeder.log().contains("cannot be decoded"), "{}", feeder.log());
+    assert_eq!(metric(&text, "feeder_undecodable_messages_total"), 3.0, "{text}");
+}
+
+/// The Java, C++ and Python clients compress with raw Snappy blocks
+/// (pulsar-rs writes framed Snappy): batched or not, every event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_snappy_messages_deliver_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(8, 21, "");
+    let (batched, single) = lines.split_at(lines.len() - 5);
+    for chunk in batched.chunks(7) {
+        let plain = batch_payload(chunk);
+        let packed = snap::raw::Encoder::new().compress_vec(&plain).unwrap();
+        let m = metadata(1, proto::CompressionType::Snappy, plain.len(), Some(chunk.len() as i32));
+        broker.inject("raw-snappy", m, packed);
+    }
+    for line in single {
+        let packed = snap::raw::Encoder::new().compress_vec(line.as_bytes()).unwrap();
+        broker.inject(
+            "raw-snappy",
+            metadata(1, proto::CompressionType::Snappy, line.len(), None),
+            packed,
+        );
+    }
+    let feeder = Feeder::start(&broker.url(), "raw-snappy", &base, &[]);
+    wait_drained(&broker, &["raw-snappy"], 0, &feeder);
+    assert_stored(&base, &lines, "raw Snappy");
+    assert!(
+        broker.messages(&format!("raw-snappy-{SUB}-DLQ")).is_empty(),
+        "{}",
+        feeder.log()
+    );
+}
+
+/// On shared and key-shared subscriptions acknowledgements go several
+/// message ids per ACK frame; on failover one cumulative acknowledgement
+/// covers many messages. Every message is acknowledged either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_are_grouped() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(40, 22, "");
+    produce(&broker.url(), "grouped", &lines, ProducerOptions::default()).await;
+    for kind in ["shared", "key-shared", "failover"] {
+        let sub = format!("grouped-{kind}");
+        let feeder = Feeder::start(
+            &broker.url(),
+            "grouped",
+            &base,
+            &[
+                "--subscription",
+                &sub,
+                "--subscription-type",
+                kind,
+                "--batch-size",
+                "100",
+            ],
+        );
+        wait_until(
+            "every message to be acknowledged",
+            60,
+            || broker.backlog("grouped", &sub) == 0,
+            || feeder.log(),
+        );
+        let frames = broker.ack_frames("grouped", &sub);
+        let acked: std::collections::BTreeSet<u64> = frames.iter().flat_map(|f| f.entries.iter().copied()).collect();
+        if kind == "failover" {
+            assert!(
+                frames.iter().all(|f| f.cumulative && f.entries.len() == 1),
+                "{frames:?}"
+            );
+            assert!(acked.contains(&(lines.len() as u64 - 1)), "the last message");
+        } else {
+            assert!(frames.iter().all(|f| !f.cumulative));
+            assert_eq!(acked.len(), lines.len(), "{kind}: every message once");
+            let ids: usize = frames.iter().map(|f| f.entries.len()).sum();
+            assert_eq!(ids, lines.len(), "{kind}: no message acknowledged twice");
+        }
+        assert!(
+            frames.len() * 20 <= lines.len(),
+            "{kind}: {} ACK frames for {} messages",
+            frames.len(),
+            lines.len()
+        );
+    }
+}
+
+/// `--ack-timeout`: messages held past it (their stream has no job) are
+/// asked for again (REDELIVER_UNACKNOWLEDGED_MESSAGES with their ids, a
+/// negative acknowledgement), and with `--max-redeliveries 1` the redelivered
+/// copies go to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_held_past_the_ack_timeout_are_asked_for_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(1, 23, "");
+    produce(&broker.url(), "slow", &lines[..3], ProducerOptions::default()).await;
+    let feeder = Feeder::start(
+        &broker.url(),
+        "unused",
+        &base,
+        &[
+            "--stream-topic",
+            "cards=slow",
+            "--ack-timeout",
+            "300ms",
+            "--max-redeliveries",
+            "1",
+        ],
+    );
+    wait_drained(&broker, &["slow"], 0, &feeder);
+    let requests = broker.redeliver_requests("slow", SUB);
+    assert!(!requests.is_empty(), "{}", feeder.log());
+    assert_eq!(requests[0], [0, 1, 2], "the held messages, by id");
+    assert_eq!(broker.messages(&format!("slow-{SUB}-DLQ")).len(), 3, "{}", feeder.log());
+}
+
+/// `--start-message-id` and `--start-publish-time` move the subscription
+/// once at start: only the messages from there on are delivered, and the
+/// earlier ones count as acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_starts_at_a_message_id_or_a_publish_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(3, 24, "");
+    assert!(lines.len() > 10);
+    for (i, line) in lines.iter().enumerate() {
+        let m = metadata(1000 * (i as u64 + 1), proto::CompressionType::None, line.len(), None);
+        broker.inject("start-id", m.clone(), line.clone().into_bytes());
+        broker.inject("start-time", m, line.clone().into_bytes());
+    }
+    let from = 6usize;
+    let by_id = Feeder::start(
+        &broker.url(),
+        "start-id",
+        &base,
+        &["--start-message-id", &format!("1:{from}")],
+    );
+    wait_drained(&broker, &["start-id"], 0, &by_id);
+    drop(by_id);
+    let by_time = Feeder::start(
+        &broker.url(),
+        "start-time",
+        &base,
+        &[
+            "--start-publish-time",
+            &(1000 * (from as u64 + 1)).to_string(),
+            "--subscription",
+            "t",
+        ],
+    );
+    wait_until(
+        "the backlog to drain",
+        60,
+        || broker.backlog("start-time", "t") == 0,
+        || by_time.log(),
+    );
+    assert_eq!(
+        broker.dispatched("start-time", "t"),
+        (lines.len() - from) as u64,
+        "{}",
+        by_time.log()
+    );
+    assert_eq!(broker.dispatched("start-id", SUB), (lines.len() - from) as u64);
+    assert_stored(&base, &lines[from..], "from the start position");
+    let before: Vec<String> = lines[..from]
+        .iter()
+        .filter(|l| {
+            !lines[from..].iter().any(|m| {
+                let (a, b): (serde_json::Value, serde_json::Value) =
+                    (serde_json::from_str(l).unwrap(), serde_json::from_str(m).unwrap());
+                a["session_id"] == b["session_id"]
+            })
+        })
+        .cloned()
+        .collect();
+    for line in &before {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["session_id"].as_str().unwrap();
+        assert!(
+            support::stored_events(&base, key).is_empty(),
+            "{key} was before the start"
+        );
+    }
 }
 
 /// A broker that refuses subscriptions ("Consumer already exists", right
