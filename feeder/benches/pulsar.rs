@@ -5,11 +5,17 @@
 //!
 //! `cargo bench -p timeline-feeder --bench pulsar [-- SESSIONS]` (default
 //! 10000 sessions, about 420k events). For each subscription type (Failover:
-//! one cumulative acknowledgement per batch; Shared and Key_Shared: one per
-//! message) it drains the topic with a plain pulsar-rs consumer (receive,
-//! acknowledge, nothing else) and then with the feeder in bulk delivery (the
-//! local runtime's default), and prints the ratio; then per-worker delivery
-//! (as on Golem) and the feeder from a file.
+//! one cumulative acknowledgement per batch; Shared and Key_Shared: grouped
+//! acknowledgements, many ids per frame) it drains the topic with a plain
+//! pulsar-rs consumer (receive, acknowledge, nothing else) and then with the
+//! feeder in bulk delivery (the local runtime's default), and prints the
+//! ratio; then per-worker delivery (as on Golem) and the feeder from a file.
+//!
+//! When pulsar-lite and the official Python client are installed (PyPI
+//! `pulsar-lite`, `pulsar-client`), the same events are also published to
+//! pulsar-lite, and each subscription type is drained by a plain consumer of
+//! the official Python client and by the feeder, connected to pulsar-lite
+//! directly.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -239,6 +245,201 @@ fn run_file(text: &str, events: usize) {
     );
 }
 
+/// The pulsar-lite binary of the installed wheel, if any (with the
+/// official Python client beside it).
+fn pulsar_lite_binary() -> Option<std::path::PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, pulsar, pulsar_lite; print(os.path.dirname(pulsar_lite.__file__))",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| std::path::Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("bin/pulsar-lite"))
+}
+
+/// A running pulsar-lite; stopped when dropped.
+struct Lite {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Lite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_lite(binary: &std::path::Path) -> Lite {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = dir.path().join("pulsar-lite.toml");
+    std::fs::write(&config, "[metrics]\nenabled = false\n").unwrap();
+    let child = Command::new(binary)
+        .args(["--addr", &addr.to_string(), "--log-level", "error"])
+        .arg("--db-path")
+        .arg(dir.path().join("db"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "pulsar-lite did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Lite { child, addr, _dir: dir }
+}
+
+/// Runs a Python script with the official client; returns its standard output.
+fn python(script: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const PY_KINDS: &str = r#"
+import pulsar
+KINDS = {"failover": pulsar.ConsumerType.Failover, "shared": pulsar.ConsumerType.Shared, "key-shared": pulsar.ConsumerType.KeyShared}
+"#;
+
+/// Creates the subscriptions (pulsar-lite delivers to a subscription only
+/// what is published after it exists), then publishes `text`'s lines
+/// unbatched, keyed by `session_id`, with the official Python producer.
+fn lite_publish(lite: &Lite, text: &str, subscriptions: &[(String, &str)]) {
+    let script = format!(
+        "{PY_KINDS}{}",
+        r#"
+import json, sys
+client = pulsar.Client(sys.argv[1])
+topic = sys.argv[2]
+for arg in sys.argv[3:]:
+    name, kind = arg.split("=")
+    client.subscribe(topic, name, consumer_type=KINDS[kind], initial_position=pulsar.InitialPosition.Earliest).close()
+producer = client.create_producer(topic, batching_enabled=False, block_if_queue_full=True, max_pending_messages=1000)
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        producer.send_async(line.encode(), None, partition_key=json.loads(line)["session_id"])
+producer.flush()
+client.close()
+"#
+    );
+    let url = format!("pulsar://{}", lite.addr);
+    let topic = format!("persistent://public/default/{TOPIC}");
+    let subs: Vec<String> = subscriptions.iter().map(|(n, k)| format!("{n}={k}")).collect();
+    let mut args = vec![url.as_str(), topic.as_str()];
+    args.extend(subs.iter().map(String::as_str));
+    python(&script, &args, text);
+}
+
+/// Drains `subscription` with a plain consumer of the official Python
+/// client (receive, acknowledge); returns events/s from the first message
+/// to the last distinct one.
+fn lite_plain(lite: &Lite, events: usize, subscription: &str, kind: &str) -> f64 {
+    let script = format!(
+        "{PY_KINDS}{}",
+        r#"
+import sys, time
+client = pulsar.Client(sys.argv[1])
+consumer = client.subscribe(sys.argv[2], sys.argv[3], consumer_type=KINDS[sys.argv[4]], initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=1000)
+want = int(sys.argv[5])
+seen = set()
+first = None
+while len(seen) < want:
+    m = consumer.receive(timeout_millis=60000)
+    if first is None:
+        first = time.monotonic()
+    seen.add(m.message_id().serialize())
+    consumer.acknowledge(m)
+print(time.monotonic() - first)
+consumer.close()
+client.close()
+"#
+    );
+    let url = format!("pulsar://{}", lite.addr);
+    let topic = format!("persistent://public/default/{TOPIC}");
+    let took: f64 = python(&script, &[&url, &topic, subscription, kind, &events.to_string()], "")
+        .trim()
+        .parse()
+        .unwrap();
+    let rate = events as f64 / took;
+    println!(
+        "plain Python consumer (pulsar-lite), {kind:>10} subscription: {events} events received in {took:.2} s: {rate:.0} events/s"
+    );
+    rate
+}
+
+/// Drains `subscription` with the feeder (bulk delivery) connected to
+/// pulsar-lite; returns events/s from the first event the runtime holds to
+/// the last.
+fn lite_feeder(lite: &Lite, events: usize, subscription: &str, kind: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let mut feeder = Command::new(env!("CARGO_BIN_EXE_feeder"))
+        .args(["--service-url", &format!("pulsar://{}", lite.addr), "--topic", TOPIC])
+        .args(["--subscription", subscription, "--subscription-type", kind])
+        .args(["--target", &base, "--metrics-addr", "off"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = || -> usize {
+        ureq::get(&format!("{base}/v1/streams/default"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok())
+            .and_then(|v| v["events"].as_u64())
+            .unwrap_or(0) as usize
+    };
+    let started = Instant::now();
+    let mut first = None;
+    loop {
+        let n = held();
+        if first.is_none() && n > 0 {
+            first = Some(Instant::now());
+        }
+        if n >= events {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "too slow: {n} of {events}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = first.unwrap().elapsed().as_secs_f64();
+    let _ = feeder.kill();
+    let _ = feeder.wait();
+    let rate = events as f64 / took;
+    println!(
+        "  bulk delivery (pulsar-lite), {kind:>10} subscription: {events} events held by the runtime in {took:.2} s after the first: {rate:.0} events/s"
+    );
+    rate
+}
+
 fn main() {
     let sessions: u64 = std::env::args()
         .skip(1)
@@ -272,11 +473,52 @@ fn main() {
     }
     run(&broker, events, "worker", "failover");
     run_file(&text, events);
-    println!("\n| subscription | plain pulsar-rs consumer | feeder, bulk delivery | feeder / plain |");
-    println!("|---|---:|---:|---:|");
-    for (kind, plain, feeder) in table {
+    // pulsar-lite: without repeated events, so that the runtime holds
+    // exactly one event per message once the feeder is done.
+    let mut lite_table = Vec::new();
+    if let Some(binary) = pulsar_lite_binary() {
+        let mut distinct = Vec::new();
+        let lite_events = write_cirr(
+            &CirrOptions {
+                sessions,
+                seed: 1,
+                late: 0.02,
+                duplicates: 0.0,
+            },
+            &mut distinct,
+        )
+        .unwrap() as usize;
+        let distinct = String::from_utf8(distinct).unwrap();
+        let lite = start_lite(&binary);
+        let kinds = ["failover", "shared", "key-shared"];
+        let mut subscriptions = Vec::new();
+        for kind in kinds {
+            subscriptions.push((format!("plain-{kind}"), kind));
+            subscriptions.push((format!("feeder-{kind}"), kind));
+        }
+        eprintln!("publishing {lite_events} events to pulsar-lite with the official Python producer ...");
+        let t = Instant::now();
+        lite_publish(&lite, &distinct, &subscriptions);
+        eprintln!("published in {:.1} s", t.elapsed().as_secs_f64());
+        for kind in kinds {
+            let plain = lite_plain(&lite, lite_events, &format!("plain-{kind}"), kind);
+            let feeder = lite_feeder(&lite, lite_events, &format!("feeder-{kind}"), kind);
+            lite_table.push((plain, feeder));
+        }
+    } else {
+        eprintln!("pulsar-lite or the Python client is not installed: the official client is not measured");
+    }
+    println!(
+        "\n| subscription | plain pulsar-rs consumer (test broker) | feeder (test broker) | feeder / plain | plain Python consumer (pulsar-lite) | feeder (pulsar-lite) | feeder / plain |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (i, (kind, plain, feeder)) in table.into_iter().enumerate() {
+        let lite = match lite_table.get(i) {
+            Some((p, f)) => format!("{:.1} k/s | {:.1} k/s | {:.2}", p / 1000.0, f / 1000.0, f / p),
+            None => "- | - | -".to_string(),
+        };
         println!(
-            "| {kind} | {:.1} k/s | {:.1} k/s | {:.2} |",
+            "| {kind} | {:.1} k/s | {:.1} k/s | {:.2} | {lite} |",
             plain / 1000.0,
             feeder / 1000.0,
             feeder / plain

@@ -225,7 +225,7 @@ async fn consume(
         // letter is still being published.
         let flush_at = acks
             .flush_at(options.ack_group_time, MAX_IDS_PER_FRAME)
-            .filter(|_| !(cumulative && !apart.is_empty()));
+            .filter(|_| !cumulative || apart.is_empty());
         let stopping = tx.is_none();
         tokio::select! {
             biased;
@@ -288,7 +288,7 @@ async fn consume(
                         ..Default::default()
                     };
                     let origin = format!("{}@{ledger}:{entry}", topic.name);
-                    let (messages, permits) = read_message(options, &metrics, topic.partition, (ledger, entry), origin, payload);
+                    let (messages, permits) = read_message(options, &metrics, topic.partition, (ledger, entry), origin, payload.map(|p| *p));
                     let count = messages.len() as u32;
                     let serial = acks.received(index, id, count, std::time::Instant::now());
                     let redeliveries = message.redelivery_count.unwrap_or(0);

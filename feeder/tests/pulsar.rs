@@ -530,3 +530,106 @@ async fn the_message_event_time_is_the_time_of_events_without_one() {
     assert_eq!(dead.len(), 1);
     assert!(String::from_utf8_lossy(&dead[0].data).contains("\"e2\""));
 }
+
+/// A minimal OAuth2 issuer: OpenID discovery, an empty key set, and a token
+/// endpoint that hands out `token` and records each request's form.
+async fn oauth2_issuer(token: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::header;
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let json = |body: String| ([(header::CONTENT_TYPE, "application/json")], body);
+    let metadata = serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}authorize"),
+        "token_endpoint": format!("{issuer}token"),
+        "jwks_uri": format!("{issuer}jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    })
+    .to_string();
+    let seen = requests.clone();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let metadata = metadata.clone();
+                async move { json(metadata) }
+            }),
+        )
+        .route("/jwks", get(move || async move { json(r#"{"keys": []}"#.to_string()) }))
+        .route(
+            "/token",
+            post(move |headers: axum::http::HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    let authorization = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push(format!("{authorization} {body}"));
+                    json(format!(
+                        r#"{{"access_token": "{token}", "token_type": "Bearer", "expires_in": 3600}}"#
+                    ))
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (issuer, requests)
+}
+
+/// OAuth2 client credentials: the feeder discovers the issuer's token
+/// endpoint, asks it for a token with the client's credentials and the
+/// audience, and connects to the broker with that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_client_credentials_authenticate_the_feeder() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(&dir.path().join("data"));
+    let broker = Broker::start().await.unwrap();
+    let (issuer, requests) = oauth2_issuer("token-from-the-issuer").await;
+    let credentials = dir.path().join("credentials.json");
+    std::fs::write(&credentials, r#"{"client_id": "feeder", "client_secret": "s3cret"}"#).unwrap();
+    let credentials_url = format!("file://{}", credentials.display());
+    let feeder = Feeder::start(
+        &broker.url(),
+        "oauth",
+        &base,
+        &[
+            "--oauth2-issuer-url",
+            &issuer,
+            "--oauth2-credentials-url",
+            &credentials_url,
+            "--oauth2-audience",
+            "urn:pulsar:test",
+        ],
+    );
+    let lines = cirr(3, 25, "");
+    produce(&broker.url(), "oauth", &lines, ProducerOptions::default()).await;
+    wait_drained(&broker, &["oauth"], 0, &feeder);
+    assert_stored(&base, &lines, "with OAuth2");
+    let feeder_auth: Vec<(String, Vec<u8>)> = broker
+        .authentications()
+        .into_iter()
+        .filter(|(method, _)| !method.is_empty())
+        .collect();
+    assert!(!feeder_auth.is_empty());
+    assert!(
+        feeder_auth
+            .iter()
+            .all(|(method, data)| method == "token" && data == b"token-from-the-issuer"),
+        "{feeder_auth:?}"
+    );
+    let asked = requests.lock().unwrap().clone();
+    assert!(!asked.is_empty(), "{}", feeder.log());
+    assert!(
+        asked[0].contains("grant_type=client_credentials") && asked[0].contains("audience=urn%3Apulsar%3Atest"),
+        "{asked:?}"
+    );
+    assert!(
+        asked[0].contains("s3cret") || asked[0].starts_with("Basic "),
+        "the client's credentials: {asked:?}"
+    );
+}

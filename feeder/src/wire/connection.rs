@@ -144,9 +144,9 @@ pub enum Event {
         /// The consumer.
         consumer_id: u64,
         /// The MESSAGE command.
-        message: proto::CommandMessage,
+        message: Box<proto::CommandMessage>,
         /// Its payload.
-        payload: Option<Payload>,
+        payload: Option<Box<Payload>>,
     },
     /// The consumer is gone: closed by the broker, or its connection lost.
     Closed {
@@ -421,8 +421,8 @@ impl Inner {
                 if let Some(tx) = lock(&self.routes).consumers.get(&consumer_id) {
                     let _ = tx.send(Event::Message {
                         consumer_id,
-                        message,
-                        payload,
+                        message: Box::new(message),
+                        payload: payload.map(Box::new),
                     });
                 }
             }

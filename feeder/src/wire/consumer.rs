@@ -213,11 +213,9 @@ impl Subscription {
     /// connection lost); its topic needs a new one.
     pub fn lost(&mut self, consumer_id: u64) {
         if let Some(index) = self.by_consumer.remove(&consumer_id)
-            && let Some(topic) = self.topics.get_mut(index)
+            && let Some(live) = self.topics.get_mut(index).and_then(|t| t.live.take())
         {
-            if let Some(live) = topic.live.take() {
-                live.connection.unregister(consumer_id);
-            }
+            live.connection.unregister(consumer_id);
         }
     }
 
