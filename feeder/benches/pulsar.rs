@@ -7,9 +7,11 @@
 //! 10000 sessions, about 420k events). For each subscription type (Failover:
 //! one cumulative acknowledgement per batch; Shared and Key_Shared: grouped
 //! acknowledgements, many ids per frame) it drains the topic with a plain
-//! pulsar-rs consumer (receive, acknowledge, nothing else) and then with the
-//! feeder in bulk delivery (the local runtime's default), and prints the
-//! ratio; then per-worker delivery (as on Golem) and the feeder from a file.
+//! pulsar-rs consumer (receive, acknowledge, nothing else), with a plain
+//! consumer on the feeder's own Pulsar client (receive, decode, acknowledge
+//! in groups) and then with the feeder in bulk delivery (the local runtime's
+//! default), and prints the ratios; then per-worker delivery (as on Golem)
+//! and the feeder from a file.
 //!
 //! When pulsar-lite and the official Python client are installed (PyPI
 //! `pulsar-lite`, `pulsar-client`), the same events are also published to
@@ -143,6 +145,78 @@ async fn plain(broker: &Broker, events: usize, kind: &str) -> f64 {
     let rate = events as f64 / took;
     println!(
         "plain pulsar-rs consumer, {kind:>10} subscription: {events} events acknowledged in {took:.2} s: {rate:.0} events/s"
+    );
+    rate
+}
+
+/// Drains the topic with a plain consumer on the feeder's own Pulsar client
+/// (receive, decode, acknowledge in groups of up to 1000 ids per frame,
+/// nothing else); returns events/s.
+async fn plain_wire(broker: &Broker, events: usize, kind: &str) -> f64 {
+    use pulsar::message::proto::MessageIdData;
+    use pulsar::message::proto::command_subscribe::{InitialPosition as Position, SubType as Kind};
+    use timeline_feeder::wire::acks::{Acks, MAX_IDS_PER_FRAME};
+    use timeline_feeder::wire::client::Client;
+    use timeline_feeder::wire::connection::{Config, Event};
+    use timeline_feeder::wire::consumer::{Settings, Subscription};
+    use timeline_feeder::wire::payload::unpack;
+    let subscription = format!("wire-{kind}");
+    let client = std::sync::Arc::new(Client::new(&broker.url(), Config::default()).unwrap());
+    let mut consumer = Subscription::new(
+        client,
+        Settings {
+            subscription: subscription.clone(),
+            sub_type: match kind {
+                "failover" => Kind::Failover,
+                "shared" => Kind::Shared,
+                _ => Kind::KeyShared,
+            },
+            consumer_name: "plain".into(),
+            initial_position: Position::Earliest,
+            receiver_queue_size: 1000,
+            start: None,
+        },
+    );
+    consumer.add_topic(&format!("persistent://public/default/{TOPIC}"));
+    consumer.subscribe_missing().await.unwrap();
+    let mut acks = Acks::new(kind == "failover");
+    let mut first: Option<Instant> = None;
+    let mut received = 0;
+    let mut unsent = 0;
+    while received < events {
+        let Some(Event::Message { message, payload, .. }) = consumer.events.recv().await else {
+            panic!("the consumer closed");
+        };
+        first.get_or_insert_with(Instant::now);
+        let payload = payload.expect("a payload");
+        let metadata = payload.metadata.as_ref().expect("metadata");
+        let n = unpack(metadata, &payload.data).expect("decodable").len();
+        let id = MessageIdData {
+            ledger_id: message.message_id.ledger_id,
+            entry_id: message.message_id.entry_id,
+            partition: Some(-1),
+            ..Default::default()
+        };
+        let now = std::time::Instant::now();
+        let serial = acks.received(0, id, 1, now);
+        acks.settle(serial, now);
+        consumer.taken(0, 1);
+        received += n;
+        unsent += 1;
+        if unsent >= MAX_IDS_PER_FRAME {
+            unsent = 0;
+            consumer.acknowledge(acks.take(|_| true, now));
+        }
+    }
+    consumer.acknowledge(acks.take(|_| true, std::time::Instant::now()));
+    while broker.backlog(TOPIC, &subscription) > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = first.unwrap().elapsed().as_secs_f64();
+    consumer.close().await;
+    let rate = events as f64 / took;
+    println!(
+        "plain consumer on the feeder's client, {kind:>10} subscription: {events} events acknowledged in {took:.2} s: {rate:.0} events/s"
     );
     rate
 }
@@ -374,17 +448,20 @@ while len(seen) < want:
         first = time.monotonic()
     seen.add(m.message_id().serialize())
     consumer.acknowledge(m)
-print(time.monotonic() - first)
+print("took", time.monotonic() - first)
 consumer.close()
 client.close()
 "#
     );
     let url = format!("pulsar://{}", lite.addr);
     let topic = format!("persistent://public/default/{TOPIC}");
-    let took: f64 = python(&script, &[&url, &topic, subscription, kind, &events.to_string()], "")
-        .trim()
-        .parse()
-        .unwrap();
+    // The client may log to standard output too.
+    let out = python(&script, &[&url, &topic, subscription, kind, &events.to_string()], "");
+    let took: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("took "))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no time in the Python consumer's output: {out}"));
     let rate = events as f64 / took;
     println!(
         "plain Python consumer (pulsar-lite), {kind:>10} subscription: {events} events received in {took:.2} s: {rate:.0} events/s"
@@ -398,10 +475,11 @@ client.close()
 fn lite_feeder(lite: &Lite, events: usize, subscription: &str, kind: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let base = start_server(dir.path());
+    let metrics = free_addr().to_string();
     let mut feeder = Command::new(env!("CARGO_BIN_EXE_feeder"))
         .args(["--service-url", &format!("pulsar://{}", lite.addr), "--topic", TOPIC])
         .args(["--subscription", subscription, "--subscription-type", kind])
-        .args(["--target", &base, "--metrics-addr", "off"])
+        .args(["--target", &base, "--metrics-addr", &metrics])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -431,11 +509,21 @@ fn lite_feeder(lite: &Lite, events: usize, subscription: &str, kind: &str) -> f6
         std::thread::sleep(Duration::from_millis(5));
     }
     let took = first.unwrap().elapsed().as_secs_f64();
+    let consumed = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("feeder_messages_consumed_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN);
     let _ = feeder.kill();
     let _ = feeder.wait();
     let rate = events as f64 / took;
     println!(
-        "  bulk delivery (pulsar-lite), {kind:>10} subscription: {events} events held by the runtime in {took:.2} s after the first: {rate:.0} events/s"
+        "  bulk delivery (pulsar-lite), {kind:>10} subscription: {events} events held by the runtime in {took:.2} s after the first: {rate:.0} events/s ({consumed} messages read, redeliveries included)"
     );
     rate
 }
@@ -468,8 +556,9 @@ fn main() {
     let mut table = Vec::new();
     for kind in ["failover", "shared", "key-shared"] {
         let plain = runtime.block_on(plain(&broker, events, kind));
+        let wire = runtime.block_on(plain_wire(&broker, events, kind));
         let feeder = run(&broker, events, "bulk", kind);
-        table.push((kind, plain, feeder));
+        table.push((kind, plain, wire, feeder));
     }
     run(&broker, events, "worker", "failover");
     run_file(&text, events);
@@ -509,19 +598,21 @@ fn main() {
         eprintln!("pulsar-lite or the Python client is not installed: the official client is not measured");
     }
     println!(
-        "\n| subscription | plain pulsar-rs consumer (test broker) | feeder (test broker) | feeder / plain | plain Python consumer (pulsar-lite) | feeder (pulsar-lite) | feeder / plain |"
+        "\n| subscription | plain pulsar-rs consumer | plain consumer, feeder's client | feeder | feeder / pulsar-rs | feeder / feeder's client | plain Python consumer (pulsar-lite) | feeder (pulsar-lite) | feeder / Python |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (i, (kind, plain, feeder)) in table.into_iter().enumerate() {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (kind, plain, wire, feeder)) in table.into_iter().enumerate() {
         let lite = match lite_table.get(i) {
             Some((p, f)) => format!("{:.1} k/s | {:.1} k/s | {:.2}", p / 1000.0, f / 1000.0, f / p),
             None => "- | - | -".to_string(),
         };
         println!(
-            "| {kind} | {:.1} k/s | {:.1} k/s | {:.2} | {lite} |",
+            "| {kind} | {:.1} k/s | {:.1} k/s | {:.1} k/s | {:.2} | {:.2} | {lite} |",
             plain / 1000.0,
+            wire / 1000.0,
             feeder / 1000.0,
-            feeder / plain
+            feeder / plain,
+            feeder / wire
         );
     }
 }

@@ -226,7 +226,7 @@ impl Subscription {
         let Some(live) = self.topics.get_mut(index).and_then(|t| t.live.as_mut()) else {
             return;
         };
-        live.taken += n;
+        live.taken = live.taken.saturating_add(n);
         if live.taken >= queue.div_ceil(2) {
             let permits = std::mem::take(&mut live.taken);
             let consumer_id = live.consumer_id;
