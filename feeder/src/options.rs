@@ -61,9 +61,9 @@ pub struct Options {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub receiver_queue_size: u32,
     /// Acknowledgements are grouped, several message ids per ACK frame: a
-    /// group is sent after this time, or at once when it holds 1000 ids
-    /// (0 sends each batch's acknowledgements at once).
-    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    /// group is sent this long after its first acknowledgement is due, or
+    /// at once when it holds 1000 ids (0: each batch's at once).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub ack_group_time: Duration,
     /// Move the subscription to this message (LEDGER:ENTRY, as in the
     /// `pulsar:` ids the feeder gives events) on every topic, once at start
