@@ -639,3 +639,47 @@ async fn oauth2_client_credentials_authenticate_the_feeder() {
         "the client's credentials: {asked:?}"
     );
 }
+
+/// A partitioned topic is consumed partition by partition, its lookups
+/// redirected by the broker (and asked again, authoritatively): every event
+/// arrives, and an event without an id gets one that names its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_topic_through_redirected_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    broker.set_partitions("parted", 3);
+    let partitions: Vec<String> = (0..3).map(|i| format!("parted-partition-{i}")).collect();
+    let lines = cirr(9, 26, "");
+    for (i, line) in lines.iter().enumerate() {
+        let m = metadata(1, proto::CompressionType::None, line.len(), None);
+        broker.inject(&partitions[i % 3], m, line.clone().into_bytes());
+    }
+    let bare = br#"{"session_id": "no-id", "time": 5}"#;
+    let entry = broker.inject(
+        &partitions[2],
+        metadata(1, proto::CompressionType::None, bare.len(), None),
+        bare.to_vec(),
+    );
+    broker.redirect_lookups(2);
+    let feeder = Feeder::start(&broker.url(), "parted", &base, &[]);
+    let topics: Vec<&str> = partitions.iter().map(String::as_str).collect();
+    wait_drained(&broker, &topics, 0, &feeder);
+    assert_stored(&base, &lines, "from three partitions");
+    let stored = support::stored_events(&base, "no-id");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        stored[0]["event_id"],
+        timeline_feeder::prepare::pulsar_event_id(1, entry, 2, -1),
+        "the id names partition 2"
+    );
+    let lookups = broker.lookups();
+    let authoritative = lookups.iter().filter(|(_, a)| *a).count();
+    assert_eq!(authoritative, 2, "each redirect followed once: {lookups:?}");
+    for partition in &partitions {
+        assert!(
+            lookups.iter().any(|(t, _)| t.ends_with(partition.as_str())),
+            "{partition}: {lookups:?}"
+        );
+    }
+}

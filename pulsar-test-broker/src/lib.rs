@@ -13,7 +13,9 @@
 //! unacknowledged until its consumer acknowledges it, and messages a consumer
 //! held when it went away are delivered again, with a higher redelivery count.
 //!
-//! Non-partitioned topics only; subscriptions Exclusive, Failover (both: the
+//! Topics are non-partitioned unless [`Broker::set_partitions`] says
+//! otherwise (each partition is then a topic of its own); LOOKUP can be
+//! redirected ([`Broker::redirect_lookups`]). Subscriptions Exclusive, Failover (both: the
 //! first consumer gets everything), Shared (round robin) and Key_Shared (by a
 //! hash of the message key). Message metadata (compression codec,
 //! uncompressed size, batching, event time) passes from producers to consumers
@@ -76,6 +78,12 @@ struct State {
     dispatch_delay: Duration,
     /// SUBSCRIBE requests still to refuse.
     refuse_subscribes: u32,
+    /// Partitioned topics (full name) and their partitions.
+    partitions: HashMap<String, u32>,
+    /// LOOKUP requests still to answer with a redirect.
+    redirect_lookups: u32,
+    /// Each LOOKUP: (topic, authoritative).
+    lookups: Vec<(String, bool)>,
     /// Each CONNECT's authentication: (method, data).
     authentications: Vec<(String, Vec<u8>)>,
 }
@@ -396,6 +404,24 @@ impl Broker {
         self.shared.lock().authentications.clone()
     }
 
+    /// Makes `topic` a partitioned topic of `n` partitions, as
+    /// PARTITIONED_METADATA tells; its partitions are the topics
+    /// `<topic>-partition-<i>`.
+    pub fn set_partitions(&self, topic: &str, n: u32) {
+        self.shared.lock().partitions.insert(full_topic_name(topic), n);
+    }
+
+    /// Answers the next `n` LOOKUP requests with a redirect (to this same
+    /// broker, authoritative), as a cluster whose topics move does.
+    pub fn redirect_lookups(&self, n: u32) {
+        self.shared.lock().redirect_lookups = n;
+    }
+
+    /// Every LOOKUP so far: (topic, whether it was authoritative).
+    pub fn lookups(&self) -> Vec<(String, bool)> {
+        self.shared.lock().lookups.clone()
+    }
+
     /// SUBSCRIBE requests still to be refused.
     pub fn subscribes_to_refuse(&self) -> u32 {
         self.shared.lock().refuse_subscribes
@@ -713,10 +739,17 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
         })),
         Type::Ping => Some(command(Type::Pong, |r| r.pong = Some(proto::CommandPong {}))),
         Type::PartitionedMetadata => {
-            let request_id = c.partition_metadata?.request_id;
+            let p = c.partition_metadata?;
+            let request_id = p.request_id;
+            let partitions = shared
+                .lock()
+                .partitions
+                .get(&full_topic_name(&p.topic))
+                .copied()
+                .unwrap_or(0);
             Some(command(Type::PartitionedMetadataResponse, |r| {
                 r.partition_metadata_response = Some(proto::CommandPartitionedTopicMetadataResponse {
-                    partitions: Some(0),
+                    partitions: Some(partitions),
                     request_id,
                     response: Some(0),
                     ..Default::default()
@@ -743,12 +776,27 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             }))
         }
         Type::Lookup => {
-            let request_id = c.lookup_topic?.request_id;
+            let lookup = c.lookup_topic?;
+            let request_id = lookup.request_id;
+            let redirect = {
+                let mut state = shared.lock();
+                state
+                    .lookups
+                    .push((lookup.topic.clone(), lookup.authoritative.unwrap_or(false)));
+                let redirect = state.redirect_lookups > 0;
+                state.redirect_lookups = state.redirect_lookups.saturating_sub(1);
+                redirect
+            };
+            let response = if redirect {
+                proto::command_lookup_topic_response::LookupType::Redirect
+            } else {
+                proto::command_lookup_topic_response::LookupType::Connect
+            };
             Some(command(Type::LookupResponse, |r| {
                 r.lookup_topic_response = Some(proto::CommandLookupTopicResponse {
                     broker_service_url: Some(url.to_string()),
                     broker_service_url_tls: Some(url.to_string()),
-                    response: Some(proto::command_lookup_topic_response::LookupType::Connect as i32),
+                    response: Some(response as i32),
                     request_id,
                     authoritative: Some(true),
                     proxy_through_service_url: Some(false),
