@@ -419,8 +419,9 @@ async fn broker_errors_mid_stream_only_make_the_feeder_subscribe_again() {
     assert_stored(&base, &lines, "after broker faults");
 }
 
-/// `--pulsar-token-file` is read again when the feeder connects again: a
-/// rotated token is sent after the broker dropped the connections.
+/// `--pulsar-token-file` is read again when the feeder connects again (a
+/// rotated token is sent after the broker dropped the connections) and when
+/// the broker challenges it on an open connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_file_is_read_again_on_reconnect() {
     let dir = tempfile::tempdir().unwrap();
@@ -444,6 +445,23 @@ async fn the_token_file_is_read_again_on_reconnect() {
     std::fs::write(&token, "second-token").unwrap();
     broker.drop_connections();
     wait_until("the rotated token", 30, || sent("second-token"), || feeder.log());
+    // An authentication challenge on the open connection is answered with
+    // the file as it is now, without connecting again.
+    std::fs::write(&token, "third-token").unwrap();
+    let connects = broker.authentications().len();
+    broker.challenge_auth();
+    wait_until(
+        "the challenge's answer",
+        30,
+        || {
+            broker
+                .auth_responses()
+                .iter()
+                .any(|(method, d)| method == "token" && d == b"third-token")
+        },
+        || feeder.log(),
+    );
+    assert_eq!(broker.authentications().len(), connects, "no new connection");
     let lines = cirr(3, 11, "");
     produce(&broker.url(), "tokens", &lines, ProducerOptions::default()).await;
     wait_drained(&broker, &["tokens"], 0, &feeder);

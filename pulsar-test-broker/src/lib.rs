@@ -5,7 +5,7 @@
 //! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
 //! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
 //! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, SEEK,
-//! GET_TOPICS_OF_NAMESPACE and CLOSE_*.
+//! GET_TOPICS_OF_NAMESPACE, AUTH_CHALLENGE/AUTH_RESPONSE and CLOSE_*.
 //!
 //! Key decision: one lock over the whole state and a dispatcher that runs after
 //! every change. That is slow next to a real broker but easy to reason about,
@@ -86,6 +86,8 @@ struct State {
     lookups: Vec<(String, bool)>,
     /// Each CONNECT's authentication: (method, data).
     authentications: Vec<(String, Vec<u8>)>,
+    /// Each AUTH_RESPONSE's authentication: (method, data).
+    auth_responses: Vec<(String, Vec<u8>)>,
 }
 
 struct Connection {
@@ -402,6 +404,33 @@ impl Broker {
     /// order; the broker accepts any.
     pub fn authentications(&self) -> Vec<(String, Vec<u8>)> {
         self.shared.lock().authentications.clone()
+    }
+
+    /// Asks every connected client to authenticate again (AUTH_CHALLENGE),
+    /// as a broker does when a token is about to expire.
+    pub fn challenge_auth(&self) {
+        let state = self.shared.lock();
+        for connection in state.connections.keys() {
+            state.send(
+                *connection,
+                command(Type::AuthChallenge, |c| {
+                    c.auth_challenge = Some(proto::CommandAuthChallenge {
+                        server_version: Some("pulsar-test-broker".into()),
+                        challenge: Some(proto::AuthData {
+                            auth_method_name: Some("token".into()),
+                            auth_data: Some(b"refresh".to_vec()),
+                        }),
+                        protocol_version: Some(12),
+                    })
+                }),
+            );
+        }
+    }
+
+    /// The authentication (method name, data) of every AUTH_RESPONSE so
+    /// far, in order.
+    pub fn auth_responses(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.lock().auth_responses.clone()
     }
 
     /// Makes `topic` a partitioned topic of `n` partitions, as
@@ -738,6 +767,14 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             })
         })),
         Type::Ping => Some(command(Type::Pong, |r| r.pong = Some(proto::CommandPong {}))),
+        Type::AuthResponse => {
+            let data = c.auth_response?.response?;
+            shared.lock().auth_responses.push((
+                data.auth_method_name.unwrap_or_default(),
+                data.auth_data.unwrap_or_default(),
+            ));
+            None
+        }
         Type::PartitionedMetadata => {
             let p = c.partition_metadata?;
             let request_id = p.request_id;
