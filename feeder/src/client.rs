@@ -7,9 +7,11 @@ use pulsar::authentication::Authentication;
 use pulsar::error::AuthenticationError;
 
 use crate::options::{OnOff, Options};
+use crate::wire::auth::Auth;
 use crate::wire::client::Client;
-use crate::wire::connection::{Auth, Config, ServiceUrl};
+use crate::wire::connection::Config;
 use crate::wire::tls::{TlsOptions, client_config};
+use crate::wire::url::ServiceUrl;
 
 /// Checks the connection options once, at start: what cannot work (a bad
 /// URL, an unreadable certificate, key or token file) is refused with the

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::dead_letters::DeadLetters;
 use crate::metrics::Metrics;
 use crate::options::{self, Options, StreamTopics};
 use crate::pipeline::{Pipeline, Settle, Summary};
@@ -21,7 +22,6 @@ use crate::wire::connection::Event;
 use crate::wire::consumer::{Settings, Start, Subscription, partition_of};
 use crate::wire::frame::Payload;
 use crate::wire::payload::unpack;
-use crate::wire::producer::Producer;
 
 /// Consumes the Pulsar subscription of `options` on every stream's topics,
 /// each stream through its own consumer and pipeline, until `stop` resolves;
@@ -186,13 +186,12 @@ async fn consume(
     let capacity = options.batch_size as usize * 2;
     let (tx, rx) = mpsc::channel::<(Incoming, Token)>(capacity);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Token>>();
-    let dead_letters = Arc::new(DeadLetters {
-        client: client.clone(),
-        topic: options.dead_letter_topic(&stream),
-        stream: stream.stream.clone(),
-        producer: tokio::sync::Mutex::new(None),
-        metrics: metrics.clone(),
-    });
+    let dead_letters = Arc::new(DeadLetters::new(
+        client.clone(),
+        options.dead_letter_topic(&stream),
+        stream.stream.clone(),
+        metrics.clone(),
+    ));
     let settle = PulsarSettle {
         dead_letters: dead_letters.clone(),
         acks: ack_tx,
@@ -383,9 +382,7 @@ async fn consume(
     let due = acks.take(|t| subscription.is_live(t), std::time::Instant::now());
     subscription.acknowledge(due);
     subscription.close().await;
-    if let Some(producer) = dead_letters.producer.lock().await.take() {
-        producer.close().await;
-    }
+    dead_letters.close().await;
     Ok(summary)
 }
 
@@ -470,55 +467,6 @@ fn default_consumer_name() -> String {
 /// A Pulsar message to acknowledge: one message of a received entry.
 pub struct Token {
     serial: u64,
-}
-
-/// The dead-letter topic of one stream, and its producer.
-struct DeadLetters {
-    client: Arc<Client>,
-    topic: String,
-    stream: String,
-    producer: tokio::sync::Mutex<Option<Producer>>,
-    metrics: Arc<Metrics>,
-}
-
-impl DeadLetters {
-    /// Publishes `message` with its reason, origin and stream as
-    /// properties; retries until the broker has stored it.
-    async fn publish(&self, message: &Incoming, reason: &str) {
-        tracing::warn!(origin = %message.origin, %reason, topic = %self.topic, "dead letter");
-        let properties = vec![
-            ("reason".to_string(), reason.to_string()),
-            ("origin".to_string(), message.origin.clone()),
-            ("stream".to_string(), self.stream.clone()),
-        ];
-        let mut backoff = Duration::from_millis(100);
-        let mut producer = self.producer.lock().await;
-        loop {
-            let sent = match producer.as_mut() {
-                Some(p) => {
-                    p.send(message.payload.clone(), message.key.clone(), properties.clone())
-                        .await
-                }
-                None => match Producer::create(&self.client, &self.topic).await {
-                    Ok(p) => {
-                        *producer = Some(p);
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            match sent {
-                Ok(()) => return,
-                Err(e) => {
-                    self.metrics.retried.inc();
-                    tracing::warn!(error = %format!("{e:#}"), "cannot publish to the dead-letter topic; retrying");
-                    *producer = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
 }
 
 struct PulsarSettle {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use pulsar::message::proto::{self, base_command::Type, command_lookup_topic_response::LookupType};
 
-use super::connection::{self, Config, Connection, ServiceUrl};
+use super::connection::{self, Config, Connection};
+use super::url::ServiceUrl;
 
 /// Redirects followed by one lookup.
 const MAX_REDIRECTS: usize = 20;

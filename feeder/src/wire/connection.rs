@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::BytesMut;
 use futures::StreamExt;
-use pulsar::authentication::Authentication;
 use pulsar::message::proto::{self, BaseCommand, MessageMetadata, base_command::Type};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +18,9 @@ use tokio::task::AbortHandle;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_util::codec::FramedRead;
 
+use super::auth::Auth;
 use super::frame::{Codec, Outgoing, Payload, encode};
+use super::url::ServiceUrl;
 
 /// The protocol version the feeder speaks.
 const PROTOCOL_VERSION: i32 = 12;
@@ -49,45 +50,6 @@ pub fn command(kind: Type, fill: impl FnOnce(&mut BaseCommand)) -> BaseCommand {
     command
 }
 
-/// Authentication with a Pulsar authentication provider (token, token file,
-/// OAuth2), initialized on first use.
-pub struct Auth {
-    method: String,
-    provider: tokio::sync::Mutex<(bool, Box<dyn Authentication>)>,
-}
-
-impl Auth {
-    /// Authentication through `provider`.
-    pub fn new(provider: Box<dyn Authentication>) -> Auth {
-        Auth {
-            method: provider.auth_method_name(),
-            provider: tokio::sync::Mutex::new((false, provider)),
-        }
-    }
-
-    /// The method's name (`token`).
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-
-    /// Fresh authentication data.
-    pub async fn data(&self) -> anyhow::Result<Vec<u8>> {
-        let mut guard = self.provider.lock().await;
-        let (initialized, provider) = &mut *guard;
-        if !*initialized {
-            provider
-                .initialize()
-                .await
-                .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
-            *initialized = true;
-        }
-        provider
-            .auth_data()
-            .await
-            .map_err(|e| anyhow::anyhow!("authentication: {e}"))
-    }
-}
-
 /// What every connection of a client shares.
 #[derive(Clone, Default)]
 pub struct Config {
@@ -95,45 +57,6 @@ pub struct Config {
     pub tls: Option<Arc<ClientConfig>>,
     /// Authentication, if any.
     pub auth: Option<Arc<Auth>>,
-}
-
-/// A Pulsar service or broker URL: `pulsar://host:port[,host:port]` or
-/// `pulsar+ssl://...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceUrl {
-    /// Whether it speaks TLS.
-    pub tls: bool,
-    /// Its hosts and ports.
-    pub hosts: Vec<(String, u16)>,
-}
-
-impl ServiceUrl {
-    /// Parses `url`; ports default to 6650, or 6651 with TLS.
-    pub fn parse(url: &str) -> anyhow::Result<ServiceUrl> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("pulsar+ssl://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("pulsar://") {
-            (false, rest)
-        } else {
-            anyhow::bail!("`{url}` is not a pulsar:// or pulsar+ssl:// URL");
-        };
-        let rest = rest.trim_end_matches('/');
-        let mut hosts = Vec::new();
-        for host in rest.split(',') {
-            let (name, port) = match host.rsplit_once(':') {
-                Some((name, port)) => match port.parse() {
-                    Ok(port) if !name.is_empty() => (name.to_string(), port),
-                    _ => anyhow::bail!("`{url}`: `{host}` is not HOST:PORT"),
-                },
-                _ => (host.to_string(), if tls { 6651 } else { 6650 }),
-            };
-            if name.is_empty() {
-                anyhow::bail!("`{url}` names no host");
-            }
-            hosts.push((name, port));
-        }
-        Ok(ServiceUrl { tls, hosts })
-    }
 }
 
 /// What the broker sends a consumer.
@@ -607,25 +530,5 @@ impl Connection {
                 anyhow::bail!("no receipt within {OPERATION_TIMEOUT:?}")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_urls() {
-        let u = ServiceUrl::parse("pulsar+ssl://a.example:7000,b.example/").unwrap();
-        assert!(u.tls);
-        assert_eq!(
-            u.hosts,
-            [("a.example".to_string(), 7000), ("b.example".to_string(), 6651)]
-        );
-        let u = ServiceUrl::parse("pulsar://127.0.0.1:6650").unwrap();
-        assert_eq!((u.tls, u.hosts), (false, vec![("127.0.0.1".to_string(), 6650)]));
-        assert!(ServiceUrl::parse("http://x").is_err());
-        assert!(ServiceUrl::parse("pulsar://x:port").is_err());
-        assert!(ServiceUrl::parse("pulsar://").is_err());
     }
 }

@@ -8,12 +8,13 @@
 //! or asked to deliver messages again (negative acknowledgement).
 //!
 //! Layout: [`frame`] (the wire format), [`payload`] (decompression and
-//! batches), [`tls`], [`connection`] (handshake, authentication, requests,
-//! routing), [`client`] (connections by URL, lookup, partitions, topics of a
+//! batches), [`tls`], [`url`], [`auth`], [`connection`] (handshake,
+//! requests, routing), [`client`] (connections by URL, lookup, partitions, topics of a
 //! namespace), [`consumer`] (one subscription's consumers), [`acks`]
 //! (acknowledgement bookkeeping and grouping) and [`producer`].
 
 pub mod acks;
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod consumer;
@@ -21,3 +22,4 @@ pub mod frame;
 pub mod payload;
 pub mod producer;
 pub mod tls;
+pub mod url;
