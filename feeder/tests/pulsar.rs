@@ -701,3 +701,23 @@ async fn a_partitioned_topic_through_redirected_lookups() {
         );
     }
 }
+
+/// A message whose payload does not match its frame's checksum goes to the
+/// dead-letter topic with the reason; the others are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_with_a_wrong_checksum_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_server(dir.path());
+    let broker = Broker::start().await.unwrap();
+    let lines = cirr(3, 27, "");
+    produce(&broker.url(), "checksum", &lines, ProducerOptions::default()).await;
+    broker.corrupt_next_messages(1);
+    let feeder = Feeder::start(&broker.url(), "checksum", &base, &["--subscription-type", "failover"]);
+    wait_drained(&broker, &["checksum"], 0, &feeder);
+    let dead = broker.messages(&format!("checksum-{SUB}-DLQ"));
+    assert_eq!(dead.len(), 1, "{}", feeder.log());
+    let reason = &dead[0].properties["reason"];
+    assert!(reason.contains("checksum mismatch"), "{reason}");
+    assert_eq!(dead[0].properties["origin"], "persistent://public/default/checksum@1:0");
+    assert_stored(&base, &lines[1..], "every message but the spoilt first");
+}

@@ -23,7 +23,8 @@
 //! data). Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
 //! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`]. It
 //! records the message ids of every ACK frame and REDELIVER request, and
-//! can require client certificates ([`Broker::start_mtls`]).
+//! can require client certificates ([`Broker::start_mtls`]) and spoil the
+//! checksum of messages ([`Broker::corrupt_next_messages`]).
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -38,7 +39,7 @@ use pulsar::message::{Codec, Message, Payload};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 /// A message as the broker stored it.
 #[derive(Debug, Clone)]
@@ -66,6 +67,8 @@ pub struct Broker {
 struct Shared {
     state: Mutex<State>,
     wake: Notify,
+    /// MESSAGE frames still to send with a wrong payload checksum.
+    corrupt: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -182,6 +185,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            corrupt: std::sync::atomic::AtomicU32::new(0),
         });
         let url = broker_url(addr, tls.is_some());
         let accept = {
@@ -433,6 +437,12 @@ impl Broker {
         self.shared.lock().auth_responses.clone()
     }
 
+    /// Sends the next `n` MESSAGE frames with a payload that does not match
+    /// its checksum (one byte flipped after the checksum was computed).
+    pub fn corrupt_next_messages(&self, n: u32) {
+        self.shared.corrupt.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Makes `topic` a partitioned topic of `n` partitions, as
     /// PARTITIONED_METADATA tells; its partitions are the topics
     /// `<topic>-partition-<i>`.
@@ -475,6 +485,42 @@ impl Drop for Broker {
             }
         }
         state.connections.clear();
+    }
+}
+
+/// The frame codec, which spoils the payload of the next MESSAGE frames
+/// when [`Broker::corrupt_next_messages`] asks.
+struct CorruptingCodec {
+    shared: Arc<Shared>,
+}
+
+impl Decoder for CorruptingCodec {
+    type Item = Message;
+    type Error = pulsar::error::ConnectionError;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Message>, Self::Error> {
+        Codec.decode(src)
+    }
+}
+
+impl Encoder<Message> for CorruptingCodec {
+    type Error = pulsar::error::ConnectionError;
+
+    fn encode(&mut self, item: Message, dst: &mut bytes::BytesMut) -> Result<(), Self::Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let spoil = item.payload.is_some()
+            && item.command.r#type == Type::Message as i32
+            && self
+                .shared
+                .corrupt
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        Codec.encode(item, dst)?;
+        if spoil && let Some(last) = dst.last_mut() {
+            // The checksum covers the payload's last byte.
+            *last ^= 0xff;
+        }
+        Ok(())
     }
 }
 
@@ -714,7 +760,8 @@ async fn serve(
     mut outgoing: mpsc::UnboundedReceiver<Message>,
     url: String,
 ) {
-    let (mut sink, mut source) = Framed::new(stream, Codec).split();
+    let codec = CorruptingCodec { shared: shared.clone() };
+    let (mut sink, mut source) = Framed::new(stream, codec).split();
     let writer = tokio::spawn(async move {
         // Write what is queued, then flush once: one syscall per burst.
         while let Some(message) = outgoing.recv().await {
