@@ -43,7 +43,7 @@ impl Producer {
             connection,
             id,
             name: success.producer_name,
-            sequence: u64::try_from(success.last_sequence_id.unwrap_or(-1) + 1).unwrap_or(0),
+            sequence: u64::try_from(success.last_sequence_id.unwrap_or(-1).saturating_add(1)).unwrap_or(0),
             topic,
         })
     }
@@ -74,7 +74,7 @@ impl Producer {
             .publish(self.id, metadata, data)
             .await
             .with_context(|| format!("publishing to {}", self.topic))?;
-        self.sequence += 1;
+        self.sequence = self.sequence.wrapping_add(1);
         Ok(())
     }
 
