@@ -74,6 +74,42 @@ fn every_example_is_tested() {
     names.sort();
     assert_eq!(
         names,
-        ["card-swipes", "cirr", "completion-rate", "game-ad", "machine-risk"]
+        [
+            "card-swipes",
+            "card-swipes-sequence",
+            "cirr",
+            "completion-rate",
+            "funnel",
+            "game-ad",
+            "heartbeat",
+            "machine-risk",
+            "rebuffering-per-minute",
+            "unpaid-orders"
+        ]
     );
+}
+
+#[test]
+fn checkout_funnel_counted_per_step() {
+    check("funnel");
+}
+
+#[test]
+fn orders_placed_but_not_paid_within_10_minutes() {
+    check("unpaid-orders");
+}
+
+#[test]
+fn heartbeat_stopped_for_more_than_30_seconds() {
+    check("heartbeat");
+}
+
+#[test]
+fn card_swiped_in_both_suburbs_within_10_minutes_as_a_sequence() {
+    check("card-swipes-sequence");
+}
+
+#[test]
+fn rebuffering_per_one_minute_tumbling_window() {
+    check("rebuffering-per-minute");
 }

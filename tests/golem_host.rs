@@ -13,9 +13,9 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use support::CIRR;
 use support::feeder::Feeder;
 use support::golem::{GolemHost, int, scalar};
+use support::{CIRR, ORDERS};
 use timeline::EventParser;
 use timeline_local::batch::Batch;
 
@@ -43,8 +43,8 @@ fn feed(host: &GolemHost, dir: &std::path::Path, name: &str, stream: &str, lines
     assert!(status.success(), "feeder: {status}\n{log}\nhost:\n{}", host.log());
 }
 
-/// A span as both runtimes mean it: (start, end, value, rising).
-type Spans = Vec<(i64, Option<i64>, Value, bool)>;
+/// A span as both runtimes mean it: (start, end, value, rising, falling).
+type Spans = Vec<(i64, Option<i64>, Value, bool, bool)>;
 
 /// The spans of a timeline read from a worker (Golem's JSON mapping).
 fn golem_spans(view: &Value) -> Spans {
@@ -58,6 +58,7 @@ fn golem_spans(view: &Value) -> Spans {
                 int(&s["end"]),
                 scalar(&s["value"]),
                 s["rising"].as_bool().unwrap(),
+                s["falling"].as_bool().unwrap_or(false),
             )
         })
         .collect()
@@ -79,7 +80,15 @@ fn expected(query: &str, lines: &[String]) -> Workers {
                         .timeline
                         .clip(None, None)
                         .iter()
-                        .map(|s| (s.start, s.end, serde_json::to_value(&s.value).unwrap(), s.rising))
+                        .map(|s| {
+                            (
+                                s.start,
+                                s.end,
+                                serde_json::to_value(&s.value).unwrap(),
+                                s.rising,
+                                s.falling,
+                            )
+                        })
                         .collect();
                     (node, spans, out.latest)
                 })
@@ -93,10 +102,9 @@ fn expected(query: &str, lines: &[String]) -> Workers {
 fn assert_workers(host: &GolemHost, expected: &Workers, when: &str) {
     for (key, nodes) in expected {
         for (node, spans, latest) in nodes {
-            let kind = if node.starts_with("has_existed") || node.starts_with("latest_event_to_state") {
-                "event-processor"
-            } else {
-                "timeline-processor"
+            let kind = match timeline::NodeId::parse(node).map(|id| id.worker_kind()) {
+                Some(timeline::WorkerKind::EventProcessor) => "event-processor",
+                _ => "timeline-processor",
             };
             let (status, view) = host.get(&format!("/v1/{kind}/{node}/{key}/timeline"));
             assert_eq!(status, 200, "{when}: {kind} {node} {key}: {view}\n{}", host.log());
@@ -326,6 +334,37 @@ fn two_streams_with_their_own_key_fields_stay_apart() {
         &expected(support::CARDS, &[swipes.clone(), more].concat()),
         "card swipes after a restart",
     );
+}
+
+/// The temporal operators beyond the article (`time_since`, `sequence`,
+/// `absent_after` leaves; `previous`, `true_within` derived nodes) are event
+/// and timeline processors like the others: through the feeder they equal
+/// `timeline eval`, also after every agent restarted from its snapshot.
+#[test]
+fn temporal_operators_equal_timeline_eval_and_survive_a_restart_of_every_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    let plan = host.submit("orders", ORDERS);
+    assert_eq!(plan["created"], true, "{plan}");
+    let lines = support::order_lines();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    feed(&host, dir.path(), "first.jsonl", "orders", first);
+    assert_workers(&host, &expected(ORDERS, first), "after the first events");
+    host.restart();
+    assert_workers(&host, &expected(ORDERS, first), "after a restart from snapshots");
+    feed(&host, dir.path(), "rest.jsonl", "orders", rest);
+    let all = expected(ORDERS, &lines);
+    assert_workers(&host, &all, "after the rest of the events");
+    // The example's answers are among them.
+    let unpaid = plan["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| o.as_str().unwrap().strip_prefix("unpaid="))
+        .unwrap_or_else(|| panic!("{plan}"))
+        .to_string();
+    let (status, read) = host.get(&format!("/v1/timeline-processor/{unpaid}/o2/result?t=end"));
+    assert_eq!((status, scalar(&read["value"])), (200, json!(true)), "{read}");
 }
 
 #[test]

@@ -45,6 +45,9 @@ pub struct SpanView {
     pub value: Option<ScalarValue>,
     /// Whether the value grows by 1 per ms.
     pub rising: bool,
+    /// Whether the value falls by 1 per ms (sliding windows).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falling: bool,
 }
 
 impl From<&Span> for SpanView {
@@ -54,6 +57,7 @@ impl From<&Span> for SpanView {
             end: s.end,
             value: s.value.as_ref().map(ScalarValue::from),
             rising: s.rising,
+            falling: s.falling,
         }
     }
 }
@@ -561,7 +565,8 @@ mod tests {
                 start: 12,
                 end: None,
                 value: Some(ScalarValue::Int(2)),
-                rising: true
+                rising: true,
+                falling: false
             }]
         );
     }

@@ -1,64 +1,51 @@
-//! The Pulsar client: service URL, TLS and authentication from the options.
+//! The Pulsar client of the options: service URL, TLS and authentication.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::Context;
 use pulsar::authentication::Authentication;
 use pulsar::error::AuthenticationError;
-use pulsar::{Pulsar, PulsarBuilder, TokioExecutor};
 
 use crate::options::{OnOff, Options};
+use crate::wire::auth::Auth;
+use crate::wire::client::Client;
+use crate::wire::connection::Config;
+use crate::wire::tls::{TlsOptions, client_config};
+use crate::wire::url::ServiceUrl;
 
-/// Checks the TLS and authentication options once, at start: what cannot
-/// work is refused with the reason rather than ignored.
+/// Checks the connection options once, at start: what cannot work (a bad
+/// URL, an unreadable certificate, key or token file) is refused with the
+/// reason.
 pub fn check(options: &Options) -> anyhow::Result<()> {
-    if options.tls_allow_insecure {
-        anyhow::bail!(
-            "--tls-allow-insecure is not supported: the Pulsar client (pulsar-rs, rustls) always verifies the \
-             broker's certificate; give the broker's CA with --tls-trust-certs"
-        );
+    config(options).map(|_| ())
+}
+
+/// The TLS options of `options`.
+pub fn tls_options(options: &Options) -> TlsOptions {
+    TlsOptions {
+        trust_certs: options.tls_trust_certs.clone(),
+        allow_insecure: options.tls_allow_insecure,
+        hostname_verification: options.tls_hostname_verification == OnOff::On,
+        cert_file: options.tls_cert_file.clone(),
+        key_file: options.tls_key_file.clone(),
     }
-    if options.tls_hostname_verification == OnOff::Off {
-        anyhow::bail!(
-            "--tls-hostname-verification off is not supported: the Pulsar client (pulsar-rs, rustls) always checks \
-             that the certificate names the host; connect with a host name the certificate names"
-        );
-    }
-    if let Some(path) = &options.tls_trust_certs {
-        read_pem(path)?;
-    }
+}
+
+/// The connection settings of `options`.
+pub fn config(options: &Options) -> anyhow::Result<Config> {
+    ServiceUrl::parse(&options.service_url).map_err(|e| anyhow::anyhow!("--service-url: {e}"))?;
+    let tls = client_config(&tls_options(options))?;
     if let Some(path) = &options.pulsar_token_file {
         read_token(path).map_err(|e| anyhow::anyhow!(e))?;
     }
-    Ok(())
-}
-
-/// A client builder with the connection, TLS and authentication options of
-/// `options`.
-pub fn builder(options: &Options) -> anyhow::Result<PulsarBuilder<TokioExecutor>> {
-    let mut builder = Pulsar::builder(options.service_url.clone(), TokioExecutor).with_connection_retry_options(
-        pulsar::ConnectionRetryOptions {
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            max_retries: u32::MAX,
-            ..Default::default()
-        },
-    );
-    if let Some(path) = &options.tls_trust_certs {
-        builder = builder.with_certificate_chain(read_pem(path)?);
-    }
-    if let Some(token) = &options.pulsar_token {
-        builder = builder.with_auth(pulsar::Authentication {
-            name: "token".into(),
-            data: token.clone().into_bytes(),
-        });
+    let provider: Option<Box<dyn Authentication>> = if let Some(token) = &options.pulsar_token {
+        Some(Box::new(Token(token.clone().into_bytes())))
     } else if let Some(path) = &options.pulsar_token_file {
-        builder = builder.with_auth_provider(Box::new(TokenFile(path.clone())));
+        Some(Box::new(TokenFile(path.clone())))
     } else if let (Some(issuer_url), Some(credentials_url)) =
         (&options.oauth2_issuer_url, &options.oauth2_credentials_url)
     {
-        builder = builder.with_auth_provider(
+        Some(
             pulsar::authentication::oauth2::OAuth2Authentication::client_credentials(
                 pulsar::authentication::oauth2::OAuth2Params {
                     issuer_url: issuer_url.clone(),
@@ -67,17 +54,19 @@ pub fn builder(options: &Options) -> anyhow::Result<PulsarBuilder<TokioExecutor>
                     scope: options.oauth2_scope.clone(),
                 },
             ),
-        );
-    }
-    Ok(builder)
+        )
+    } else {
+        None
+    };
+    Ok(Config {
+        tls: Some(tls),
+        auth: provider.map(|p| Arc::new(Auth::new(p))),
+    })
 }
 
-fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let pem = std::fs::read(path).with_context(|| format!("cannot read --tls-trust-certs {}", path.display()))?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        anyhow::bail!("--tls-trust-certs {} holds no PEM certificate", path.display());
-    }
-    Ok(pem)
+/// The client of `options`.
+pub fn client(options: &Options) -> anyhow::Result<Arc<Client>> {
+    Ok(Arc::new(Client::new(&options.service_url, config(options)?)?))
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>, String> {
@@ -88,6 +77,24 @@ fn read_token(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("the Pulsar token file {} is empty", path.display()));
     }
     Ok(token.as_bytes().to_vec())
+}
+
+/// A fixed token.
+struct Token(Vec<u8>);
+
+#[async_trait::async_trait]
+impl Authentication for Token {
+    fn auth_method_name(&self) -> String {
+        "token".into()
+    }
+
+    async fn initialize(&mut self) -> Result<(), AuthenticationError> {
+        Ok(())
+    }
+
+    async fn auth_data(&mut self) -> Result<Vec<u8>, AuthenticationError> {
+        Ok(self.0.clone())
+    }
 }
 
 /// Token authentication that reads its file each time the broker asks.

@@ -15,12 +15,15 @@
 //! [`target`] (the runtime's HTTP API: per-worker delivery as on Golem, or one
 //! bulk request per batch on the local runtime; retry with backoff),
 //! [`pipeline`] (batching, delivery, dead letters, acknowledgement),
-//! [`source`] (Pulsar consumer, file), [`client`] (Pulsar TLS and
-//! authentication) and [`metrics`].
+//! [`source`] (Pulsar consumer, file), [`dead_letters`] (the dead-letter
+//! topic), [`client`] (Pulsar TLS and
+//! authentication from the options), [`wire`] (the feeder's own Pulsar
+//! client on the binary protocol) and [`metrics`].
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod client;
+pub mod dead_letters;
 pub mod metrics;
 pub mod options;
 pub mod pipeline;
@@ -28,5 +31,6 @@ pub mod prepare;
 pub mod routes;
 pub mod source;
 pub mod target;
+pub mod wire;
 
 pub use options::Options;

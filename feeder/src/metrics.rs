@@ -35,9 +35,8 @@ pub struct Metrics {
     pub leaves: Gauge,
     /// Jobs known.
     pub jobs: Gauge,
-    /// Messages the Pulsar client could not decode (corrupt payload, unknown
-    /// codec): left unacknowledged, since the client gives neither their id
-    /// nor their bytes.
+    /// Messages that could not be decoded (checksum mismatch, corrupt or
+    /// unknown compression, a broken batch): dead-lettered as received.
     pub undecodable: Counter,
     /// Subscriptions made again after a broker error.
     pub resubscribes: Counter,
@@ -108,7 +107,7 @@ impl Metrics {
         registry.register("jobs", "Jobs running in the runtime", m.jobs.clone());
         registry.register(
             "undecodable_messages",
-            "Messages the Pulsar client could not decode, left unacknowledged",
+            "Messages that could not be decoded (corrupt, unknown codec, broken batch), dead-lettered as received",
             m.undecodable.clone(),
         );
         registry.register(

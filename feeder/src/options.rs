@@ -56,14 +56,30 @@ pub struct Options {
     /// Where a new subscription starts.
     #[arg(long, value_enum, default_value = "earliest")]
     pub initial_position: InitialPosition,
-    /// Messages the Pulsar client prefetches per topic (partition)
-    /// [default: pulsar-rs's, 1000].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub receiver_queue_size: Option<u32>,
-    /// Ask the broker to deliver a message again when it is not acknowledged
-    /// within this time (e.g. 5m) [default: never]. Keep it well above a
-    /// batch's delivery time: a redelivered message is counted once, but
-    /// delivered twice.
+    /// Messages the broker may send ahead of the feeder, per topic
+    /// (partition): the flow permits of each consumer.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub receiver_queue_size: u32,
+    /// Acknowledgements are grouped, several message ids per ACK frame: a
+    /// group is sent this long after its first acknowledgement is due, or
+    /// at once when it holds 1000 ids (0: each batch's at once).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub ack_group_time: Duration,
+    /// Move the subscription to this message (LEDGER:ENTRY, as in the
+    /// `pulsar:` ids the feeder gives events) on every topic, once at start
+    /// (a seek): later messages are delivered again, earlier ones count as
+    /// acknowledged. Drop the option before the next restart.
+    #[arg(long, value_name = "LEDGER:ENTRY", value_parser = parse_message_id, conflicts_with = "start_publish_time")]
+    pub start_message_id: Option<(u64, u64)>,
+    /// Move the subscription, once at start (a seek), to the first message
+    /// published at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z,
+    /// or ms since the epoch). Drop the option before the next restart.
+    #[arg(long, value_name = "TIME", value_parser = parse_publish_time)]
+    pub start_publish_time: Option<u64>,
+    /// Ask the broker to deliver a message again (a negative
+    /// acknowledgement) when it is not acknowledged within this time (e.g.
+    /// 5m) [default: never]. Keep it well above a batch's delivery time: a
+    /// redelivered message is counted once, but delivered twice.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ack_timeout: Option<Duration>,
     /// A message the broker has delivered this many times without an
@@ -120,14 +136,21 @@ pub struct Options {
     /// (e.g. a private CA), in addition to the public web roots.
     #[arg(long, env = "PULSAR_TLS_TRUST_CERTS", value_name = "FILE")]
     pub tls_trust_certs: Option<PathBuf>,
-    /// Accept any server certificate. Refused at start: pulsar-rs's rustls
-    /// connector always verifies (use --tls-trust-certs instead).
+    /// Accept any server certificate, signed by anyone, for any host (the
+    /// connection is encrypted, but the broker is not authenticated).
     #[arg(long)]
     pub tls_allow_insecure: bool,
-    /// Whether the server certificate must name the host connected to.
-    /// `off` is refused at start: pulsar-rs's rustls connector always checks.
+    /// Whether the server certificate must name the host connected to
+    /// (`off`: any host, still signed by a trusted CA).
     #[arg(long, value_enum, default_value = "on")]
     pub tls_hostname_verification: OnOff,
+    /// PEM certificate chain the feeder presents to the broker (mutual TLS,
+    /// the broker's `tlsRequireTrustedClientCertOnConnect`).
+    #[arg(long, env = "PULSAR_TLS_CERT_FILE", value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--tls-cert-file`.
+    #[arg(long, env = "PULSAR_TLS_KEY_FILE", value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// Topic for messages that cannot be delivered [default: <first topic>-<subscription>-DLQ].
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
@@ -232,6 +255,27 @@ fn parse_regex(text: &str) -> Result<String, String> {
     regex::Regex::new(text)
         .map(|_| text.to_string())
         .map_err(|e| format!("not a regular expression: {e}"))
+}
+
+fn parse_message_id(text: &str) -> Result<(u64, u64), String> {
+    let (ledger, entry) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not LEDGER:ENTRY"))?;
+    match (ledger.parse(), entry.parse()) {
+        (Ok(ledger), Ok(entry)) => Ok((ledger, entry)),
+        _ => Err(format!("`{text}` is not LEDGER:ENTRY (two whole numbers)")),
+    }
+}
+
+fn parse_publish_time(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("`{text}` is neither RFC 3339 nor ms since the epoch: {e}"))?;
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| format!("`{text}` is before 1970"))
 }
 
 fn parse_stream_name(text: &str) -> Result<String, String> {
@@ -376,6 +420,20 @@ mod tests {
         assert!(e.to_string().contains("soon"), "{e}");
         let o = Options::try_parse_from(["feeder", "--topic", "a", "--metrics-addr", "off"]).unwrap();
         assert_eq!(o.metrics_addr, MetricsAddr(None));
+        let o = Options::try_parse_from(["feeder", "--topic", "a", "--start-message-id", "7:12"]).unwrap();
+        assert_eq!(o.start_message_id, Some((7, 12)));
+        for t in ["2026-12-01T00:00:00Z", "1796083200000"] {
+            let o = Options::try_parse_from(["feeder", "--topic", "a", "--start-publish-time", t]).unwrap();
+            assert_eq!(o.start_publish_time, Some(1_796_083_200_000), "{t}");
+        }
+        for bad in [&["--start-message-id", "7"][..], &["--start-publish-time", "soon"][..]] {
+            let e = Options::try_parse_from(["feeder", "--topic", "a"].iter().chain(bad)).unwrap_err();
+            assert!(e.to_string().contains(bad[1]), "{e}");
+        }
+        assert!(
+            Options::try_parse_from(["feeder", "--topic", "a", "--tls-cert-file", "c.pem"]).is_err(),
+            "no key"
+        );
     }
 
     #[test]

@@ -490,6 +490,7 @@ mod tests {
                 key: None,
                 origin: format!("line {}", i + 1),
                 time: None,
+                undecodable: None,
             };
             tx.send((incoming, i as u64 + 1)).await.unwrap();
         }

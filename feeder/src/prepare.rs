@@ -22,6 +22,10 @@ pub struct Incoming {
     /// publish time, as `--time-from` says); it becomes the event's time
     /// when the event has none.
     pub time: Option<u64>,
+    /// Why the message cannot be read at all (corrupt or unknown
+    /// compression, a broken batch): it goes to the dead-letter topic
+    /// with this reason, as received.
+    pub undecodable: Option<String>,
 }
 
 /// A valid event, serialized as it is delivered.
@@ -67,6 +71,9 @@ pub fn prepare(parser: &EventParser, time_field: &str, batch: &[Incoming]) -> Pr
 }
 
 fn prepare_one(parser: &EventParser, time_field: &str, message: &Incoming) -> Result<(String, String), String> {
+    if let Some(reason) = &message.undecodable {
+        return Err(reason.clone());
+    }
     let mut object: Map<String, Value> = match serde_json::from_slice(&message.payload) {
         Ok(Value::Object(object)) => object,
         Ok(other) => return Err(format!("an event must be a JSON object, found {}", kind(&other))),
@@ -127,6 +134,7 @@ mod tests {
             key: key.map(str::to_string),
             origin: "test".into(),
             time: None,
+            undecodable: None,
         }
     }
 

@@ -1,21 +1,27 @@
 //! Sources: a Pulsar subscription, or a JSONL file.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
-use pulsar::consumer::InitialPosition;
-use pulsar::message::proto::MessageIdData;
-use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor, producer};
+use pulsar::message::proto::{self, MessageIdData, MessageMetadata};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use crate::dead_letters::DeadLetters;
 use crate::metrics::Metrics;
 use crate::options::{self, Options, StreamTopics};
 use crate::pipeline::{Pipeline, Settle, Summary};
 use crate::prepare::{Incoming, pulsar_event_id};
+use crate::wire::acks::{Acks, MAX_IDS_PER_FRAME};
+use crate::wire::client::Client;
+use crate::wire::connection::Event;
+use crate::wire::consumer::{Settings, Start, Subscription, partition_of};
+use crate::wire::frame::Payload;
+use crate::wire::payload::unpack;
 
 /// Consumes the Pulsar subscription of `options` on every stream's topics,
 /// each stream through its own consumer and pipeline, until `stop` resolves;
@@ -26,18 +32,21 @@ pub async fn run_pulsar(
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
-    let pulsar = connect(|| crate::client::builder(options), &options.service_url).await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let client = crate::client::client(options)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         stop.await;
         let _ = stop_tx.send(true);
     });
     let consumers = streams.into_iter().map(|(topics, pipeline)| {
-        let mut stopped = stop_rx.clone();
-        let stop = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        consume(options, pulsar.clone(), topics, pipeline, metrics.clone(), stop)
+        consume(
+            options,
+            client.clone(),
+            topics,
+            pipeline,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
     });
     let mut total = Summary::default();
     for summary in futures::future::try_join_all(consumers).await? {
@@ -48,191 +57,318 @@ pub async fn run_pulsar(
     Ok(total)
 }
 
-/// The Pulsar consumer of one stream.
-type PulsarConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
-
-/// A subscription attempt under way (after its backoff).
-type Subscribing<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PulsarConsumer, pulsar::Error>> + Send + 'a>>;
-
 /// Longest wait between two subscription attempts.
 const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Subscribes to one stream's topics.
-async fn subscribe(
-    options: &Options,
-    pulsar: Pulsar<TokioExecutor>,
-    stream: &StreamTopics,
-) -> Result<PulsarConsumer, pulsar::Error> {
-    let kind = match options.subscription_type {
-        options::SubscriptionType::Exclusive => SubType::Exclusive,
-        options::SubscriptionType::Failover => SubType::Failover,
-        options::SubscriptionType::Shared => SubType::Shared,
-        options::SubscriptionType::KeyShared => SubType::KeyShared,
-    };
-    let position = match options.initial_position {
-        options::InitialPosition::Earliest => InitialPosition::Earliest,
-        options::InitialPosition::Latest => InitialPosition::Latest,
-    };
-    let mut consumer_options = ConsumerOptions::default().with_initial_position(position);
-    if let Some(size) = options.receiver_queue_size {
-        consumer_options = consumer_options.with_receiver_queue_size(size);
+/// How the options ask to subscribe.
+fn settings(options: &Options) -> Settings {
+    use proto::command_subscribe::{InitialPosition, SubType};
+    Settings {
+        subscription: options.subscription.clone(),
+        sub_type: match options.subscription_type {
+            options::SubscriptionType::Exclusive => SubType::Exclusive,
+            options::SubscriptionType::Failover => SubType::Failover,
+            options::SubscriptionType::Shared => SubType::Shared,
+            options::SubscriptionType::KeyShared => SubType::KeyShared,
+        },
+        consumer_name: options.consumer_name.clone().unwrap_or_else(default_consumer_name),
+        initial_position: match options.initial_position {
+            options::InitialPosition::Earliest => InitialPosition::Earliest,
+            options::InitialPosition::Latest => InitialPosition::Latest,
+        },
+        receiver_queue_size: options.receiver_queue_size,
+        start: options
+            .start_message_id
+            .map(|(ledger, entry)| Start::MessageId(ledger, entry))
+            .or(options.start_publish_time.map(Start::PublishTime)),
     }
-    let mut builder = pulsar
-        .consumer()
-        .with_topics(stream.full_topics())
-        .with_subscription(&options.subscription)
-        .with_subscription_type(kind)
-        .with_consumer_name(options.consumer_name.clone().unwrap_or_else(default_consumer_name))
-        .with_options(consumer_options)
-        .with_batch_size(options.batch_size.max(1000))
-        .with_unacked_message_resend_delay(options.ack_timeout);
-    if let Some(pattern) = &stream.pattern {
-        let regex = regex::Regex::new(pattern).map_err(|e| pulsar::Error::Custom(format!("--topic-pattern: {e}")))?;
-        builder = builder
-            .with_topic_regex(regex)
-            .with_lookup_namespace(options.topic_namespace.clone())
-            .with_topic_refresh(options.topic_refresh);
-    }
-    if let Some(max) = options.max_redeliveries {
-        builder = builder.with_dead_letter_policy(pulsar::consumer::DeadLetterPolicy {
-            max_redeliver_count: max as usize,
+}
+
+/// The topics of one stream: those given (their partitions, looked up
+/// once) and those of the namespace that match the pattern (listed again
+/// when asked).
+struct Topics {
+    given: Vec<String>,
+    resolved: bool,
+    pattern: Option<regex::Regex>,
+    namespace: String,
+    list: bool,
+    /// Never consumed, even when the pattern matches it.
+    dead_letter_topic: String,
+}
+
+impl Topics {
+    fn new(options: &Options, stream: &StreamTopics) -> anyhow::Result<Topics> {
+        let pattern = stream
+            .pattern
+            .as_ref()
+            .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
+            .transpose()
+            .context("--topic-pattern")?;
+        Ok(Topics {
+            given: stream.full_topics(),
+            resolved: false,
+            list: pattern.is_some(),
+            pattern,
+            namespace: options.topic_namespace.clone(),
             dead_letter_topic: options.dead_letter_topic(stream),
-        });
+        })
     }
-    builder.build::<Vec<u8>>().await
-}
 
-/// Whether a consumer error is about one message that cannot be decoded
-/// (unknown codec, corrupt compressed payload or batch) rather than about
-/// the connection or the subscription.
-fn undecodable(error: &pulsar::Error) -> bool {
-    matches!(
-        error,
-        pulsar::Error::Consumer(pulsar::error::ConsumerError::Io(_) | pulsar::error::ConsumerError::MissingPayload(_))
-    )
-}
-
-/// The next message of `consumer`; never resolves without one.
-async fn next_message(
-    consumer: &mut Option<PulsarConsumer>,
-) -> Option<Result<pulsar::consumer::Message<Vec<u8>>, pulsar::Error>> {
-    match consumer {
-        Some(c) => c.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The outcome of `attempt`; never resolves without one.
-async fn subscribed(attempt: &mut Option<Subscribing<'_>>) -> Result<PulsarConsumer, pulsar::Error> {
-    match attempt {
-        Some(a) => a.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Connects to Pulsar, retrying with backoff until it answers.
-async fn connect(
-    builder: impl Fn() -> anyhow::Result<pulsar::PulsarBuilder<TokioExecutor>>,
-    url: &str,
-) -> Pulsar<TokioExecutor> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let built = match builder() {
-            Ok(b) => b.build().await.map_err(anyhow::Error::from),
-            Err(e) => Err(e),
-        };
-        match built {
-            Ok(pulsar) => return pulsar,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), url, retry_in = ?backoff, "cannot connect to Pulsar; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_SUBSCRIBE_BACKOFF);
+    /// Adds to `subscription` the topics not in it yet.
+    async fn resolve(&mut self, client: &Client, subscription: &mut Subscription) -> anyhow::Result<()> {
+        if !self.resolved {
+            for topic in &self.given {
+                match client.partitions(topic).await? {
+                    0 => {
+                        subscription.add_topic(topic);
+                    }
+                    n => {
+                        for i in 0..n {
+                            subscription.add_topic(&format!("{topic}-partition-{i}"));
+                        }
+                    }
+                }
             }
+            self.resolved = true;
         }
+        if self.list
+            && let Some(pattern) = &self.pattern
+        {
+            for topic in client.topics_of_namespace(&self.namespace).await? {
+                let base = match topic.rsplit_once("-partition-") {
+                    Some((base, _)) if partition_of(&topic) >= 0 => base,
+                    _ => topic.as_str(),
+                };
+                if pattern.is_match(base) && base != self.dead_letter_topic && subscription.add_topic(&topic) {
+                    tracing::info!(%topic, "a topic matches --topic-pattern");
+                }
+            }
+            self.list = false;
+        }
+        Ok(())
     }
 }
 
-/// Consumes one stream's topics into its pipeline until `stop` resolves.
-/// A refused subscription, a closed consumer or any other broker error
-/// only makes it subscribe again, with backoff.
+/// A message on its way to the pipeline: its topic's index and the flow
+/// permits it gives back once taken.
+struct Ready {
+    incoming: Incoming,
+    token: Token,
+    topic: usize,
+    permits: u32,
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Room for one message in the pipeline's channel.
+async fn reserve<T>(tx: Option<mpsc::Sender<T>>) -> Option<mpsc::OwnedPermit<T>> {
+    tx?.reserve_owned().await.ok()
+}
+
+/// Consumes one stream's topics into its pipeline until `stop` turns true.
+/// A refused subscription, a closed consumer, a lost connection or any
+/// other broker error only makes it subscribe again, with backoff.
 async fn consume(
     options: &Options,
-    pulsar: Pulsar<TokioExecutor>,
+    client: Arc<Client>,
     stream: StreamTopics,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
-    stop: impl std::future::Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Summary> {
     let capacity = options.batch_size as usize * 2;
     let (tx, rx) = mpsc::channel::<(Incoming, Token)>(capacity);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Token>>();
+    let dead_letters = Arc::new(DeadLetters::new(
+        client.clone(),
+        options.dead_letter_topic(&stream),
+        stream.stream.clone(),
+        metrics.clone(),
+    ));
     let settle = PulsarSettle {
-        pulsar: pulsar.clone(),
-        topic: options.dead_letter_topic(&stream),
-        stream: stream.stream.clone(),
-        producer: None,
+        dead_letters: dead_letters.clone(),
         acks: ack_tx,
-        metrics: metrics.clone(),
     };
     // On Exclusive and Failover subscriptions messages arrive in order and
     // batches finish in order, so one cumulative acknowledgement per topic
-    // and batch covers them all: one frame instead of one per message.
-    let mut cumulative = matches!(
+    // covers them all.
+    let cumulative = matches!(
         options.subscription_type,
         options::SubscriptionType::Exclusive | options::SubscriptionType::Failover
     );
     let mut pipeline = tokio::spawn(pipeline.run(rx, settle));
     let mut tx = Some(tx);
-    tokio::pin!(stop);
-    let mut consumer: Option<PulsarConsumer> = None;
-    let mut attempt: Option<Subscribing<'_>> = None;
+    let mut topics = Topics::new(options, &stream)?;
+    let mut subscription = Subscription::new(client.clone(), settings(options));
+    let mut acks = Acks::new(cumulative);
+    let mut ready: VecDeque<Ready> = VecDeque::new();
+    // Dead letters of messages delivered too often, published apart from
+    // the pipeline (which may be waiting for a job): (entry serial, messages).
+    let mut apart: JoinSet<(u64, u32)> = JoinSet::new();
+    let mut attempt_at = Some(Instant::now());
     let mut backoff = Duration::ZERO;
     let mut subscribed_once = false;
-    // Acknowledgements due while no consumer is subscribed.
-    let mut unsent: Vec<Token> = Vec::new();
+    let mut list_at = stream.pattern.as_ref().map(|_| Instant::now() + options.topic_refresh);
+    let ack_check = options.ack_timeout.map(|t| (t / 4).max(Duration::from_millis(50)));
+    let mut ack_check_at = ack_check.map(|every| Instant::now() + every);
+    let mut stopped = stop.clone();
     let summary = loop {
-        if consumer.is_none() && attempt.is_none() && tx.is_some() {
-            let (pulsar, stream, delay) = (pulsar.clone(), &stream, backoff);
-            attempt = Some(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                subscribe(options, pulsar, stream).await
-            }));
-        }
+        // A cumulative acknowledgement must not cover a message whose dead
+        // letter is still being published.
+        let flush_at = acks
+            .flush_at(options.ack_group_time, MAX_IDS_PER_FRAME)
+            .filter(|_| !cumulative || apart.is_empty());
+        let stopping = tx.is_none();
         tokio::select! {
             biased;
-            acks = ack_rx.recv() => match acks {
-                Some(acks) => {
-                    unsent.extend(acks);
-                    if let Some(c) = consumer.as_mut() {
-                        send_acks(c, std::mem::take(&mut unsent), cumulative).await;
+            tokens = ack_rx.recv() => match tokens {
+                Some(tokens) => {
+                    let now = std::time::Instant::now();
+                    for token in tokens {
+                        acks.settle(token.serial, now);
                     }
                 }
                 None => break pipeline.await??,
             },
             done = &mut pipeline => break done??,
-            _ = &mut stop, if tx.is_some() => {
+            _ = stop.wait_for(|s| *s), if !stopping => {
                 tracing::info!("stopping: finishing the batch in hand");
                 tx = None;
-                attempt = None;
+                ready.clear();
+                attempt_at = None;
             }
-            result = subscribed(&mut attempt) => {
-                attempt = None;
-                match result {
-                    Ok(mut c) => {
-                        if subscribed_once {
-                            metrics.resubscribes.inc();
-                        }
-                        subscribed_once = true;
-                        backoff = Duration::ZERO;
-                        tracing::info!(stream = %stream.stream, topics = ?stream.topics, pattern = ?stream.pattern, subscription = %options.subscription, "consuming");
-                        send_acks(&mut c, std::mem::take(&mut unsent), cumulative).await;
-                        consumer = Some(c);
+            Some(done) = apart.join_next(), if !apart.is_empty() => {
+                let (serial, messages) = done.context("a dead letter task failed")?;
+                let now = std::time::Instant::now();
+                for _ in 0..messages.max(1) {
+                    acks.settle(serial, now);
+                }
+            }
+            _ = sleep_until(flush_at.map(Instant::from_std)) => {
+                let due = acks.take(|t| subscription.is_live(t), std::time::Instant::now());
+                subscription.acknowledge(due);
+            }
+            permit = reserve(tx.clone()), if !stopping && !ready.is_empty() => {
+                let Some(mut permit) = permit else { continue };
+                while let Some(next) = ready.pop_front() {
+                    let sender = permit.send((next.incoming, next.token));
+                    subscription.taken(next.topic, next.permits);
+                    match sender.try_reserve_owned() {
+                        Ok(p) => permit = p,
+                        Err(_) => break,
                     }
-                    Err(e) => {
+                }
+            }
+            event = subscription.events.recv(), if ready.len() < capacity => match event {
+                Some(Event::Closed { consumer_id }) => {
+                    if subscription.topic_of(consumer_id).is_some() {
+                        tracing::warn!(stream = %stream.stream, "the consumer was closed by the broker or lost its connection; subscribing again");
+                        subscription.lost(consumer_id);
+                        if !stopping {
+                            attempt_at.get_or_insert(Instant::now() + backoff);
+                        }
+                    }
+                }
+                Some(Event::Message { consumer_id, message, payload }) => {
+                    let Some(index) = subscription.topic_of(consumer_id) else { continue };
+                    let topic = &subscription.topics[index];
+                    let (ledger, entry) = (message.message_id.ledger_id, message.message_id.entry_id);
+                    let id = MessageIdData {
+                        ledger_id: ledger,
+                        entry_id: entry,
+                        partition: Some(topic.partition),
+                        ..Default::default()
+                    };
+                    let origin = format!("{}@{ledger}:{entry}", topic.name);
+                    let (messages, permits) = read_message(options, &metrics, topic.partition, (ledger, entry), origin, payload.map(|p| *p));
+                    let count = messages.len() as u32;
+                    let serial = acks.received(index, id, count, std::time::Instant::now());
+                    let redeliveries = message.redelivery_count.unwrap_or(0);
+                    match options.max_redeliveries {
+                        Some(max) if redeliveries >= max && count > 0 => {
+                            subscription.taken(index, permits);
+                            let reason = format!(
+                                "delivered {redeliveries} times without an acknowledgement (--max-redeliveries {max})"
+                            );
+                            let dead_letters = dead_letters.clone();
+                            metrics.dead_letter("redelivered");
+                            apart.spawn(async move {
+                                for m in &messages {
+                                    dead_letters.publish(m, &reason).await;
+                                }
+                                (serial, count)
+                            });
+                        }
+                        _ if count == 0 => subscription.taken(index, permits),
+                        _ => {
+                            let mut permits = Some(permits);
+                            for incoming in messages {
+                                ready.push_back(Ready {
+                                    incoming,
+                                    token: Token { serial },
+                                    topic: index,
+                                    permits: permits.take().unwrap_or(0),
+                                });
+                            }
+                        }
+                    }
+                }
+                None => anyhow::bail!("the consumers' events stopped"),
+            },
+            _ = sleep_until(ack_check_at) => {
+                let now = std::time::Instant::now();
+                if let Some(timeout) = options.ack_timeout {
+                    for (topic, ids) in acks.overdue(timeout, now) {
+                        tracing::info!(count = ids.len(), "messages not acknowledged within --ack-timeout: asking the broker for them again");
+                        subscription.redeliver(topic, ids);
+                    }
+                }
+                ack_check_at = ack_check.map(|every| Instant::now() + every);
+            }
+            _ = sleep_until(list_at), if !stopping => {
+                topics.list = true;
+                attempt_at = Some(attempt_at.map_or(Instant::now(), |at| at.min(Instant::now())));
+                list_at = Some(Instant::now() + options.topic_refresh);
+            }
+            _ = sleep_until(attempt_at), if !stopping => {
+                let attempt = async {
+                    topics.resolve(&client, &mut subscription).await?;
+                    subscription.subscribe_missing().await
+                };
+                let result = tokio::select! {
+                    r = attempt => Some(r),
+                    _ = stopped.wait_for(|s| *s) => None,
+                };
+                match result {
+                    None => {}
+                    Some(Ok(subscribed)) => {
+                        attempt_at = None;
+                        backoff = Duration::ZERO;
+                        if subscribed > 0 {
+                            if subscribed_once {
+                                metrics.resubscribes.inc();
+                            }
+                            subscribed_once = true;
+                            tracing::info!(
+                                stream = %stream.stream,
+                                topics = ?subscription.topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                                subscription = %options.subscription,
+                                "consuming"
+                            );
+                        }
+                    }
+                    Some(Err(e)) => {
                         backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_SUBSCRIBE_BACKOFF);
+                        attempt_at = Some(Instant::now() + backoff);
                         tracing::warn!(
-                            error = %e,
+                            error = %format!("{e:#}"),
                             subscription = %options.subscription,
                             topics = ?stream.topics,
                             retry_in = ?backoff,
@@ -241,98 +377,86 @@ async fn consume(
                     }
                 }
             }
-            next = next_message(&mut consumer), if tx.as_ref().is_some_and(|t| t.capacity() > 0) => {
-                let message = match next {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) if undecodable(&e) => {
-                        // pulsar-rs gives neither the message's id nor its
-                        // bytes: it can be neither dead-lettered nor
-                        // acknowledged. It stays in the backlog; no later
-                        // cumulative acknowledgement may cover it.
-                        metrics.undecodable.inc();
-                        cumulative = false;
-                        tracing::error!(
-                            error = %e,
-                            stream = %stream.stream,
-                            "a message cannot be decoded; it stays unacknowledged in the subscription's backlog"
-                        );
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer error; subscribing again");
-                        close(consumer.take()).await;
-                        continue;
-                    }
-                    None => {
-                        tracing::warn!("the Pulsar consumer closed; subscribing again");
-                        close(consumer.take()).await;
-                        continue;
-                    }
-                };
-                let id = message.message_id().clone();
-                let incoming = Incoming {
-                    source_id: Some(pulsar_event_id(
-                        id.ledger_id,
-                        id.entry_id,
-                        id.partition.unwrap_or(-1),
-                        id.batch_index.unwrap_or(-1),
-                    )),
-                    key: message.key(),
-                    origin: format!("{}@{}:{}", message.topic, id.ledger_id, id.entry_id),
-                    time: match options.time_from {
-                        options::TimeFrom::Payload => None,
-                        options::TimeFrom::EventTime => message.payload.metadata.event_time.filter(|t| *t > 0),
-                        options::TimeFrom::PublishTime => Some(message.payload.metadata.publish_time),
-                    },
-                    payload: message.payload.data,
-                };
-                let token = Token { topic: message.topic, id };
-                if let Some(tx) = &tx {
-                    tx.send((incoming, token)).await.context("the pipeline stopped")?;
-                }
-            }
         }
     };
-    close(consumer).await;
+    let due = acks.take(|t| subscription.is_live(t), std::time::Instant::now());
+    subscription.acknowledge(due);
+    subscription.close().await;
+    dead_letters.close().await;
     Ok(summary)
 }
 
-/// Closes a consumer on the broker (so that it dispatches nothing more to
-/// it), giving up after a second.
-async fn close(consumer: Option<PulsarConsumer>) {
-    if let Some(mut c) = consumer {
-        let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
-    }
-}
-
-/// Acknowledges `tokens` (cumulatively: only the last one of each topic).
-async fn send_acks(consumer: &mut PulsarConsumer, tokens: Vec<Token>, cumulative: bool) {
-    let tokens = if cumulative { last_per_topic(tokens) } else { tokens };
-    for Token { topic, id } in tokens {
-        let sent = if cumulative {
-            consumer.cumulative_ack_with_id(&topic, id).await
-        } else {
-            consumer.ack_with_id(&topic, id).await
-        };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "acknowledgement not sent; the message will be delivered again");
+/// The messages of one MESSAGE (several for a batch) and the flow permits
+/// it took; a payload that cannot be read is one message to dead-letter,
+/// with its bytes as received.
+fn read_message(
+    options: &Options,
+    metrics: &Metrics,
+    partition: i32,
+    (ledger, entry): (u64, u64),
+    origin: String,
+    payload: Option<Payload>,
+) -> (Vec<Incoming>, u32) {
+    let decoded = match payload {
+        None => Err(("a message without payload".to_string(), Vec::new(), None)),
+        Some(Payload {
+            metadata: Err(reason),
+            data,
+        }) => Err((reason, data, None)),
+        Some(Payload {
+            metadata: Ok(metadata),
+            data,
+        }) => match unpack(&metadata, &data) {
+            Ok(singles) => Ok((metadata, singles)),
+            Err(reason) => Err((reason, data, Some(metadata))),
+        },
+    };
+    match decoded {
+        Ok((metadata, singles)) => {
+            let permits = permits(Some(&metadata));
+            let messages = singles
+                .into_iter()
+                .map(|single| Incoming {
+                    source_id: Some(pulsar_event_id(
+                        ledger,
+                        entry,
+                        partition,
+                        single.batch_index.unwrap_or(-1),
+                    )),
+                    key: single.key,
+                    origin: origin.clone(),
+                    time: match options.time_from {
+                        options::TimeFrom::Payload => None,
+                        options::TimeFrom::EventTime => single.event_time,
+                        options::TimeFrom::PublishTime => Some(metadata.publish_time),
+                    },
+                    payload: single.data,
+                    undecodable: None,
+                })
+                .collect();
+            (messages, permits)
+        }
+        Err((reason, data, metadata)) => {
+            metrics.undecodable.inc();
+            tracing::warn!(%origin, %reason, "a message cannot be decoded; it goes to the dead-letter topic");
+            let message = Incoming {
+                source_id: Some(pulsar_event_id(ledger, entry, partition, -1)),
+                key: metadata.as_ref().and_then(|m| m.partition_key.clone()),
+                origin,
+                time: None,
+                payload: data,
+                undecodable: Some(format!("cannot decode the message: {reason}")),
+            };
+            (vec![message], permits(metadata.as_ref()))
         }
     }
 }
 
-/// The latest message of each topic (partition) of a batch.
-fn last_per_topic(tokens: Vec<Token>) -> Vec<Token> {
-    let mut last: HashMap<String, MessageIdData> = HashMap::new();
-    for Token { topic, id } in tokens {
-        let position = |m: &MessageIdData| (m.ledger_id, m.entry_id, m.batch_index.unwrap_or(-1));
-        match last.get(&topic) {
-            Some(seen) if position(seen) >= position(&id) => {}
-            _ => {
-                last.insert(topic, id);
-            }
-        }
-    }
-    last.into_iter().map(|(topic, id)| Token { topic, id }).collect()
+/// The flow permits a message takes: its batch's size.
+fn permits(metadata: Option<&MessageMetadata>) -> u32 {
+    metadata
+        .and_then(|m| m.num_messages_in_batch)
+        .map_or(1, |n| u32::try_from(n).unwrap_or(1).max(1))
 }
 
 fn default_consumer_name() -> String {
@@ -340,77 +464,26 @@ fn default_consumer_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// A Pulsar message to acknowledge.
+/// A Pulsar message to acknowledge: one message of a received entry.
 pub struct Token {
-    topic: String,
-    id: MessageIdData,
+    serial: u64,
 }
 
 struct PulsarSettle {
-    pulsar: Pulsar<TokioExecutor>,
-    topic: String,
-    stream: String,
-    producer: Option<pulsar::Producer<TokioExecutor>>,
+    dead_letters: Arc<DeadLetters>,
     acks: mpsc::UnboundedSender<Vec<Token>>,
-    metrics: Arc<Metrics>,
 }
 
 impl Settle<Token> for PulsarSettle {
     async fn dead_letter(&mut self, message: &Incoming, reason: &str) -> anyhow::Result<()> {
-        tracing::warn!(origin = %message.origin, %reason, topic = %self.topic, "dead letter");
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.try_dead_letter(message, reason).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.metrics.retried.inc();
-                    tracing::warn!(error = %e, "cannot publish to the dead-letter topic; retrying");
-                    self.producer = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        self.dead_letters.publish(message, reason).await;
+        Ok(())
     }
 
     async fn ack(&mut self, tokens: Vec<Token>) -> anyhow::Result<()> {
         self.acks
             .send(tokens)
             .map_err(|_| anyhow::anyhow!("the consumer stopped"))
-    }
-}
-
-impl PulsarSettle {
-    async fn try_dead_letter(&mut self, message: &Incoming, reason: &str) -> anyhow::Result<()> {
-        if self.producer.is_none() {
-            let options = producer::ProducerOptions {
-                block_queue_if_full: true,
-                ..Default::default()
-            };
-            self.producer = Some(
-                self.pulsar
-                    .producer()
-                    .with_topic(&self.topic)
-                    .with_options(options)
-                    .build()
-                    .await?,
-            );
-        }
-        let producer = self.producer.as_mut().expect("just set");
-        let mut properties = HashMap::new();
-        properties.insert("reason".to_string(), reason.to_string());
-        properties.insert("origin".to_string(), message.origin.clone());
-        properties.insert("stream".to_string(), self.stream.clone());
-        let receipt = producer
-            .send_non_blocking(producer::Message {
-                payload: message.payload.clone(),
-                properties,
-                partition_key: message.key.clone(),
-                ..Default::default()
-            })
-            .await?;
-        receipt.await?;
-        Ok(())
     }
 }
 
@@ -441,6 +514,7 @@ pub async fn run_file(path: &std::path::Path, pipeline: Pipeline, batch_size: us
             key: None,
             origin: format!("line {number}"),
             time: None,
+            undecodable: None,
         };
         if tx.send((incoming, number)).await.is_err() {
             break;

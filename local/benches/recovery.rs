@@ -1,8 +1,8 @@
 //! Durability figures of `timeline serve`'s writer and recovery, in process
 //! (no HTTP): CIRR events through the real writer (group commit, fsync,
 //! repeats left out, snapshots), then recovery by full replay against
-//! snapshot + tail, and the log's bytes per distinct event when every batch
-//! is delivered three times.
+//! snapshot + tail, the log's bytes per distinct event when every batch
+//! is delivered three times, and ingest and the log's size with retention.
 //!
 //! `cargo bench -p timeline-local --bench recovery [-- EVENTS]` (default
 //! 10,000,000 events; about 42 per session).
@@ -13,7 +13,7 @@ use std::time::Instant;
 use timeline::StreamSpec;
 use timeline::stream::DEFAULT_STREAM;
 use timeline_local::body::parse_body;
-use timeline_local::durable::{self, Command, Ingest};
+use timeline_local::durable::{self, Command, Ingest, RetentionPolicy};
 use timeline_local::engine::{Engine, Target};
 use timeline_local::generate::{CirrOptions, write_cirr};
 use timeline_local::metrics::Metrics;
@@ -50,6 +50,15 @@ fn start(
     dir: &std::path::Path,
     policy: SnapshotPolicy,
 ) -> (tokio::sync::mpsc::Sender<Command>, std::thread::JoinHandle<()>) {
+    start_with(dir, policy, RetentionPolicy::default())
+}
+
+/// [`start`] with a retention.
+fn start_with(
+    dir: &std::path::Path,
+    policy: SnapshotPolicy,
+    retention: RetentionPolicy,
+) -> (tokio::sync::mpsc::Sender<Command>, std::thread::JoinHandle<()>) {
     let mut store = Store::open(dir).unwrap();
     store
         .put_job(&StoredJob {
@@ -58,7 +67,14 @@ fn start(
         })
         .unwrap();
     let engine = durable::recover(&store, spec()).unwrap();
-    durable::spawn_writer(store, Arc::new(RwLock::new(engine)), Arc::new(Metrics::new()), policy).unwrap()
+    durable::spawn_writer(
+        store,
+        Arc::new(RwLock::new(engine)),
+        Arc::new(Metrics::new()),
+        policy,
+        retention,
+    )
+    .unwrap()
 }
 
 /// Sends `bodies` through the writer, 8 in flight; returns events/s.
@@ -68,6 +84,7 @@ fn ingest(writer: &tokio::sync::mpsc::Sender<Command>, bodies: &[&String]) -> f6
         key: None,
         key_field: timeline::event::DEFAULT_KEY_FIELD.into(),
         stream: None,
+        restart: Vec::new(),
     };
     let parser = spec().parser();
     let started = Instant::now();
@@ -78,13 +95,13 @@ fn ingest(writer: &tokio::sync::mpsc::Sender<Command>, bodies: &[&String]) -> f6
         total += events.len();
         let (reply, answer) = oneshot::channel();
         writer
-            .blocking_send(Command::Ingest(Ingest {
-                record: encode_record(&header, body.as_bytes()),
+            .blocking_send(Command::Ingest(Ingest::new(
+                encode_record(&header, body.as_bytes()),
                 events,
-                stream: 0,
-                target: Target::AllLeaves,
+                0,
+                Target::AllLeaves,
                 reply,
-            }))
+            )))
             .unwrap();
         pending.push_back(answer);
         if pending.len() >= 8 {
@@ -100,6 +117,20 @@ fn ingest(writer: &tokio::sync::mpsc::Sender<Command>, bodies: &[&String]) -> f6
 fn stop(writer: tokio::sync::mpsc::Sender<Command>, thread: std::thread::JoinHandle<()>) {
     drop(writer);
     thread.join().unwrap();
+}
+
+/// The bytes of the log's records in `dir`, and the events they hold.
+fn log_size(dir: &std::path::Path) -> (usize, u64) {
+    let store = Store::open(dir).unwrap();
+    let (mut bytes, mut events) = (0usize, 0u64);
+    store
+        .replay(|_, record| {
+            bytes += record.len();
+            events += durable::record_events(record).unwrap().1.len() as u64;
+            Ok(())
+        })
+        .unwrap();
+    (bytes, events)
 }
 
 fn recover_secs(dir: &std::path::Path) -> (f64, Engine) {
@@ -177,6 +208,35 @@ fn main() {
     drop((a, b));
     drop(dir);
 
+    // Retention: the same events with --retention 15min (each group of
+    // sessions starts within 10 minutes after the previous one, so older
+    // groups expire as newer ones come), snapshots off, looking for keys to
+    // forget every 10 s (the default), against the ingest without retention
+    // above.
+    let dir = tempfile::tempdir().unwrap();
+    let retention = RetentionPolicy {
+        keep: Some(15 * 60_000),
+        ..RetentionPolicy::default()
+    };
+    let (writer, thread) = start_with(dir.path(), SnapshotPolicy::OFF, retention);
+    let rate_retention = ingest(&writer, &all);
+    stop(writer, thread);
+    let (kept_secs, kept) = recover_secs(dir.path());
+    let (record_bytes, logged) = log_size(dir.path());
+    let sent_bytes: usize = all.iter().map(|b| b.len()).sum();
+    let file = std::fs::metadata(dir.path().join("timeline.redb")).unwrap().len();
+    println!(
+        "retention 15min: ingest {rate_retention:.0} events/s ({:.2} of without); kept {logged} events of {} keys, \
+         {:.0} MB of records of {:.0} MB sent (database file {:.0} MB); full replay {kept_secs:.2} s",
+        rate_retention / rate_off,
+        kept.key_count(),
+        record_bytes as f64 / 1e6,
+        sent_bytes as f64 / 1e6,
+        file as f64 / 1e6,
+    );
+    drop(kept);
+    drop(dir);
+
     // At-least-once: every batch three times (the second and third copy
     // after the next batches), identified events only.
     let distinct = (events / 20).clamp(10_000, 500_000);
@@ -198,15 +258,7 @@ fn main() {
     let (writer, thread) = start(dir.path(), SnapshotPolicy::OFF);
     ingest(&writer, &thrice);
     stop(writer, thread);
-    let store = Store::open(dir.path()).unwrap();
-    let (mut record_bytes, mut logged) = (0usize, 0u64);
-    store
-        .replay(|_, record| {
-            record_bytes += record.len();
-            logged += durable::record_events(record).unwrap().1.len() as u64;
-            Ok(())
-        })
-        .unwrap();
+    let (record_bytes, logged) = log_size(dir.path());
     let distinct_events: usize = bodies.iter().map(|b| b.lines().count()).sum();
     let file = std::fs::metadata(dir.path().join("timeline.redb")).unwrap().len();
     println!(

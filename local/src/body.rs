@@ -35,7 +35,27 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// `{"events": [...]}`. Good events are kept whatever their neighbours;
 /// `url_key` must match every event's key.
 pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (Vec<Event>, Vec<Rejected>) {
+    let parsed = parse_body_at(parser, body, url_key);
+    (parsed.events, parsed.rejected)
+}
+
+/// A batch parsed: its good events with where each stood, and the bad ones.
+#[derive(Debug, Default)]
+pub struct ParsedBody {
+    /// The good events, in order.
+    pub events: Vec<Event>,
+    /// Where each good event stood: 0-based position and, for JSON lines,
+    /// its 1-based line.
+    pub positions: Vec<(usize, Option<usize>)>,
+    /// The bad events.
+    pub rejected: Vec<Rejected>,
+}
+
+/// [`parse_body`], keeping each good event's position (to report those the
+/// writer refuses later).
+pub fn parse_body_at(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> ParsedBody {
     let mut events = Vec::new();
+    let mut positions = Vec::new();
     let mut rejected = Vec::new();
     let mut accept = |index: usize, line: Option<usize>, result: Result<Event, EventError>| match result {
         Ok(event) if url_key.is_some_and(|k| k != event.key) => rejected.push(Rejected {
@@ -55,7 +75,10 @@ pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (
                 event.key.len()
             ),
         }),
-        Ok(event) => events.push(event),
+        Ok(event) => {
+            events.push(event);
+            positions.push((index, line));
+        }
         Err(e) => rejected.push(Rejected {
             index,
             line,
@@ -98,5 +121,9 @@ pub fn parse_body(parser: &EventParser, body: &[u8], url_key: Option<&str>) -> (
             index += 1;
         }
     }
-    (events, rejected)
+    ParsedBody {
+        events,
+        positions,
+        rejected,
+    }
 }

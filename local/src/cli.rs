@@ -174,6 +174,26 @@ struct ServeArgs {
     /// (0: not by time).
     #[arg(long, default_value_t = 300)]
     snapshot_every_secs: u64,
+    /// Keep events only this long before their stream's newest event time
+    /// (e.g. 30d, 12h; default: keep everything). Older events are refused,
+    /// and keys whose latest event is older are forgotten, in memory and in
+    /// the log.
+    #[arg(long, value_name = "DURATION", value_parser = retention)]
+    retention: Option<i64>,
+    /// Seconds between looks for keys to forget under --retention.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = seconds, requires = "retention")]
+    retention_check: f64,
+}
+
+/// A retention such as `30d` or `12h`, in ms.
+fn retention(text: &str) -> Result<i64, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: a duration such as 30d, 12h or 90min is expected"))?;
+    let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    if ms == 0 {
+        return Err("a retention must be longer than 0 ms".into());
+    }
+    Ok(ms)
 }
 
 /// `HOST:PORT` or `IP:PORT`: the first address it resolves to, IPv4 first.
@@ -307,6 +327,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 snapshots: crate::snapshot::SnapshotPolicy {
                     every_events: args.snapshot_every_events,
                     every_secs: args.snapshot_every_secs,
+                },
+                retention: crate::durable::RetentionPolicy {
+                    keep: args.retention,
+                    check_every: Duration::from_secs_f64(args.retention_check),
                 },
             };
             tokio::runtime::Builder::new_multi_thread()

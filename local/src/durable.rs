@@ -13,12 +13,15 @@ use timeline::{Event, NodeId, StreamSpec};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::parse_body;
-use crate::engine::{Engine, ReadError, StreamId, Target};
+use crate::engine::{Engine, ExpiredKey, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
 use crate::snapshot::{self, SnapshotPolicy};
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
 
 mod dedup;
+mod retention;
+
+pub use retention::{Refused, RetentionPolicy, forget_expired};
 
 /// Why the writer did not do what it was asked.
 #[derive(Debug)]
@@ -119,12 +122,47 @@ pub fn spawn_writer(
     engine: Arc<RwLock<Engine>>,
     metrics: Arc<Metrics>,
     policy: SnapshotPolicy,
+    retention: RetentionPolicy,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
+    if retention.keep.is_some() {
+        spawn_ticker(&writer, retention.check_every)?;
+    }
     let thread = std::thread::Builder::new()
         .name("timeline-writer".into())
-        .spawn(move || write_loop(store, engine, metrics, commands, Snapshots::new(policy)))?;
+        .spawn(move || {
+            write_loop(
+                store,
+                engine,
+                metrics,
+                commands,
+                Snapshots::new(policy),
+                retention::Expiry::new(retention),
+            )
+        })?;
     Ok((writer, thread))
+}
+
+/// Sends the writer a [`Command::Tick`] every `every` (so that retention
+/// runs after the last events too), until the writer's channel closes.
+fn spawn_ticker(writer: &mpsc::Sender<Command>, every: std::time::Duration) -> std::io::Result<()> {
+    let writer = writer.downgrade();
+    let every = every.max(std::time::Duration::from_millis(10));
+    std::thread::Builder::new()
+        .name("timeline-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                // Only a weak handle between ticks: the ticker never keeps the
+                // writer alive.
+                let Some(writer) = writer.upgrade() else { return };
+                match writer.try_send(Command::Tick) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Where the writer answers.
@@ -140,8 +178,26 @@ pub struct Ingest {
     pub stream: StreamId,
     /// The leaves they are for.
     pub target: Target,
-    /// Answered once durable and applied.
-    pub reply: Reply<()>,
+    /// The events refused as older than the retention horizon (set by the
+    /// writer).
+    pub refused: Refused,
+    /// Answered once durable and applied, with the events refused.
+    pub reply: Reply<Refused>,
+}
+
+impl Ingest {
+    /// A batch of `events` of `stream` for `target`, logged as `record`;
+    /// `reply` is answered once it is durable and applied.
+    pub fn new(record: Vec<u8>, events: Vec<Event>, stream: StreamId, target: Target, reply: Reply<Refused>) -> Self {
+        Ingest {
+            record,
+            events,
+            stream,
+            target,
+            refused: Refused::default(),
+            reply,
+        }
+    }
 }
 
 /// What the writer does, one at a time.
@@ -164,6 +220,8 @@ pub enum Command {
         /// The answer.
         reply: Reply<()>,
     },
+    /// Time passed: run what is due (retention).
+    Tick,
 }
 
 /// The events of a log record.
@@ -194,6 +252,20 @@ fn apply_events(
     only: Option<&[NodeId]>,
 ) -> Result<u64> {
     let stream = engine.open_stream(&header.stream());
+    if only.is_none() && !header.restart.is_empty() {
+        // Retention forgot these keys' earlier events here (a snapshot taken
+        // before may still hold them).
+        let restarted: Vec<ExpiredKey> = header
+            .restart
+            .iter()
+            .map(|key| ExpiredKey {
+                stream,
+                key: key.into(),
+                records: Vec::new(),
+            })
+            .collect();
+        engine.forget(&restarted);
+    }
     engine.apply(stream, events, &header.target()?, only);
     if only.is_none() {
         engine.note_record(stream, seq, events);
@@ -248,6 +320,7 @@ fn write_loop(
     metrics: Arc<Metrics>,
     mut commands: mpsc::Receiver<Command>,
     mut snapshots: Snapshots,
+    mut expiry: retention::Expiry,
 ) {
     const GROUP_EVENTS: usize = 200_000;
     while let Some(first) = commands.blocking_recv() {
@@ -265,9 +338,17 @@ fn write_loop(
                         pending = commands.try_recv().ok();
                     }
                 }
+                Command::Tick => pending = commands.try_recv().ok(),
                 other => {
-                    let applied = commit_ingests(&mut store, &engine, &metrics, std::mem::take(&mut ingests));
+                    let applied = commit_ingests(
+                        &mut store,
+                        &engine,
+                        &metrics,
+                        expiry.keep(),
+                        std::mem::take(&mut ingests),
+                    );
                     snapshots.applied(applied);
+                    expiry.applied(applied);
                     if run_admin(&mut store, &engine, other) {
                         // A snapshot taken with the old jobs would not be used.
                         snapshots.take(&store, &engine);
@@ -276,8 +357,12 @@ fn write_loop(
                 }
             }
         }
-        let applied = commit_ingests(&mut store, &engine, &metrics, ingests);
+        let applied = commit_ingests(&mut store, &engine, &metrics, expiry.keep(), ingests);
         snapshots.applied(applied);
+        expiry.applied(applied);
+        if expiry.due() {
+            expiry.run(&mut store, &engine, &metrics);
+        }
         if snapshots.due() {
             snapshots.take(&store, &engine);
         }
@@ -374,15 +459,50 @@ impl Snapshots {
 }
 
 /// Commits and applies a group of batches; returns the events applied.
-fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics, mut ingests: Vec<Ingest>) -> u64 {
+fn commit_ingests(
+    store: &mut Store,
+    engine: &RwLock<Engine>,
+    metrics: &Metrics,
+    keep: Option<timeline::Time>,
+    mut ingests: Vec<Ingest>,
+) -> u64 {
     if ingests.is_empty() {
         return 0;
     }
     // Only the writer changes the engine: what it knows now holds until the
     // commit is applied.
-    let dropped = dedup::leave_out_repeats(&engine.read().unwrap_or_else(|p| p.into_inner()), &mut ingests);
-    if dropped > 0 {
-        metrics.repeats.inc_by(dropped as u64);
+    let (expired, streams) = {
+        let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+        let mut expired = Vec::new();
+        if let Some(keep) = keep {
+            let refused = retention::refuse_old(&engine, keep, &mut ingests);
+            metrics.events_too_old.inc_by(refused as u64);
+            expired = retention::expired_in(&engine, keep, &ingests);
+        }
+        let dropped = dedup::leave_out_repeats(&engine, &mut ingests);
+        if dropped > 0 {
+            metrics.repeats.inc_by(dropped as u64);
+        }
+        let streams = (!expired.is_empty()).then(|| engine.stream_ids());
+        (expired, streams)
+    };
+    // Keys behind the horizon that get events again start anew: their old
+    // events leave the log before the new ones come in.
+    let mut removed = 0;
+    if let Some(streams) = streams {
+        retention::mark_restarts(&mut ingests, &expired);
+        match retention::remove_from_log(store, &streams, &expired) {
+            Ok(n) => removed = n,
+            Err(e) => {
+                tracing::error!("cannot remove the events of keys behind the retention horizon: {e:#}");
+                for ingest in ingests {
+                    let _ = ingest
+                        .reply
+                        .send(Err(DurableError::Storage(format!("events not stored: {e:#}"))));
+                }
+                return 0;
+            }
+        }
     }
     let started = Instant::now();
     let records: Vec<&[u8]> = ingests
@@ -401,6 +521,9 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
     match result {
         Ok(first) => {
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+            if !expired.is_empty() {
+                retention::forget(&mut engine, metrics, &expired, removed);
+            }
             let logged = ingests.iter().filter(|i| !i.record.is_empty());
             for (seq, ingest) in (first..).zip(logged) {
                 engine.apply(ingest.stream, &ingest.events, &ingest.target, None);
@@ -416,7 +539,7 @@ fn commit_ingests(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metrics,
             drop(engine);
             let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
             for ingest in ingests {
-                let _ = ingest.reply.send(Ok(()));
+                let _ = ingest.reply.send(Ok(ingest.refused));
             }
             applied
         }
@@ -514,6 +637,6 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bo
             let _ = reply.send(result);
             changed
         }
-        Command::Ingest(_) => unreachable!("ingests are grouped"),
+        Command::Ingest(_) | Command::Tick => unreachable!("the loop takes ingests and ticks"),
     }
 }

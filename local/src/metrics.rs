@@ -19,6 +19,12 @@ pub struct Metrics {
     pub commits: Counter,
     /// Identified events left out of the log as repeats of ones it holds.
     pub repeats: Counter,
+    /// Events refused as older than the retention horizon.
+    pub events_too_old: Counter,
+    /// Keys forgotten by retention.
+    pub keys_expired: Counter,
+    /// Log records removed by retention.
+    pub log_records_removed: Counter,
     /// Time to commit and fsync.
     pub commit_seconds: Histogram,
     /// Jobs running.
@@ -39,6 +45,9 @@ impl Metrics {
             batches: Counter::default(),
             commits: Counter::default(),
             repeats: Counter::default(),
+            events_too_old: Counter::default(),
+            keys_expired: Counter::default(),
+            log_records_removed: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             jobs: Gauge::default(),
             keys: Gauge::default(),
@@ -61,6 +70,21 @@ impl Metrics {
             "repeats",
             "Identified events left out of the log as repeats",
             m.repeats.clone(),
+        );
+        registry.register(
+            "events_too_old",
+            "Events refused as older than the retention horizon",
+            m.events_too_old.clone(),
+        );
+        registry.register(
+            "keys_expired",
+            "Keys forgotten by retention (their latest event behind the horizon)",
+            m.keys_expired.clone(),
+        );
+        registry.register(
+            "log_records_removed",
+            "Event log records removed by retention",
+            m.log_records_removed.clone(),
         );
         registry.register(
             "commit_seconds",

@@ -44,6 +44,11 @@ pub struct LogHeader {
     /// The stream they belong to, when not the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<timeline::StreamSpec>,
+    /// Keys that start anew with this record: retention forgot their earlier
+    /// events just before it (a recovery from a snapshot that still holds
+    /// them forgets them here too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart: Vec<String>,
 }
 
 /// Encodes a record: the header as one JSON line, then the raw body.
@@ -314,7 +319,39 @@ impl Store {
         Ok(first)
     }
 
-    /// Number of records in the log.
+    /// Replaces or removes log records in one transaction, fsynced: each
+    /// `(seq, Some(record))` replaces record `seq`, each `(seq, None)` removes
+    /// it. Safe to repeat.
+    pub fn rewrite(&mut self, changes: &[(u64, Option<Vec<u8>>)]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write(
+            |db| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                {
+                    let mut log = txn.open_table(LOG)?;
+                    for (seq, record) in changes {
+                        match record {
+                            Some(record) => {
+                                log.insert(*seq, record.as_slice())?;
+                            }
+                            None => {
+                                log.remove(*seq)?;
+                            }
+                        }
+                    }
+                }
+                txn.commit()?;
+                Ok(())
+            },
+            |_| None,
+        )
+    }
+
+    /// The next record's sequence number: records ever appended (retention
+    /// may have removed some of them since).
     pub fn records(&self) -> u64 {
         self.next_seq
     }

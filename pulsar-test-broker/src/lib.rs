@@ -4,8 +4,8 @@
 //! It is built on the `pulsar` crate's own protocol types (`pulsar::proto`) and
 //! frame codec (`pulsar::message::Codec`), so clients exchange real frames with
 //! it: CONNECT, PING, PARTITIONED_METADATA, LOOKUP, PRODUCER/SEND, SUBSCRIBE,
-//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, GET_TOPICS_OF_NAMESPACE
-//! and CLOSE_*.
+//! FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, SEEK,
+//! GET_TOPICS_OF_NAMESPACE, AUTH_CHALLENGE/AUTH_RESPONSE and CLOSE_*.
 //!
 //! Key decision: one lock over the whole state and a dispatcher that runs after
 //! every change. That is slow next to a real broker but easy to reason about,
@@ -13,12 +13,18 @@
 //! unacknowledged until its consumer acknowledges it, and messages a consumer
 //! held when it went away are delivered again, with a higher redelivery count.
 //!
-//! Non-partitioned topics only; subscriptions Exclusive, Failover (both: the
+//! Topics are non-partitioned unless [`Broker::set_partitions`] says
+//! otherwise (each partition is then a topic of its own); LOOKUP can be
+//! redirected ([`Broker::redirect_lookups`]). Subscriptions Exclusive, Failover (both: the
 //! first consumer gets everything), Shared (round robin) and Key_Shared (by a
 //! hash of the message key). Message metadata (compression codec,
 //! uncompressed size, batching, event time) passes from producers to consumers
-//! untouched. Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
-//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`].
+//! untouched; [`Broker::inject`] stores any payload (raw Snappy, corrupt
+//! data). Faults: [`Broker::drop_connections`], [`Broker::close_consumers`],
+//! [`Broker::refuse_subscribes`] and [`Broker::set_dispatch_delay`]. It
+//! records the message ids of every ACK frame and REDELIVER request, and
+//! can require client certificates ([`Broker::start_mtls`]) and spoil the
+//! checksum of messages ([`Broker::corrupt_next_messages`]).
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,7 +39,7 @@ use pulsar::message::{Codec, Message, Payload};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 /// A message as the broker stored it.
 #[derive(Debug, Clone)]
@@ -61,6 +67,8 @@ pub struct Broker {
 struct Shared {
     state: Mutex<State>,
     wake: Notify,
+    /// MESSAGE frames still to send with a wrong payload checksum.
+    corrupt: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -73,8 +81,16 @@ struct State {
     dispatch_delay: Duration,
     /// SUBSCRIBE requests still to refuse.
     refuse_subscribes: u32,
+    /// Partitioned topics (full name) and their partitions.
+    partitions: HashMap<String, u32>,
+    /// LOOKUP requests still to answer with a redirect.
+    redirect_lookups: u32,
+    /// Each LOOKUP: (topic, authoritative).
+    lookups: Vec<(String, bool)>,
     /// Each CONNECT's authentication: (method, data).
     authentications: Vec<(String, Vec<u8>)>,
+    /// Each AUTH_RESPONSE's authentication: (method, data).
+    auth_responses: Vec<(String, Vec<u8>)>,
 }
 
 struct Connection {
@@ -102,6 +118,20 @@ struct Subscription {
     redeliveries: HashMap<u64, u32>,
     round_robin: usize,
     dispatched: u64,
+    /// The ACK frames received, in order.
+    ack_frames: Vec<AckFrame>,
+    /// The entries of each REDELIVER_UNACKNOWLEDGED_MESSAGES, in order
+    /// (empty: all of the consumer's).
+    redeliver_requests: Vec<Vec<u64>>,
+}
+
+/// One ACK frame as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFrame {
+    /// Whether it acknowledges cumulatively.
+    pub cumulative: bool,
+    /// The entries it names, in order.
+    pub entries: Vec<u64>,
 }
 
 struct Consumer {
@@ -137,24 +167,14 @@ impl Broker {
     /// clients connect to `pulsar+ssl://localhost:PORT` ([`Broker::url`]).
     /// Client certificates are not asked for.
     pub async fn start_tls(cert_chain: &str, key: &str) -> std::io::Result<Broker> {
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
-        };
-        let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("the certificate chain", &e))?;
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
-        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("TLS versions", &e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| invalid("the certificate", &e))?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(cert_chain, key, None)?;
+        Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
+    }
+
+    /// As [`Broker::start_tls`], but the handshake fails unless the client
+    /// presents a certificate that `client_ca` (PEM) signed (mutual TLS).
+    pub async fn start_mtls(cert_chain: &str, key: &str, client_ca: &str) -> std::io::Result<Broker> {
+        let acceptor = tls_acceptor(cert_chain, key, Some(client_ca))?;
         Broker::listen("127.0.0.1:0".parse().expect("valid address"), Some(acceptor)).await
     }
 
@@ -165,6 +185,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            corrupt: std::sync::atomic::AtomicU32::new(0),
         });
         let url = broker_url(addr, tls.is_some());
         let accept = {
@@ -294,6 +315,28 @@ impl Broker {
             .map_or(0, |s| s.dispatched)
     }
 
+    /// The ACK frames `subscription` of `topic` received, in order.
+    pub fn ack_frames(&self, topic: &str, subscription: &str) -> Vec<AckFrame> {
+        self.with_subscription(topic, subscription, |s| s.ack_frames.clone())
+            .unwrap_or_default()
+    }
+
+    /// The entries each REDELIVER_UNACKNOWLEDGED_MESSAGES on `subscription`
+    /// of `topic` named, in order (empty: all of the consumer's).
+    pub fn redeliver_requests(&self, topic: &str, subscription: &str) -> Vec<Vec<u64>> {
+        self.with_subscription(topic, subscription, |s| s.redeliver_requests.clone())
+            .unwrap_or_default()
+    }
+
+    fn with_subscription<T>(&self, topic: &str, subscription: &str, f: impl FnOnce(&Subscription) -> T) -> Option<T> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .and_then(|t| t.subscriptions.get(subscription))
+            .map(f)
+    }
+
     /// The consumers connected to `subscription` of `topic`.
     pub fn consumers(&self, topic: &str, subscription: &str) -> Vec<ConsumerStats> {
         let state = self.shared.lock();
@@ -367,6 +410,57 @@ impl Broker {
         self.shared.lock().authentications.clone()
     }
 
+    /// Asks every connected client to authenticate again (AUTH_CHALLENGE),
+    /// as a broker does when a token is about to expire.
+    pub fn challenge_auth(&self) {
+        let state = self.shared.lock();
+        for connection in state.connections.keys() {
+            state.send(
+                *connection,
+                command(Type::AuthChallenge, |c| {
+                    c.auth_challenge = Some(proto::CommandAuthChallenge {
+                        server_version: Some("pulsar-test-broker".into()),
+                        challenge: Some(proto::AuthData {
+                            auth_method_name: Some("token".into()),
+                            auth_data: Some(b"refresh".to_vec()),
+                        }),
+                        protocol_version: Some(12),
+                    })
+                }),
+            );
+        }
+    }
+
+    /// The authentication (method name, data) of every AUTH_RESPONSE so
+    /// far, in order.
+    pub fn auth_responses(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.lock().auth_responses.clone()
+    }
+
+    /// Sends the next `n` MESSAGE frames with a payload that does not match
+    /// its checksum (one byte flipped after the checksum was computed).
+    pub fn corrupt_next_messages(&self, n: u32) {
+        self.shared.corrupt.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes `topic` a partitioned topic of `n` partitions, as
+    /// PARTITIONED_METADATA tells; its partitions are the topics
+    /// `<topic>-partition-<i>`.
+    pub fn set_partitions(&self, topic: &str, n: u32) {
+        self.shared.lock().partitions.insert(full_topic_name(topic), n);
+    }
+
+    /// Answers the next `n` LOOKUP requests with a redirect (to this same
+    /// broker, authoritative), as a cluster whose topics move does.
+    pub fn redirect_lookups(&self, n: u32) {
+        self.shared.lock().redirect_lookups = n;
+    }
+
+    /// Every LOOKUP so far: (topic, whether it was authoritative).
+    pub fn lookups(&self) -> Vec<(String, bool)> {
+        self.shared.lock().lookups.clone()
+    }
+
     /// SUBSCRIBE requests still to be refused.
     pub fn subscribes_to_refuse(&self) -> u32 {
         self.shared.lock().refuse_subscribes
@@ -392,6 +486,80 @@ impl Drop for Broker {
         }
         state.connections.clear();
     }
+}
+
+/// The frame codec, which spoils the payload of the next MESSAGE frames
+/// when [`Broker::corrupt_next_messages`] asks.
+struct CorruptingCodec {
+    shared: Arc<Shared>,
+}
+
+impl Decoder for CorruptingCodec {
+    type Item = Message;
+    type Error = pulsar::error::ConnectionError;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Message>, Self::Error> {
+        Codec.decode(src)
+    }
+}
+
+impl Encoder<Message> for CorruptingCodec {
+    type Error = pulsar::error::ConnectionError;
+
+    fn encode(&mut self, item: Message, dst: &mut bytes::BytesMut) -> Result<(), Self::Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let spoil = item.payload.is_some()
+            && item.command.r#type == Type::Message as i32
+            && self
+                .shared
+                .corrupt
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        Codec.encode(item, dst)?;
+        if spoil && let Some(last) = dst.last_mut() {
+            // The checksum covers the payload's last byte.
+            *last ^= 0xff;
+        }
+        Ok(())
+    }
+}
+
+/// The TLS side of a broker: its certificate and key and, with
+/// `client_ca`, the CA client certificates must be signed by.
+fn tls_acceptor(cert_chain: &str, key: &str, client_ca: Option<&str>) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("the certificate chain", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid("the private key", &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS versions", &e))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots
+                    .add(cert.map_err(|e| invalid("the client CA", &e))?)
+                    .map_err(|e| invalid("the client CA", &e))?;
+            }
+            let verifier =
+                tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| invalid("the client CA", &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("the certificate", &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A client connection, plain or TLS.
@@ -592,7 +760,8 @@ async fn serve(
     mut outgoing: mpsc::UnboundedReceiver<Message>,
     url: String,
 ) {
-    let (mut sink, mut source) = Framed::new(stream, Codec).split();
+    let codec = CorruptingCodec { shared: shared.clone() };
+    let (mut sink, mut source) = Framed::new(stream, codec).split();
     let writer = tokio::spawn(async move {
         // Write what is queued, then flush once: one syscall per burst.
         while let Some(message) = outgoing.recv().await {
@@ -645,11 +814,26 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             })
         })),
         Type::Ping => Some(command(Type::Pong, |r| r.pong = Some(proto::CommandPong {}))),
+        Type::AuthResponse => {
+            let data = c.auth_response?.response?;
+            shared.lock().auth_responses.push((
+                data.auth_method_name.unwrap_or_default(),
+                data.auth_data.unwrap_or_default(),
+            ));
+            None
+        }
         Type::PartitionedMetadata => {
-            let request_id = c.partition_metadata?.request_id;
+            let p = c.partition_metadata?;
+            let request_id = p.request_id;
+            let partitions = shared
+                .lock()
+                .partitions
+                .get(&full_topic_name(&p.topic))
+                .copied()
+                .unwrap_or(0);
             Some(command(Type::PartitionedMetadataResponse, |r| {
                 r.partition_metadata_response = Some(proto::CommandPartitionedTopicMetadataResponse {
-                    partitions: Some(0),
+                    partitions: Some(partitions),
                     request_id,
                     response: Some(0),
                     ..Default::default()
@@ -676,12 +860,27 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             }))
         }
         Type::Lookup => {
-            let request_id = c.lookup_topic?.request_id;
+            let lookup = c.lookup_topic?;
+            let request_id = lookup.request_id;
+            let redirect = {
+                let mut state = shared.lock();
+                state
+                    .lookups
+                    .push((lookup.topic.clone(), lookup.authoritative.unwrap_or(false)));
+                let redirect = state.redirect_lookups > 0;
+                state.redirect_lookups = state.redirect_lookups.saturating_sub(1);
+                redirect
+            };
+            let response = if redirect {
+                proto::command_lookup_topic_response::LookupType::Redirect
+            } else {
+                proto::command_lookup_topic_response::LookupType::Connect
+            };
             Some(command(Type::LookupResponse, |r| {
                 r.lookup_topic_response = Some(proto::CommandLookupTopicResponse {
                     broker_service_url: Some(url.to_string()),
                     broker_service_url_tls: Some(url.to_string()),
-                    response: Some(proto::command_lookup_topic_response::LookupType::Connect as i32),
+                    response: Some(response as i32),
                     request_id,
                     authoritative: Some(true),
                     proxy_through_service_url: Some(false),
@@ -801,6 +1000,10 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let a = c.ack?;
             let mut state = shared.lock();
             if let Some(sub) = state.subscription_mut(connection, a.consumer_id) {
+                sub.ack_frames.push(AckFrame {
+                    cumulative: a.ack_type == proto::command_ack::AckType::Cumulative as i32,
+                    entries: a.message_id.iter().map(|m| m.entry_id).collect(),
+                });
                 for id in &a.message_id {
                     if a.ack_type == proto::command_ack::AckType::Cumulative as i32 {
                         let upto: Vec<u64> = sub.pending.keys().copied().filter(|e| *e <= id.entry_id).collect();
@@ -822,12 +1025,68 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let mut state = shared.lock();
             if let Some(sub) = state.subscription_mut(connection, r.consumer_id) {
                 let only: BTreeSet<u64> = r.message_ids.iter().map(|m| m.entry_id).collect();
+                sub.redeliver_requests.push(only.iter().copied().collect());
                 let consumer = r.consumer_id;
                 sub.release(|entry, (conn, id)| {
                     conn == connection && id == consumer && (only.is_empty() || only.contains(&entry))
                 });
             }
             None
+        }
+        Type::Seek => {
+            let seek = c.seek?;
+            let mut state = shared.lock();
+            let found = state.topics.values_mut().find_map(|t| {
+                let messages = &t.messages;
+                t.subscriptions
+                    .values_mut()
+                    .find(|s| {
+                        s.consumers
+                            .iter()
+                            .any(|x| x.connection == connection && x.id == seek.consumer_id)
+                    })
+                    .map(|s| (messages, s))
+            });
+            let Some((messages, sub)) = found else {
+                return Some(error(
+                    seek.request_id,
+                    proto::ServerError::ConsumerNotFound,
+                    "no such consumer",
+                ));
+            };
+            let start = match (&seek.message_id, seek.message_publish_time) {
+                (Some(id), _) => id.entry_id.min(messages.len() as u64),
+                (None, Some(time)) => messages
+                    .iter()
+                    .find(|m| m.metadata.publish_time >= time)
+                    .map_or(messages.len() as u64, |m| m.entry),
+                (None, None) => {
+                    return Some(error(
+                        seek.request_id,
+                        proto::ServerError::MetadataError,
+                        "seek to nowhere",
+                    ));
+                }
+            };
+            // As Pulsar: the cursor moves, everything before it counts as
+            // acknowledged, and the subscription's consumers are closed.
+            sub.acked = (0..start).collect();
+            sub.pending.clear();
+            sub.redeliver.clear();
+            sub.cursor = start as usize;
+            let closed: Vec<(u64, u64)> = sub.consumers.drain(..).map(|x| (x.connection, x.id)).collect();
+            for (conn, id) in closed {
+                state.send(
+                    conn,
+                    command(Type::CloseConsumer, |c| {
+                        c.close_consumer = Some(proto::CommandCloseConsumer {
+                            consumer_id: id,
+                            request_id: u64::MAX,
+                        })
+                    }),
+                );
+            }
+            Some(success(seek.request_id))
         }
         Type::CloseConsumer => {
             let close = c.close_consumer?;

@@ -38,6 +38,8 @@ async function plotted(node) {
       end: r.dataset.end === "" ? null : Number(r.dataset.end),
       value: JSON.parse(r.dataset.value),
       rising: r.dataset.rising === "true",
+      // As the API writes it: only when true.
+      ...(r.dataset.falling === "true" ? { falling: true } : {}),
     }))
     .sort((a, b) => a.start - b.start));
 }

@@ -2,7 +2,8 @@
 // the key list (first key opened, search, pages), rows and cursor table
 // labelled with their sub-expressions, counts read as counts, the cursor
 // after a zoom, epoch times with their date, state labels on a phone-wide
-// screen, and the CSV/JSON export checked against the API.
+// screen, windowed durations (falling spans), and the CSV/JSON export checked
+// against the API.
 // Run by scripts/test-dashboard.sh.
 
 import { test, before, after } from "node:test";
@@ -165,6 +166,38 @@ test("count_where reads as a count, durations as durations", async () => {
   assert.equal(await page.textContent(`#cursor-values tr[data-node="${duration}"] td.reading`), "13s");
 });
 
+test("windowed durations are drawn rising, flat and falling, as the API gives them", async () => {
+  const query = [
+    'let buffering = latest_event_to_state(playerStateChange) == "buffer";',
+    "last_5s = duration_where(buffering, sliding(5s));",
+    "per_10s = duration_where(buffering, tumbling(10s));",
+  ].join("\n");
+  assert.equal((await api("/v1/jobs?name=windows", { method: "POST", body: query })).status, 201);
+  await openKey(KEY, "windows");
+  const { body: job } = await api("/v1/jobs/windows");
+  const nodes = job.plan.nodes.filter((n) => n.worker === "event-processor" || n.worker === "timeline-processor");
+  let falling = 0;
+  for (const node of nodes) {
+    const { body } = await api(`/v1/workers/${node.id}/${KEY}/timeline`);
+    const drawn = await page.$$eval(`g.row[data-node="${node.id}"] rect.span`, (rects) => rects
+      .map((r) => ({
+        start: Number(r.dataset.start),
+        end: r.dataset.end === "" ? null : Number(r.dataset.end),
+        value: JSON.parse(r.dataset.value),
+        rising: r.dataset.rising === "true",
+        falling: r.dataset.falling === "true",
+      }))
+      .sort((a, b) => a.start - b.start));
+    assert.deepEqual(drawn, body.spans.map((s) => ({ ...s, falling: Boolean(s.falling) })), node.id);
+    falling += body.spans.filter((s) => s.falling).length;
+  }
+  assert.ok(falling > 0, "the sliding duration falls somewhere");
+  // The sliding row's scale is its peak: 5 s of buffering at most.
+  const sliding = job.plan.outputs.find((o) => o.name === "last_5s").node;
+  assert.equal(await page.textContent(`g.row[data-node="${sliding}"] text.numeric-max`), "5s");
+  await page.screenshot({ path: join(shots, "key-view-windows.png"), fullPage: true });
+});
+
 test("after a drag-zoom the cursor table shows the values at the cursor", async () => {
   await openKey(KEY);
   const chart = page.locator("svg.timeline-chart");
@@ -263,7 +296,7 @@ test("a key's timelines export as CSV and JSON, as the API gives them", async ()
   const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
   assert.equal(csvDownload.suggestedFilename(), `cirr-${KEY}.csv`);
   const [header, ...rows] = parseCsv(readFileSync(await csvDownload.path(), "utf8"));
-  assert.deepEqual(header, ["node", "expression", "from", "to", "value", "rising"]);
+  assert.deepEqual(header, ["node", "expression", "from", "to", "value", "rising", "falling"]);
   assert.equal(rows.length, [...spans.values()].reduce((n, s) => n + s.length, 0));
   for (const [node, expected] of spans) {
     const mine = rows.filter((r) => r[0] === node);
@@ -272,8 +305,9 @@ test("a key's timelines export as CSV and JSON, as the API gives them", async ()
       start: Number(r[2]), end: r[3] === "" ? null : Number(r[3]),
       value: r[4] === "" ? null : r[4] === "true" ? true : r[4] === "false" ? false : /^-?\d+$/.test(r[4]) ? Number(r[4]) : r[4],
       rising: r[5] === "true",
+      falling: r[6] === "true",
     }));
-    assert.deepEqual(parsed, expected.map((s) => ({ start: s.start, end: s.end, value: s.value, rising: s.rising })), node);
+    assert.deepEqual(parsed, expected.map((s) => ({ start: s.start, end: s.end, value: s.value, rising: s.rising, falling: Boolean(s.falling) })), node);
   }
 
   const [jsonDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-json")]);

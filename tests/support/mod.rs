@@ -96,6 +96,29 @@ pub fn call(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Va
 
 pub const CIRR: &str = include_str!("../../examples/cirr.tl");
 
+/// Every temporal operator beyond the article over the orders example's
+/// stream (`examples/unpaid-orders.jsonl`).
+pub const ORDERS: &str = r#"from orders key order;
+let placed = status == "placed";
+let paid = status == "paid";
+unpaid = absent_after(placed, paid, 10m);
+in_time = sequence(placed, paid, within(10m));
+quiet = time_since(placed || paid) > 5m;
+was = previous(latest_event_to_state(status));
+recently_paid = true_within(has_existed(paid), 2m);
+let waiting = has_existed(placed) && !has_existed(paid);
+waited = duration_where(waiting, sliding(10m));
+waits = count_where(waiting, tumbling(10m));
+waited_per_window = duration_where(waiting, tumbling(10m));"#;
+
+/// The lines of the orders example.
+pub fn order_lines() -> Vec<String> {
+    include_str!("../../examples/unpaid-orders.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The card-swipes example: a job on the stream `cards`, keyed by `card`.
 pub const CARDS: &str = include_str!("../../examples/card-swipes.tl");
 

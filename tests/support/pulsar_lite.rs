@@ -157,10 +157,25 @@ fn fix_frame(frame: &[u8], url: &str) -> Vec<u8> {
 /// Publishes `lines` to `topic` with the official Python client, in order,
 /// keyed by `session_id`, without batching.
 pub fn python_produce(addr: SocketAddr, topic: &str, lines: &[String]) {
+    python_produce_with(addr, topic, lines, "NONE", false);
+}
+
+/// Publishes `lines` to `topic` with the official Python client, in order,
+/// keyed by `session_id`, compressed with `compression` (a
+/// `pulsar.CompressionType`: `LZ4`, `ZLib`, `ZSTD`, `SNAPPY` or `NONE`), in
+/// batches or not.
+pub fn python_produce_with(addr: SocketAddr, topic: &str, lines: &[String], compression: &str, batching: bool) {
     let script = r#"
 import json, sys, pulsar
 client = pulsar.Client(sys.argv[1])
-producer = client.create_producer(sys.argv[2], batching_enabled=False, block_if_queue_full=True)
+producer = client.create_producer(
+    sys.argv[2],
+    batching_enabled=sys.argv[4] == "batch",
+    batching_max_messages=25,
+    batching_max_publish_delay_ms=5,
+    compression_type=getattr(pulsar.CompressionType, sys.argv[3]),
+    block_if_queue_full=True,
+)
 for line in sys.stdin:
     line = line.strip()
     if not line:
@@ -170,14 +185,15 @@ for line in sys.stdin:
     except Exception:
         key = None
     if key:
-        producer.send(line.encode(), partition_key=key)
+        producer.send_async(line.encode(), None, partition_key=key)
     else:
-        producer.send(line.encode())
+        producer.send_async(line.encode(), None)
 producer.flush()
 client.close()
 "#;
     let mut child = Command::new("python3")
-        .args(["-c", script, &format!("pulsar://{addr}"), topic])
+        .args(["-c", script, &format!("pulsar://{addr}"), topic, compression])
+        .arg(if batching { "batch" } else { "single" })
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -106,7 +106,14 @@ impl NodeId {
     /// The kind of worker that runs the node, read from the id's operator name.
     pub fn worker_kind(&self) -> WorkerKind {
         match self.0.rsplit_once('-').map(|(op, _)| op) {
-            Some("latest_event_to_state" | "has_existed" | "has_existed_within") => WorkerKind::EventProcessor,
+            Some(
+                "latest_event_to_state"
+                | "has_existed"
+                | "has_existed_within"
+                | "time_since"
+                | "sequence"
+                | "absent_after",
+            ) => WorkerKind::EventProcessor,
             Some("aggregate") => WorkerKind::Aggregator,
             Some("metric") => WorkerKind::Metric,
             _ => WorkerKind::TimelineProcessor,

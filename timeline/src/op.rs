@@ -9,9 +9,10 @@ use smol_str::SmolStr;
 
 use crate::id::{NodeId, WorkerKind};
 use crate::ops;
+pub use crate::ops::window::Window;
 use crate::predicate::Predicate;
 use crate::timeline::Timeline;
-use crate::value::{CmpOp, Value};
+use crate::value::{CmpOp, Time, Value};
 
 /// What a timeline holds at each instant, as far as types are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,27 @@ pub enum LeafOp {
         /// Window length in ms, > 0.
         within_ms: i64,
     },
+    /// `time_since(predicate)`
+    TimeSince {
+        /// The test of an event.
+        predicate: Predicate,
+    },
+    /// `sequence(p1, ..., pn, within(d))`
+    Sequence {
+        /// The test of each step's event, in order (at least two).
+        steps: Vec<Predicate>,
+        /// Most ms from the first step's event to the last's (`None`: any).
+        within_ms: Option<i64>,
+    },
+    /// `absent_after(start, completion, within)`
+    AbsentAfter {
+        /// What starts (an order placed).
+        start: Predicate,
+        /// What completes it (the order paid).
+        completion: Predicate,
+        /// How long a start may wait for its completion, in ms, > 0.
+        within_ms: i64,
+    },
 }
 
 /// A derived operator: run by a timeline processor from its children's timelines.
@@ -85,12 +107,30 @@ pub enum DerivedOp {
     DurationInCurState,
     /// `count_where(b)`
     CountWhere,
+    /// `duration_where(b, window)`
+    DurationWhereIn {
+        /// The window.
+        window: Window,
+    },
+    /// `count_where(b, window)`
+    CountWhereIn {
+        /// The window.
+        window: Window,
+    },
+    /// `previous(tl)`
+    Previous,
+    /// `true_within(b, within)`
+    TrueWithin {
+        /// Window length in ms, > 0.
+        within_ms: i64,
+    },
 }
 
 impl DerivedOp {
-    /// Computes this operator's timeline from its children's, in order.
-    /// Missing children are Unknown.
-    pub fn evaluate(&self, children: &[&Timeline]) -> Timeline {
+    /// Computes this operator's timeline from its children's, in order, for
+    /// a key whose latest event time is `latest`. Missing children are
+    /// Unknown.
+    pub fn evaluate(&self, children: &[&Timeline], latest: Option<Time>) -> Timeline {
         let unknown = Timeline::unknown();
         let child = |i: usize| children.get(i).copied().unwrap_or(&unknown);
         match self {
@@ -101,6 +141,10 @@ impl DerivedOp {
             DerivedOp::DurationWhere => ops::duration_where::duration_where(child(0)),
             DerivedOp::DurationInCurState => ops::duration_in_cur_state::duration_in_cur_state(child(0)),
             DerivedOp::CountWhere => ops::count_where::count_where(child(0)),
+            DerivedOp::DurationWhereIn { window } => ops::duration_where::duration_where_in(child(0), *window, latest),
+            DerivedOp::CountWhereIn { window } => ops::count_where::count_where_in(child(0), *window),
+            DerivedOp::Previous => ops::previous::previous(child(0)),
+            DerivedOp::TrueWithin { within_ms } => ops::true_within::true_within(child(0), *within_ms),
         }
     }
 
@@ -131,13 +175,19 @@ impl KeyOp {
             KeyOp::Leaf(LeafOp::LatestEventToState { .. }) => "latest_event_to_state",
             KeyOp::Leaf(LeafOp::HasExisted { .. }) => "has_existed",
             KeyOp::Leaf(LeafOp::HasExistedWithin { .. }) => "has_existed_within",
+            KeyOp::Leaf(LeafOp::TimeSince { .. }) => "time_since",
+            KeyOp::Leaf(LeafOp::Sequence { .. }) => "sequence",
+            KeyOp::Leaf(LeafOp::AbsentAfter { .. }) => "absent_after",
             KeyOp::Derived(DerivedOp::Compare { .. }) => "compare",
             KeyOp::Derived(DerivedOp::And) => "and",
             KeyOp::Derived(DerivedOp::Or) => "or",
             KeyOp::Derived(DerivedOp::Not) => "not",
             KeyOp::Derived(DerivedOp::DurationWhere) => "duration_where",
             KeyOp::Derived(DerivedOp::DurationInCurState) => "duration_in_cur_state",
-            KeyOp::Derived(DerivedOp::CountWhere) => "count_where",
+            KeyOp::Derived(DerivedOp::CountWhere | DerivedOp::CountWhereIn { .. }) => "count_where",
+            KeyOp::Derived(DerivedOp::DurationWhereIn { .. }) => "duration_where",
+            KeyOp::Derived(DerivedOp::Previous) => "previous",
+            KeyOp::Derived(DerivedOp::TrueWithin { .. }) => "true_within",
         }
     }
 
@@ -221,6 +271,22 @@ impl TimeLineOp {
                 predicate: predicate.canonical(),
                 within_ms,
             },
+            LeafOp::TimeSince { predicate } => LeafOp::TimeSince {
+                predicate: predicate.canonical(),
+            },
+            LeafOp::Sequence { steps, within_ms } => LeafOp::Sequence {
+                steps: steps.into_iter().map(|p| p.canonical()).collect(),
+                within_ms,
+            },
+            LeafOp::AbsentAfter {
+                start,
+                completion,
+                within_ms,
+            } => LeafOp::AbsentAfter {
+                start: start.canonical(),
+                completion: completion.canonical(),
+                within_ms,
+            },
             other => other,
         };
         Self::node(KeyOp::Leaf(op), Vec::new())
@@ -244,6 +310,55 @@ impl TimeLineOp {
             predicate,
             within_ms: within_ms.max(1),
         })
+    }
+
+    /// `time_since(predicate)`
+    pub fn time_since(predicate: Predicate) -> TimeLineOp {
+        Self::leaf(LeafOp::TimeSince { predicate })
+    }
+
+    /// `sequence(steps..., within(within_ms))` (`None`: no bound); a bound
+    /// under 1 ms is 1 ms.
+    pub fn sequence(steps: Vec<Predicate>, within_ms: Option<i64>) -> TimeLineOp {
+        Self::leaf(LeafOp::Sequence {
+            steps,
+            within_ms: within_ms.map(|d| d.max(1)),
+        })
+    }
+
+    /// `absent_after(start, completion, within_ms)`; a window under 1 ms is
+    /// 1 ms.
+    pub fn absent_after(start: Predicate, completion: Predicate, within_ms: i64) -> TimeLineOp {
+        Self::leaf(LeafOp::AbsentAfter {
+            start,
+            completion,
+            within_ms: within_ms.max(1),
+        })
+    }
+
+    /// `duration_where(self, window)`
+    pub fn duration_where_in(self, window: Window) -> TimeLineOp {
+        Self::node(KeyOp::Derived(DerivedOp::DurationWhereIn { window }), vec![self])
+    }
+
+    /// `count_where(self, window)`
+    pub fn count_where_in(self, window: Window) -> TimeLineOp {
+        Self::node(KeyOp::Derived(DerivedOp::CountWhereIn { window }), vec![self])
+    }
+
+    /// `previous(self)`
+    pub fn previous(self) -> TimeLineOp {
+        Self::node(KeyOp::Derived(DerivedOp::Previous), vec![self])
+    }
+
+    /// `true_within(self, within_ms)`; a window under 1 ms is 1 ms.
+    pub fn true_within(self, within_ms: i64) -> TimeLineOp {
+        Self::node(
+            KeyOp::Derived(DerivedOp::TrueWithin {
+                within_ms: within_ms.max(1),
+            }),
+            vec![self],
+        )
     }
 
     /// `self op value`
@@ -413,9 +528,13 @@ impl TimeLineOp {
     pub fn output_type(&self) -> TimelineType {
         match &self.0.operator {
             KeyOp::Leaf(LeafOp::LatestEventToState { .. }) => TimelineType::State,
+            KeyOp::Leaf(LeafOp::TimeSince { .. }) => TimelineType::Duration,
             KeyOp::Leaf(_) => TimelineType::Bool,
-            KeyOp::Derived(DerivedOp::DurationWhere | DerivedOp::DurationInCurState) => TimelineType::Duration,
-            KeyOp::Derived(DerivedOp::CountWhere) => TimelineType::Count,
+            KeyOp::Derived(DerivedOp::Previous) => self.0.children[0].output_type(),
+            KeyOp::Derived(
+                DerivedOp::DurationWhere | DerivedOp::DurationWhereIn { .. } | DerivedOp::DurationInCurState,
+            ) => TimelineType::Duration,
+            KeyOp::Derived(DerivedOp::CountWhere | DerivedOp::CountWhereIn { .. }) => TimelineType::Count,
             KeyOp::Derived(_) => TimelineType::Bool,
         }
     }
@@ -426,7 +545,14 @@ impl TimeLineOp {
             let needs_bool = matches!(
                 node.0.operator,
                 KeyOp::Derived(
-                    DerivedOp::And | DerivedOp::Or | DerivedOp::Not | DerivedOp::DurationWhere | DerivedOp::CountWhere
+                    DerivedOp::And
+                        | DerivedOp::Or
+                        | DerivedOp::Not
+                        | DerivedOp::DurationWhere
+                        | DerivedOp::CountWhere
+                        | DerivedOp::DurationWhereIn { .. }
+                        | DerivedOp::CountWhereIn { .. }
+                        | DerivedOp::TrueWithin { .. }
                 )
             );
             if !needs_bool {
@@ -504,6 +630,19 @@ fn render_leaf(leaf: &LeafOp) -> String {
         LeafOp::HasExistedWithin { predicate, within_ms } => {
             format!("has_existed_within({predicate}, {within_ms}ms)")
         }
+        LeafOp::TimeSince { predicate } => format!("time_since({predicate})"),
+        LeafOp::Sequence { steps, within_ms } => {
+            let steps: Vec<String> = steps.iter().map(ToString::to_string).collect();
+            match within_ms {
+                Some(d) => format!("sequence({}, within({d}ms))", steps.join(", ")),
+                None => format!("sequence({})", steps.join(", ")),
+            }
+        }
+        LeafOp::AbsentAfter {
+            start,
+            completion,
+            within_ms,
+        } => format!("absent_after({start}, {completion}, {within_ms}ms)"),
     }
 }
 
@@ -518,6 +657,10 @@ fn template(op: &DerivedOp) -> (&'static str, &'static str, String) {
         DerivedOp::DurationWhere => ("duration_where(", "", ")".to_string()),
         DerivedOp::DurationInCurState => ("duration_in_cur_state(", "", ")".to_string()),
         DerivedOp::CountWhere => ("count_where(", "", ")".to_string()),
+        DerivedOp::DurationWhereIn { window } => ("duration_where(", "", format!(", {})", window.dsl())),
+        DerivedOp::CountWhereIn { window } => ("count_where(", "", format!(", {})", window.dsl())),
+        DerivedOp::Previous => ("previous(", "", ")".to_string()),
+        DerivedOp::TrueWithin { within_ms } => ("true_within(", "", format!(", {within_ms}ms)")),
     }
 }
 

@@ -4,9 +4,10 @@
 //! up to the start of span `i + 1`; the last span holds to +infinity; before
 //! the first span (the key's origin) every timeline is Unknown. Adjacent spans
 //! never hold the same value: the builder coalesces them, so the size of a
-//! timeline is the number of value changes. A span is constant or *rising*: a
+//! timeline is the number of value changes. A span is constant, *rising* (a
 //! duration that grows by 1 per millisecond, so `duration_where` is exact at
-//! every instant without a span per millisecond. Time arithmetic saturates:
+//! every instant without a span per millisecond) or *falling* (a sliding
+//! window's duration as true time leaves the window). Time arithmetic saturates:
 //! a duration longer than `i64::MAX` ms reads as `i64::MAX`.
 
 use std::fmt;
@@ -29,6 +30,12 @@ pub enum SpanValue {
         /// The value at the span's start.
         from: i64,
     },
+    /// An integer that is `from` at the span's start and falls by 1 per ms
+    /// (a sliding window's duration as time leaves it).
+    Falling {
+        /// The value at the span's start.
+        from: i64,
+    },
 }
 
 impl SpanValue {
@@ -38,6 +45,7 @@ impl SpanValue {
             SpanValue::Unknown => None,
             SpanValue::Known(v) => Some(v.clone()),
             SpanValue::Rising { from } => Some(Value::Int(from.saturating_add(offset))),
+            SpanValue::Falling { from } => Some(Value::Int(from.saturating_sub(offset))),
         }
     }
 
@@ -46,6 +54,9 @@ impl SpanValue {
         match self {
             SpanValue::Rising { from } => SpanValue::Rising {
                 from: from.saturating_add(offset),
+            },
+            SpanValue::Falling { from } => SpanValue::Falling {
+                from: from.saturating_sub(offset),
             },
             other => other.clone(),
         }
@@ -56,6 +67,7 @@ impl SpanValue {
     pub fn continues_as(&self, offset: i64, other: &SpanValue) -> bool {
         match (self, other) {
             (SpanValue::Rising { from }, SpanValue::Rising { from: next }) => from.saturating_add(offset) == *next,
+            (SpanValue::Falling { from }, SpanValue::Falling { from: next }) => from.saturating_sub(offset) == *next,
             (SpanValue::Unknown, SpanValue::Unknown) => true,
             (SpanValue::Known(a), SpanValue::Known(b)) => a == b,
             _ => false,
@@ -198,6 +210,7 @@ impl Timeline {
                 end,
                 value: span.value.at_offset(start.saturating_sub(span.start)),
                 rising: matches!(span.value, SpanValue::Rising { .. }),
+                falling: matches!(span.value, SpanValue::Falling { .. }),
             });
         }
         out
@@ -317,6 +330,9 @@ pub struct SpanView {
     pub value: Option<Value>,
     /// Whether the value grows by 1 per ms from `start`.
     pub rising: bool,
+    /// Whether the value falls by 1 per ms from `start`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falling: bool,
 }
 
 impl fmt::Display for SpanView {
@@ -325,10 +341,11 @@ impl fmt::Display for SpanView {
             Some(end) => write!(f, "[{},{})", self.start, end)?,
             None => write!(f, "[{},∞)", self.start)?,
         }
-        match (&self.value, self.rising) {
-            (None, _) => f.write_str(":unknown"),
-            (Some(v), true) => write!(f, ":rising from {v}"),
-            (Some(v), false) => write!(f, ":{v}"),
+        match (&self.value, self.rising, self.falling) {
+            (None, ..) => f.write_str(":unknown"),
+            (Some(v), true, _) => write!(f, ":rising from {v}"),
+            (Some(v), _, true) => write!(f, ":falling from {v}"),
+            (Some(v), false, false) => write!(f, ":{v}"),
         }
     }
 }
@@ -350,6 +367,16 @@ impl TimelineBuilder {
         Self {
             spans: Vec::with_capacity(n),
         }
+    }
+
+    /// Number of spans so far.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
     }
 
     /// The start of the last span pushed.

@@ -6,6 +6,7 @@ mod reference;
 use proptest::prelude::*;
 use reference::Reference;
 use smol_str::SmolStr;
+use timeline::op::Window;
 use timeline::{CmpOp, CompiledPlan, Event, ExecutionPlan, Predicate, TimeLineOp, Value};
 
 const HORIZON: i64 = 70;
@@ -39,12 +40,23 @@ fn predicate() -> impl Strategy<Value = Predicate> {
     })
 }
 
+fn window() -> impl Strategy<Value = Window> {
+    prop_oneof![
+        (1i64..15).prop_map(|width_ms| Window::Tumbling { width_ms }),
+        (1i64..15).prop_map(|width_ms| Window::Sliding { width_ms }),
+    ]
+}
+
 /// A boolean leaf, or a state compared with a literal.
 fn leaf() -> impl Strategy<Value = TimeLineOp> {
     prop_oneof![
         predicate().prop_map(TimeLineOp::has_existed),
         (predicate(), 1i64..15).prop_map(|(p, d)| TimeLineOp::has_existed_within(p, d)),
         (column(), cmp_op(), value()).prop_map(|(c, op, v)| TimeLineOp::latest_event_to_state(c).compare(op, v)),
+        (predicate(), cmp_op(), 0i64..12).prop_map(|(p, op, k)| TimeLineOp::time_since(p).compare(op, k)),
+        (prop::collection::vec(predicate(), 2..4), prop::option::of(1i64..15))
+            .prop_map(|(steps, within)| TimeLineOp::sequence(steps, within)),
+        (predicate(), predicate(), 1i64..15).prop_map(|(p, q, d)| TimeLineOp::absent_after(p, q, d)),
     ]
 }
 
@@ -58,6 +70,11 @@ fn bool_timeline() -> impl Strategy<Value = TimeLineOp> {
             (inner.clone(), cmp_op(), 0i64..25).prop_map(|(a, op, k)| a.duration_where().compare(op, k)),
             (inner.clone(), cmp_op(), 0i64..12).prop_map(|(a, op, k)| a.duration_in_cur_state().compare(op, k)),
             (inner.clone(), cmp_op(), 0i64..4).prop_map(|(a, op, k)| a.count_where().compare(op, k)),
+            (inner.clone(), 1i64..12).prop_map(|(a, d)| a.true_within(d)),
+            (inner.clone(), window(), cmp_op(), 0i64..12)
+                .prop_map(|(a, w, op, k)| a.duration_where_in(w).compare(op, k)),
+            (inner.clone(), window(), cmp_op(), 0i64..3).prop_map(|(a, w, op, k)| a.count_where_in(w).compare(op, k)),
+            inner.clone().prop_map(|a| a.previous()),
             (column(), cmp_op(), 0i64..12).prop_map(|(c, op, k)| TimeLineOp::latest_event_to_state(c)
                 .duration_in_cur_state()
                 .compare(op, k)),
@@ -73,6 +90,11 @@ fn query() -> impl Strategy<Value = TimeLineOp> {
         1 => bool_timeline().prop_map(TimeLineOp::duration_in_cur_state),
         1 => bool_timeline().prop_map(TimeLineOp::count_where),
         1 => column().prop_map(TimeLineOp::latest_event_to_state),
+        1 => column().prop_map(|c| TimeLineOp::latest_event_to_state(c).previous()),
+        1 => predicate().prop_map(TimeLineOp::time_since),
+        1 => (bool_timeline(), window()).prop_map(|(b, w)| b.duration_where_in(w)),
+        1 => (bool_timeline(), window()).prop_map(|(b, w)| b.count_where_in(w)),
+        1 => leaf().prop_map(|b| b.duration_where().previous()),
         // The time a duration has kept its value: flat, then rising.
         1 => leaf().prop_map(|b| b.duration_where().duration_in_cur_state()),
     ]

@@ -100,7 +100,8 @@ function valueAt(spans, t) {
   for (const s of spans) {
     if (s.start <= t && (s.end === null || t < s.end)) {
       if (s.value === null) return null;
-      return s.rising ? s.value + (t - s.start) : s.value;
+      const slope = slopeOf(s);
+      return slope === 0 ? s.value : s.value + slope * (t - s.start);
     }
   }
   return null;

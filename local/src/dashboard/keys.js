@@ -195,13 +195,18 @@ function csvField(value) {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, "\"\"")}"` : text;
 }
 
+/** How a span's value moves per ms: 1 rising, -1 falling, 0 constant. */
+function slopeOf(s) {
+  return s.rising ? 1 : s.falling ? -1 : 0;
+}
+
 /** The rows shown as CSV: one line per span, `value` at `from` (a rising
  * span grows by 1 per millisecond from there), empty for Unknown. */
 function timelinesCsv(data) {
-  const lines = [["node", "expression", "from", "to", "value", "rising"].join(",")];
+  const lines = [["node", "expression", "from", "to", "value", "rising", "falling"].join(",")];
   for (const row of data.rows) {
     for (const s of row.spans) {
-      lines.push([row.node, row.expression, s.start, s.end, s.value, s.rising].map(csvField).join(","));
+      lines.push([row.node, row.expression, s.start, s.end, s.value, s.rising, Boolean(s.falling)].map(csvField).join(","));
     }
   }
   return `${lines.join("\n")}\n`;
@@ -379,14 +384,14 @@ function keyView(job, initialKey) {
           `${operatorOf(row.node)}${row.unit === "number" ? "" : ` · ${row.unit}`}${row.result ? " · result" : ""}`));
       }
       const peak = Math.max(0, ...row.spans.filter((s) => s.value !== null && typeof s.value === "number")
-        .map((s) => s.rising ? s.value + ((s.end === null ? to : Math.min(s.end, to)) - s.start) : s.value));
+        .map((s) => Math.max(s.value, s.value + slopeOf(s) * ((s.end === null ? to : Math.min(s.end, to)) - s.start))));
       const numericMax = Math.max(1, peak);
       const yNum = (v) => y + h - 4 - (v / numericMax) * (h - 10);
       const line = [];
       for (const s of row.spans) {
         const end = s.end === null ? to : s.end;
         const x0 = x(s.start), x1 = x(end), w = Math.max(0.5, x1 - x0);
-        const attrs = { "data-start": s.start, "data-end": s.end === null ? "" : s.end, "data-value": JSON.stringify(s.value), "data-rising": String(s.rising) };
+        const attrs = { "data-start": s.start, "data-end": s.end === null ? "" : s.end, "data-value": JSON.stringify(s.value), "data-rising": String(s.rising), "data-falling": String(Boolean(s.falling)) };
         let rect;
         if (s.value === null) {
           rect = svg("rect", Object.assign({ class: "span span-unknown", x: x0, y: y + 3, width: w, height: h - 6 }, attrs));
@@ -402,7 +407,7 @@ function keyView(job, initialKey) {
           if (label) g.append(svg("text", { class: "span-state-label", x: x0 + 4, y: y + h / 2 + 4, "data-full": String(s.value), "data-width": w }, label));
         } else {
           rect = svg("rect", Object.assign({ class: "span span-numeric", x: x0, y: y + 2, width: w, height: h - 4, fill: "transparent" }, attrs));
-          const v1 = s.rising ? s.value + (Math.min(end, to) - s.start) : s.value;
+          const v1 = s.value + slopeOf(s) * (Math.min(end, to) - s.start);
           line.push([x0, yNum(s.value)], [x1, yNum(v1)]);
         }
         g.insertBefore(rect, g.firstChild);

@@ -44,7 +44,7 @@ pub(super) fn leave_out_repeats(engine: &Engine, ingests: &mut [Ingest]) -> usiz
 
 /// The record with the same header and `events` as its body (JSON lines, in
 /// the stream's own field names, so that recovery reads it as any other).
-fn reencode(record: &[u8], events: &[Event]) -> Vec<u8> {
+pub(super) fn reencode(record: &[u8], events: &[Event]) -> Vec<u8> {
     let (header, _) = decode_record(record).expect("the writer's own records decode");
     let spec = header.stream();
     let mut body = Vec::new();

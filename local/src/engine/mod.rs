@@ -31,11 +31,13 @@ pub enum Target {
 }
 
 mod aggregates;
+mod expiry;
 mod ledger;
 mod repeats;
 mod snapshot;
 mod stats;
 
+pub use expiry::{ExpiredKey, horizon};
 use ledger::{IdLedger, Seen};
 pub use repeats::{fingerprint, fingerprint_with};
 pub use snapshot::{EngineImage, RestoreError};
@@ -705,8 +707,9 @@ impl Engine {
             ids.sort();
             let (stale, fresh): (Vec<NodeId>, Vec<NodeId>) = ids.into_iter().partition(|id| self.aggregates[id].stale);
             if !stale.is_empty() {
+                // The dirty keys too: those forgotten leave what they gave.
                 let all: Vec<SmolStr> = self.streams[stream as usize].keys.keys().cloned().collect();
-                self.take_in(&stale, all.iter());
+                self.take_in(&stale, all.iter().chain(dirty.iter()));
             }
             if !fresh.is_empty() {
                 self.take_in(&fresh, dirty.iter());
@@ -729,6 +732,8 @@ impl Engine {
             groups.clear();
             for slot in &mut slots {
                 let Ok(source) = self.output(&slot.source, key) else {
+                    // A key no longer there (forgotten by retention).
+                    slot.take_in(key, Vec::new(), None);
                     continue;
                 };
                 let group = match &slot.group {

@@ -57,10 +57,13 @@ pub(super) async fn ingest(
     }
     let url_key = key.clone();
     let body_for_parse = body.clone();
-    let (events, rejected) =
-        tokio::task::spawn_blocking(move || parse_body(&parser, &body_for_parse, url_key.as_deref()))
-            .await
-            .map_err(ApiError::internal)?;
+    let ParsedBody {
+        events,
+        positions,
+        mut rejected,
+    } = tokio::task::spawn_blocking(move || parse_body_at(&parser, &body_for_parse, url_key.as_deref()))
+        .await
+        .map_err(ApiError::internal)?;
     state.metrics.events_rejected.inc_by(rejected.len() as u64);
     if events.len() + rejected.len() > state.config.max_batch_events {
         return Err(ApiError::new(
@@ -93,24 +96,44 @@ pub(super) async fn ingest(
         key,
         key_field: spec.key.to_string(),
         stream: (!spec.is_default_stream()).then(|| spec.clone()),
+        restart: Vec::new(),
     };
     let target = match leaf {
         Some(id) => Target::Leaf(id),
         None => Target::AllLeaves,
     };
-    let accepted = events.len();
+    let good = events.len();
     let (reply, response) = oneshot::channel();
-    let ingest = Ingest {
-        record: encode_record(&header, &body),
-        events,
-        stream: stream_id,
-        target,
-        reply,
-    };
+    let ingest = Ingest::new(encode_record(&header, &body), events, stream_id, target, reply);
     send(&state, Command::Ingest(ingest)).await?;
-    response.await.map_err(ApiError::internal)??;
+    let refused = response.await.map_err(ApiError::internal)??;
+    let accepted = good - refused.events.len();
+    if let Some(horizon) = refused.horizon {
+        state.metrics.events_rejected.inc_by(refused.events.len() as u64);
+        let keep = std::time::Duration::from_millis(state.config.retention.keep.unwrap_or_default().max(0) as u64);
+        for &(i, time) in &refused.events {
+            let (index, line) = positions[i];
+            rejected.push(Rejected {
+                index,
+                line,
+                error: format!(
+                    "event time {time} is older than the retention horizon {horizon} of stream `{}` (its newest \
+                     event time minus --retention {}): events that old are not kept",
+                    spec.name,
+                    humantime::format_duration(keep),
+                ),
+            });
+        }
+        rejected.sort_by_key(|r| r.index);
+    }
     state.metrics.events_accepted.inc_by(accepted as u64);
     state.metrics.batches.inc();
+    if accepted == 0 && !rejected.is_empty() {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_events", "no event of the batch is valid")
+                .with(json!({"rejected": rejected})),
+        );
+    }
     Ok(Json(json!({"accepted": accepted, "rejected": rejected})).into_response())
 }
 

@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use timeline_api::views::{DescriptionView, JobSummary, JobsView, ResultView, TimelineView};
 
-use crate::body::parse_body;
-use crate::durable::{self, Command, DurableError, Ingest, key_deliveries};
+use crate::body::{ParsedBody, Rejected, parse_body_at};
+use crate::durable::{self, Command, DurableError, Ingest, RetentionPolicy, key_deliveries};
 use crate::engine::{Engine, ReadError, StreamId, StreamInfo, Target};
 use crate::metrics::Metrics;
 use crate::store::{LogHeader, LogReader, StorageStatus, Store, encode_record};
@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub connections: Connections,
     /// When to snapshot the workers' state.
     pub snapshots: crate::snapshot::SnapshotPolicy,
+    /// How long events are kept.
+    pub retention: RetentionPolicy,
 }
 
 impl ServeConfig {
@@ -96,6 +98,7 @@ impl ServeConfig {
             access: Access::default(),
             connections: Connections::default(),
             snapshots: crate::snapshot::SnapshotPolicy::default(),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -210,7 +213,7 @@ fn submit_error(query: &str, e: SubmitError) -> ApiError {
 /// Opens the store, recovers every job and worker, and serves until Ctrl-C or
 /// SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
-    let store = Store::open(&config.data_dir)?;
+    let mut store = Store::open(&config.data_dir)?;
     let engine = durable::recover(
         &store,
         StreamSpec::new(timeline::stream::DEFAULT_STREAM, &config.key_field),
@@ -219,7 +222,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let log = store.reader();
     let storage = store.status();
     let engine = Arc::new(RwLock::new(engine));
-    let (writer, writer_thread) = durable::spawn_writer(store, engine.clone(), metrics.clone(), config.snapshots)?;
+    if let Some(keep) = config.retention.keep {
+        // Keys that fell behind while the server was down, or were forgotten
+        // in the engine but not yet in the log when it stopped.
+        durable::forget_expired(&mut store, &engine, &metrics, keep)?;
+    }
+    let (writer, writer_thread) = durable::spawn_writer(
+        store,
+        engine.clone(),
+        metrics.clone(),
+        config.snapshots,
+        config.retention,
+    )?;
     let state = Arc::new(AppState {
         engine,
         log,
@@ -509,7 +523,8 @@ mod tests {
             start: 0,
             end: Some(5),
             value: None,
-            rising: true,
+            rising: false,
+            falling: true,
         };
         let output = OutputView {
             name: "rate".into(),

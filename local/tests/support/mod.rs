@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub mod cirr;
+
 pub struct Server {
     child: Child,
     pub base: String,

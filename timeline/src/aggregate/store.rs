@@ -51,6 +51,7 @@ enum Cell {
     /// An interned string.
     Str(u32),
     Rising(i64),
+    Falling(i64),
 }
 
 impl Aggregator {
@@ -67,6 +68,7 @@ impl Aggregator {
         match value {
             SpanValue::Unknown => Cell::Unknown,
             SpanValue::Rising { from } => Cell::Rising(*from),
+            SpanValue::Falling { from } => Cell::Falling(*from),
             SpanValue::Known(Value::Bool(b)) => Cell::Bool(*b),
             SpanValue::Known(Value::Int(i)) => Cell::Int(*i),
             SpanValue::Known(Value::Float(x)) => Cell::Float(*x),
@@ -89,6 +91,7 @@ impl Aggregator {
             Cell::Float(x) => Value::Float(x),
             Cell::Str(id) => Value::Str(self.strings[id as usize].clone()),
             Cell::Rising(from) => Value::Int(from.saturating_add(offset)),
+            Cell::Falling(from) => Value::Int(from.saturating_sub(offset)),
         })
     }
 
@@ -205,6 +208,7 @@ impl Aggregator {
             start: self.starts[i],
             value: match self.cells[i] {
                 Cell::Rising(from) => SpanValue::Rising { from },
+                Cell::Falling(from) => SpanValue::Falling { from },
                 cell => self.value(cell, 0).map_or(SpanValue::Unknown, SpanValue::Known),
             },
         });

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use smol_str::SmolStr;
 
-use crate::op::TimeLineOp;
+use crate::op::{TimeLineOp, Window};
 use crate::predicate::Predicate;
 use crate::value::{CmpOp, Value};
 
@@ -88,6 +88,60 @@ pub fn tl_duration_where(timeline: TimeLineOp) -> TimeLineOp {
 /// `duration_in_cur_state(timeline)`
 pub fn tl_duration_in_cur_state(timeline: TimeLineOp) -> TimeLineOp {
     timeline.duration_in_cur_state()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `count_where(timeline)`
+pub fn tl_count_where(timeline: TimeLineOp) -> TimeLineOp {
+    timeline.count_where()
+}
+
+/// `tumbling(width)`, whole ms.
+pub fn tumbling(width: Duration) -> Window {
+    Window::Tumbling { width_ms: ms(width) }
+}
+
+/// `sliding(width)`, whole ms.
+pub fn sliding(width: Duration) -> Window {
+    Window::Sliding { width_ms: ms(width) }
+}
+
+/// `duration_where(timeline, window)`
+pub fn tl_duration_where_in(timeline: TimeLineOp, window: Window) -> TimeLineOp {
+    timeline.duration_where_in(window)
+}
+
+/// `count_where(timeline, window)`
+pub fn tl_count_where_in(timeline: TimeLineOp, window: Window) -> TimeLineOp {
+    timeline.count_where_in(window)
+}
+
+/// `time_since(predicate)`
+pub fn tl_time_since(predicate: Predicate) -> TimeLineOp {
+    TimeLineOp::time_since(predicate)
+}
+
+/// `previous(timeline)`
+pub fn tl_previous(timeline: TimeLineOp) -> TimeLineOp {
+    timeline.previous()
+}
+
+/// `true_within(timeline, within)`, whole ms.
+pub fn tl_true_within(timeline: TimeLineOp, within: Duration) -> TimeLineOp {
+    timeline.true_within(ms(within))
+}
+
+/// `sequence(steps..., within(within))`; `None`: no bound.
+pub fn tl_sequence(steps: Vec<Predicate>, within: Option<Duration>) -> TimeLineOp {
+    TimeLineOp::sequence(steps, within.map(ms))
+}
+
+/// `absent_after(start, completion, within)`, whole ms.
+pub fn tl_absent_after(start: Predicate, completion: Predicate, within: Duration) -> TimeLineOp {
+    TimeLineOp::absent_after(start, completion, ms(within))
 }
 
 impl std::ops::Not for TimeLineOp {

@@ -13,7 +13,7 @@ use super::limits::{MAX_DEPTH, MAX_NODES};
 use super::parser::{Expr, ExprKind, Program};
 use crate::aggregate::{AggFn, AggregateNode};
 use crate::metric::{ArithOp, MetricExpr, MetricNode};
-use crate::op::{KeyOp, LeafOp, TimeLineOp, TimelineType};
+use crate::op::{KeyOp, LeafOp, TimeLineOp, TimelineType, Window};
 use crate::plan::JobOutput;
 use crate::predicate::Predicate;
 use crate::value::{CmpOp, Value};
@@ -59,6 +59,11 @@ enum Function {
     DurationWhere,
     DurationInCurState,
     CountWhere,
+    TimeSince,
+    Sequence,
+    AbsentAfter,
+    Previous,
+    TrueWithin,
     Col,
     Compare(CmpOp),
     And,
@@ -98,6 +103,11 @@ const FUNCTIONS: &[(&str, &str, Function)] = &[
         Function::DurationInCurState,
     ),
     ("countwhere", "count_where", Function::CountWhere),
+    ("timesince", "time_since", Function::TimeSince),
+    ("sequence", "sequence", Function::Sequence),
+    ("absentafter", "absent_after", Function::AbsentAfter),
+    ("previous", "previous", Function::Previous),
+    ("truewithin", "true_within", Function::TrueWithin),
     ("col", "col", Function::Col),
     ("equalto", "equal_to", Function::Compare(CmpOp::Eq)),
     ("notequalto", "not_equal_to", Function::Compare(CmpOp::Ne)),
@@ -789,12 +799,33 @@ impl Checker<'_> {
             if let Some(nearest) = nearest_function(name) {
                 err = err.help(format!("did you mean `{nearest}`?"));
             } else {
-                err = err.help("functions: latest_event_to_state, has_existed, has_existed_within, duration_where, duration_in_cur_state, count_where");
+                err = err.help(
+                    "functions: latest_event_to_state, has_existed, has_existed_within, duration_where, \
+                     duration_in_cur_state, count_where, time_since, previous, true_within, sequence, absent_after",
+                );
             }
             return Err(err);
         };
+        if function == Function::Sequence {
+            return self.sequence(span, args);
+        }
+        if matches!(function, Function::DurationWhere | Function::CountWhere) && args.len() == 2 {
+            let window = self.window(canonical, &args[1])?;
+            let Typed::Timeline(over) = self.call(name, name_span, span, &args[..1])? else {
+                unreachable!("duration_where and count_where give timelines")
+            };
+            let input = over.children()[0].clone();
+            return Ok(Typed::Timeline(if function == Function::DurationWhere {
+                input.duration_where_in(window)
+            } else {
+                input.count_where_in(window)
+            }));
+        }
         let expected_args = match function {
-            Function::HasExistedWithin | Function::Compare(_) | Function::And | Function::Or => 2,
+            Function::HasExistedWithin | Function::TrueWithin | Function::Compare(_) | Function::And | Function::Or => {
+                2
+            }
+            Function::AbsentAfter => 3,
             _ => 1,
         };
         if args.len() != expected_args {
@@ -931,6 +962,49 @@ impl Checker<'_> {
                     )
                     .help(usage(function))),
             },
+            Function::TimeSince => {
+                let predicate = self.predicate_arg(canonical, function, &args[0])?;
+                Ok(Typed::Timeline(TimeLineOp::time_since(predicate)))
+            }
+            Function::AbsentAfter => {
+                let start = self.predicate_arg(canonical, function, &args[0])?;
+                let completion = self.predicate_arg(canonical, function, &args[1])?;
+                let within = self.window_arg(canonical, &args[2])?;
+                Ok(Typed::Timeline(TimeLineOp::absent_after(start, completion, within)))
+            }
+            Function::Previous => match self.check(&args[0])? {
+                Typed::Timeline(tl) => Ok(Typed::Timeline(tl.previous())),
+                other => Err(self
+                    .error(
+                        args[0].span.clone(),
+                        format!("`previous` takes a timeline, found {}", other.describe()),
+                    )
+                    .help(usage(function))),
+            },
+            Function::TrueWithin => {
+                let tl = match self.check(&args[0])? {
+                    Typed::Timeline(tl) if tl.output_type() == TimelineType::Bool => tl,
+                    Typed::Predicate(_) => {
+                        return Err(self
+                            .error(
+                                args[0].span.clone(),
+                                "`true_within` takes a boolean timeline, found a predicate on events",
+                            )
+                            .help("for events, has_existed_within(predicate, d) says the same"));
+                    }
+                    other => {
+                        return Err(self
+                            .error(
+                                args[0].span.clone(),
+                                format!("`true_within` takes a boolean timeline, found {}", other.describe()),
+                            )
+                            .help(usage(function)));
+                    }
+                };
+                let within = self.window_arg(canonical, &args[1])?;
+                Ok(Typed::Timeline(tl.true_within(within)))
+            }
+            Function::Sequence => unreachable!("checked above"),
             Function::Compare(op) => {
                 let (a, b) = (self.check(&args[0])?, self.check(&args[1])?);
                 self.compare(op, span, (a, args[0].span.clone()), (b, args[1].span.clone()))
@@ -947,14 +1021,149 @@ impl Checker<'_> {
     }
 }
 
+/// Most steps of a `sequence`.
+const MAX_SEQUENCE_STEPS: usize = 32;
+
+impl Checker<'_> {
+    /// An argument that must be a predicate on events.
+    fn predicate_arg(&mut self, canonical: &str, function: Function, arg: &Expr) -> Result<Predicate, DslError> {
+        match self.check(arg)? {
+            Typed::Predicate(p) => Ok(p),
+            Typed::Timeline(_) => Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("`{canonical}` takes a predicate on events, found a timeline"),
+                )
+                .label("a timeline")
+                .help("test the event's columns directly, e.g. has_existed(playerStateChange == \"play\")")),
+            Typed::Column(c) => Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("`{canonical}` takes a predicate on events, found the column `{c}`"),
+                )
+                .help(format!("compare the column with a value, e.g. {c} == true"))),
+            other => Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("`{canonical}` takes a predicate on events, found {}", other.describe()),
+                )
+                .help(usage(function))),
+        }
+    }
+
+    /// An argument that must be a positive duration (a bare integer is ms).
+    fn window_arg(&mut self, canonical: &str, arg: &Expr) -> Result<i64, DslError> {
+        match self.check(arg)? {
+            Typed::Duration(ms) | Typed::Literal(Value::Int(ms)) if ms > 0 => Ok(ms),
+            other => Err(self
+                .error(
+                    arg.span.clone(),
+                    format!(
+                        "the window of `{canonical}` must be a positive duration, found {}",
+                        other.describe()
+                    ),
+                )
+                .help("e.g. 5s, 500ms, 10m, 1h, 1d (a bare integer is milliseconds)")),
+        }
+    }
+
+    /// The window argument of `duration_where` or `count_where`:
+    /// `tumbling(d)` or `sliding(d)`.
+    fn window(&mut self, canonical: &str, arg: &Expr) -> Result<Window, DslError> {
+        let help = format!("e.g. {canonical}(b, tumbling(1m)) or {canonical}(b, sliding(5m))");
+        let ExprKind::Call { name, args, .. } = &arg.kind else {
+            let found = match &arg.kind {
+                ExprKind::Duration(..) | ExprKind::Int(_) => "a bare duration".to_string(),
+                _ => self.check(arg)?.describe(),
+            };
+            return Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("the window of `{canonical}` is tumbling(d) or sliding(d), found {found}"),
+                )
+                .help(help));
+        };
+        let kind = normalise(name);
+        if kind != "tumbling" && kind != "sliding" {
+            return Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("the window of `{canonical}` is tumbling(d) or sliding(d), found `{name}(...)`"),
+                )
+                .help(help));
+        }
+        let [width] = args.as_slice() else {
+            return Err(self
+                .error(
+                    arg.span.clone(),
+                    format!("`{kind}` takes 1 duration, found {}", args.len()),
+                )
+                .help(help));
+        };
+        let width_ms = self.window_arg(&kind, width)?;
+        Ok(if kind == "tumbling" {
+            Window::Tumbling { width_ms }
+        } else {
+            Window::Sliding { width_ms }
+        })
+    }
+
+    /// `sequence(p1, ..., pn)` or `sequence(p1, ..., pn, within(d))`.
+    fn sequence(&mut self, span: Span, args: &[Expr]) -> Result<Typed, DslError> {
+        let (steps, within) = match args.split_last() {
+            Some((last, steps)) if matches!(&last.kind, ExprKind::Call { name, .. } if normalise(name) == "within") => {
+                let ExprKind::Call { args: inner, .. } = &last.kind else {
+                    unreachable!("matched above")
+                };
+                let [d] = inner.as_slice() else {
+                    return Err(self
+                        .error(
+                            last.span.clone(),
+                            format!("`within` takes 1 duration, found {}", inner.len()),
+                        )
+                        .help("e.g. within(1h)"));
+                };
+                (steps, Some(self.window_arg("sequence", d)?))
+            }
+            _ => (args, None),
+        };
+        if steps.len() < 2 || steps.len() > MAX_SEQUENCE_STEPS {
+            return Err(self
+                .error(
+                    span,
+                    format!(
+                        "`sequence` takes 2 to {MAX_SEQUENCE_STEPS} predicates (and `within(d)`), found {}",
+                        steps.len()
+                    ),
+                )
+                .help(usage(Function::Sequence)));
+        }
+        let mut predicates = Vec::with_capacity(steps.len());
+        for step in steps {
+            if matches!(&step.kind, ExprKind::Call { name, .. } if normalise(name) == "within") {
+                return Err(self
+                    .error(step.span.clone(), "`within(d)` comes last in `sequence`")
+                    .help(usage(Function::Sequence)));
+            }
+            predicates.push(self.predicate_arg("sequence", Function::Sequence, step)?);
+        }
+        Ok(Typed::Timeline(TimeLineOp::sequence(predicates, within)))
+    }
+}
+
 fn usage(function: Function) -> &'static str {
     match function {
+        Function::TimeSince => "usage: time_since(column == value)",
+        Function::Sequence => "usage: sequence(step == \"view\", step == \"cart\", within(1h))",
+        Function::AbsentAfter => "usage: absent_after(order == \"placed\", order == \"paid\", 10m)",
+        Function::Previous => "usage: previous(timeline)",
+        Function::TrueWithin => "usage: true_within(boolean timeline, 5s)",
         Function::LatestEventToState => "usage: latest_event_to_state(column)",
         Function::HasExisted => "usage: has_existed(column == value)",
         Function::HasExistedWithin => "usage: has_existed_within(column == value, 5s)",
-        Function::DurationWhere => "usage: duration_where(boolean timeline)",
+        Function::DurationWhere => "usage: duration_where(boolean timeline[, tumbling(1m) | sliding(5m)])",
         Function::DurationInCurState => "usage: duration_in_cur_state(timeline)",
-        Function::CountWhere => "usage: count_where(boolean timeline)",
+        Function::CountWhere => "usage: count_where(boolean timeline[, tumbling(1m) | sliding(5m)])",
         Function::Col => "usage: col(\"column name\")",
         Function::Compare(_) => "usage: equal_to(timeline or column, value)",
         Function::And | Function::Or => "usage: and(a, b)",

@@ -394,3 +394,91 @@ fn aggregate_in_arithmetic_without_parentheses_suggests_them() {
         parse_query(fixed).unwrap_or_else(|e| panic!("the suggestion {fixed} fails: {e}"));
     }
 }
+
+#[test]
+fn temporal_operators_parse_to_what_the_builder_builds() {
+    let view = || col("action").equal_to("view");
+    let cart = || col("action").equal_to("cart");
+    let pairs = [
+        (
+            r#"sequence(action == "view", action == "cart", within(1h))"#,
+            tl_sequence(vec![view(), cart()], Some(Duration::from_secs(3600))),
+        ),
+        (
+            r#"sequence(action == "view", action == "cart")"#,
+            tl_sequence(vec![view(), cart()], None),
+        ),
+        (
+            r#"absent_after(action == "view", action == "cart", 10m)"#,
+            tl_absent_after(view(), cart(), Duration::from_secs(600)),
+        ),
+        (r#"time_since(action == "view")"#, tl_time_since(view())),
+        (
+            r#"previous(latest_event_to_state(action))"#,
+            tl_previous(tl_latest_event_to_state(col("action"))),
+        ),
+        (
+            r#"true_within(has_existed(action == "view"), 5s)"#,
+            tl_true_within(tl_has_existed(view()), Duration::from_secs(5)),
+        ),
+        (
+            r#"duration_where(has_existed(action == "view"), tumbling(1m))"#,
+            tl_duration_where_in(tl_has_existed(view()), tumbling(Duration::from_secs(60))),
+        ),
+        (
+            r#"count_where(has_existed(action == "view"), sliding(5m))"#,
+            tl_count_where_in(tl_has_existed(view()), sliding(Duration::from_secs(300))),
+        ),
+    ];
+    for (text, built) in pairs {
+        let parsed = parse(text).unwrap();
+        assert_eq!(parsed.id(), built.id(), "{text}");
+        assert_eq!(parse(&parsed.canonical()).unwrap().id(), parsed.id(), "{text}");
+    }
+    assert_ne!(
+        parse(r#"duration_where(has_existed(a == 1), tumbling(1m))"#)
+            .unwrap()
+            .id(),
+        parse(r#"duration_where(has_existed(a == 1), sliding(1m))"#)
+            .unwrap()
+            .id()
+    );
+}
+
+#[test]
+fn temporal_operator_mistakes_are_pointed_at() {
+    let e = err(r#"sequence(a == 1)"#);
+    assert!(e.message.contains("`sequence` takes 2 to 32 predicates"), "{e}");
+    let e = err(r#"sequence(a == 1, within(1h), b == 2)"#);
+    assert!(e.message.contains("`within(d)` comes last"), "{e}");
+    assert_eq!(e.column, 18, "{e}");
+    let e = err(r#"sequence(a == 1, has_existed(b == 2))"#);
+    assert!(
+        e.message
+            .contains("`sequence` takes a predicate on events, found a timeline"),
+        "{e}"
+    );
+    let e = err(r#"duration_where(has_existed(a == 1), 5m)"#);
+    assert!(
+        e.message
+            .contains("is tumbling(d) or sliding(d), found a bare duration"),
+        "{e}"
+    );
+    assert_eq!(e.column, 37, "{e}");
+    let e = err(r#"count_where(has_existed(a == 1), hopping(5m))"#);
+    assert!(e.message.contains("found `hopping(...)`"), "{e}");
+    let e = err(r#"duration_where(has_existed(a == 1), tumbling(0))"#);
+    assert!(e.message.contains("must be a positive duration"), "{e}");
+    let e = err(r#"true_within(a == 1, 5s)"#);
+    assert!(
+        e.message
+            .contains("`true_within` takes a boolean timeline, found a predicate"),
+        "{e}"
+    );
+    let e = err(r#"absent_after(a == 1, b == 2)"#);
+    assert!(e.message.contains("`absent_after` takes 3 arguments, found 2"), "{e}");
+    let e = err(r#"time_since(latest_event_to_state(a))"#);
+    assert!(e.message.contains("`time_since` takes a predicate on events"), "{e}");
+    let e = err(r#"duration_where(time_since(a == 1))"#);
+    assert!(e.message.contains("found a duration timeline"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! `tl op v`: a timeline compared with a literal, point by point.
 //!
-//! On a rising span (a duration) the comparison changes value at the exact
-//! millisecond the duration crosses the literal.
+//! On a rising or falling span (a duration) the comparison changes value at
+//! the exact millisecond the duration crosses the literal.
 
 use crate::timeline::{SpanValue, Timeline, TimelineBuilder};
 use crate::value::Time;
@@ -14,7 +14,8 @@ pub fn compare(input: &Timeline, op: CmpOp, literal: &Value) -> Timeline {
         match &span.value {
             SpanValue::Unknown => out.push(span.start, SpanValue::Unknown),
             SpanValue::Known(v) => out.push(span.start, known(v.compare(op, literal))),
-            SpanValue::Rising { from } => rising(&mut out, span.start, input.end_of(i), *from, op, literal),
+            SpanValue::Rising { from } => sloped(&mut out, span.start, input.end_of(i), (*from, 1), op, literal),
+            SpanValue::Falling { from } => sloped(&mut out, span.start, input.end_of(i), (*from, -1), op, literal),
         }
     }
     out.finish()
@@ -24,8 +25,16 @@ fn known(b: bool) -> SpanValue {
     SpanValue::Known(Value::Bool(b))
 }
 
-/// Pushes `v(t) op literal` for `t` in `[start, end)`, where `v(t) = from + t - start`.
-fn rising(out: &mut TimelineBuilder, start: Time, end: Option<Time>, from: i64, op: CmpOp, literal: &Value) {
+/// Pushes `v(t) op literal` for `t` in `[start, end)`, where
+/// `v(t) = from + slope * (t - start)` and `slope` is 1 or -1.
+fn sloped(
+    out: &mut TimelineBuilder,
+    start: Time,
+    end: Option<Time>,
+    (from, slope): (i64, i128),
+    op: CmpOp,
+    literal: &Value,
+) {
     // The integers v with `v op literal` are an interval [lo, hi] (or, for `!=`,
     // its complement): find it, then map its bounds to instants.
     const INF: i128 = i128::MAX / 4;
@@ -46,15 +55,25 @@ fn rising(out: &mut TimelineBuilder, start: Time, end: Option<Time>, from: i64, 
         },
     };
     let holds_at = |t: i128| {
-        let v = from as i128 + (t - start as i128);
+        let v = from as i128 + slope * (t - start as i128);
         (lo <= v && v <= hi) == inside
     };
     out.push(start, known(holds_at(start as i128)));
     if lo > hi {
         return;
     }
-    let enter = start as i128 + (lo - from as i128);
-    let leave = start as i128 + (hi - from as i128) + 1;
+    // The first instants at which v enters [lo, hi] and leaves it.
+    let (enter, leave) = if slope > 0 {
+        (
+            start as i128 + (lo - from as i128),
+            start as i128 + (hi - from as i128) + 1,
+        )
+    } else {
+        (
+            start as i128 + (from as i128 - hi),
+            start as i128 + (from as i128 - lo) + 1,
+        )
+    };
     for t in [enter, leave] {
         let in_span = t > start as i128 && end.is_none_or(|e| t < e as i128) && t <= i64::MAX as i128;
         if in_span {

@@ -29,7 +29,7 @@ pub fn duration_in_cur_state(input: &Timeline) -> Timeline {
         };
         let last = end.map(|e| e.saturating_sub(1));
         match span.value {
-            SpanValue::Rising { .. } => {
+            SpanValue::Rising { .. } | SpanValue::Falling { .. } => {
                 out.push(a, SpanValue::Known(Value::Int(a.saturating_sub(s))));
                 if last.is_none_or(|l| l > a) {
                     out.push(a + 1, SpanValue::Known(Value::Int(0)));

@@ -183,9 +183,10 @@ impl Evaluation {
                 Step::Derived { op, children } => {
                     let timelines: Vec<&crate::timeline::Timeline> =
                         children.iter().map(|&c| &outputs[c].timeline).collect();
+                    let latest = children.iter().filter_map(|&c| outputs[c].latest).max();
                     Output {
-                        timeline: op.evaluate(&timelines),
-                        latest: children.iter().filter_map(|&c| outputs[c].latest).max(),
+                        timeline: op.evaluate(&timelines, latest),
+                        latest,
                     }
                 }
             };

@@ -16,9 +16,13 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::id::{NodeId, WorkerKind};
 use crate::op::LeafOp;
+use crate::ops::absent_after::AbsentAfter;
 use crate::ops::has_existed::HasExisted;
 use crate::ops::has_existed_within::HasExistedWithin;
 use crate::ops::latest_event_to_state::{LatestEventToState, ValueTable};
+use crate::ops::matches::EventKey;
+use crate::ops::sequence::Sequence;
+use crate::ops::time_since::TimeSince;
 use crate::timeline::Timeline;
 use crate::value::Time;
 use crate::value::Value;
@@ -77,6 +81,12 @@ pub enum LeafData {
     HasExisted(HasExisted),
     /// State of `has_existed_within`.
     HasExistedWithin(HasExistedWithin),
+    /// State of `time_since`.
+    TimeSince(TimeSince),
+    /// State of `sequence`.
+    Sequence(Sequence),
+    /// State of `absent_after`.
+    AbsentAfter(AbsentAfter),
 }
 
 impl LeafData {
@@ -86,6 +96,9 @@ impl LeafData {
             LeafOp::LatestEventToState { .. } => LeafData::LatestEventToState(LatestEventToState::default()),
             LeafOp::HasExisted { .. } => LeafData::HasExisted(HasExisted::default()),
             LeafOp::HasExistedWithin { .. } => LeafData::HasExistedWithin(HasExistedWithin::default()),
+            LeafOp::TimeSince { .. } => LeafData::TimeSince(TimeSince::default()),
+            LeafOp::Sequence { .. } => LeafData::Sequence(Sequence::default()),
+            LeafOp::AbsentAfter { .. } => LeafData::AbsentAfter(AbsentAfter::default()),
         }
     }
 
@@ -108,6 +121,42 @@ impl LeafData {
                     state.apply(event.time, *within_ms);
                 }
             }
+            (LeafData::TimeSince(state), LeafOp::TimeSince { predicate }) => {
+                if predicate.matches(event) {
+                    state.apply(event.time);
+                }
+            }
+            (LeafData::Sequence(state), LeafOp::Sequence { steps, within_ms }) => {
+                // At most 32 steps (the DSL's limit): one bit each.
+                let matched = steps
+                    .iter()
+                    .take(32)
+                    .enumerate()
+                    .filter(|(_, p)| p.matches(event))
+                    .fold(0u32, |bits, (i, _)| bits | 1 << i);
+                if matched != 0 {
+                    let key = EventKey::new(event.time, event.id.as_ref());
+                    state.apply(steps.len().min(32), within_ms.unwrap_or(i64::MAX), key, matched);
+                }
+            }
+            (
+                LeafData::AbsentAfter(state),
+                LeafOp::AbsentAfter {
+                    start,
+                    completion,
+                    within_ms,
+                },
+            ) => {
+                let (starts, completes) = (start.matches(event), completion.matches(event));
+                if starts || completes {
+                    state.apply(
+                        EventKey::new(event.time, event.id.as_ref()),
+                        starts,
+                        completes,
+                        *within_ms,
+                    );
+                }
+            }
             _ => debug_assert!(false, "leaf state applied with another operator"),
         }
     }
@@ -121,6 +170,9 @@ impl LeafData {
             LeafData::LatestEventToState(s) => s.timeline(values, origin),
             LeafData::HasExisted(s) => s.timeline(origin),
             LeafData::HasExistedWithin(s) => s.timeline(origin),
+            LeafData::TimeSince(s) => s.timeline(origin),
+            LeafData::Sequence(s) => s.timeline(origin),
+            LeafData::AbsentAfter(s) => s.timeline(origin),
         }
     }
 
@@ -130,6 +182,9 @@ impl LeafData {
             LeafData::LatestEventToState(s) => s.heap_bytes(),
             LeafData::HasExisted(_) => 0,
             LeafData::HasExistedWithin(s) => s.heap_bytes(),
+            LeafData::TimeSince(s) => s.heap_bytes(),
+            LeafData::Sequence(s) => s.heap_bytes(),
+            LeafData::AbsentAfter(s) => s.heap_bytes(),
         }
     }
 }

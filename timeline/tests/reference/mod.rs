@@ -2,12 +2,22 @@
 //! `docs/semantics.md` alone: every query is answered by scanning all events
 //! (and, for durations, every millisecond). Shared by the property tests.
 
+use timeline::op::Window;
 use timeline::{CmpOp, DerivedOp, Event, KeyOp, LeafOp, TimeLineOp, Value};
+
+/// Where an event stands in the event order: time, then id (none first);
+/// events without an id at one time are tied.
+fn order(e: &Event) -> (i64, Option<&str>) {
+    (e.time, e.id.as_deref())
+}
 
 /// The events of one key as the contract sees them: repeats of an id dropped
 /// (first delivery wins), arrival order kept.
 pub struct Reference {
     events: Vec<Event>,
+    /// Values already computed, by node and instant (the operators over
+    /// windows ask for their input at many instants).
+    memo: std::cell::RefCell<std::collections::HashMap<(timeline::NodeId, i64), Option<Value>>>,
 }
 
 impl Reference {
@@ -18,7 +28,10 @@ impl Reference {
             .filter(|e| e.id.as_ref().is_none_or(|id| seen.insert(id.clone())))
             .cloned()
             .collect();
-        Reference { events }
+        Reference {
+            events,
+            memo: Default::default(),
+        }
     }
 
     pub fn origin(&self) -> Option<i64> {
@@ -31,6 +44,16 @@ impl Reference {
 
     /// The value of `op` at `t`.
     pub fn value(&self, op: &TimeLineOp, t: i64) -> Option<Value> {
+        let key = (op.id().clone(), t);
+        if let Some(known) = self.memo.borrow().get(&key) {
+            return known.clone();
+        }
+        let value = self.compute(op, t);
+        self.memo.borrow_mut().insert(key, value.clone());
+        value
+    }
+
+    fn compute(&self, op: &TimeLineOp, t: i64) -> Option<Value> {
         let origin = self.origin()?;
         if t < origin {
             return None;
@@ -66,6 +89,105 @@ impl Reference {
                     .iter()
                     .any(|e| e.time <= t && t < e.time + within_ms && predicate.matches(e)),
             )),
+            KeyOp::Leaf(LeafOp::TimeSince { predicate }) => self
+                .events
+                .iter()
+                .filter(|e| e.time <= t && predicate.matches(e))
+                .map(|e| e.time)
+                .max()
+                .map(|last| Value::Int(t - last)),
+            KeyOp::Leaf(LeafOp::Sequence { steps, within_ms }) => {
+                let within = within_ms.unwrap_or(i64::MAX);
+                // Every chain e1 <= ... <= en of events at or before t (ties
+                // in order both ways), by brute force.
+                fn chain(
+                    events: &[&Event],
+                    steps: &[timeline::Predicate],
+                    from: Option<&Event>,
+                    first: i64,
+                    within: i64,
+                ) -> bool {
+                    let Some((step, rest)) = steps.split_first() else {
+                        return true;
+                    };
+                    events.iter().any(|e| {
+                        step.matches(e)
+                            && from.is_none_or(|f| order(f) <= order(e))
+                            && from.is_none_or(|_| e.time - first <= within)
+                            && chain(
+                                events,
+                                rest,
+                                Some(e),
+                                if from.is_none() { e.time } else { first },
+                                within,
+                            )
+                    })
+                }
+                let before: Vec<&Event> = self.events.iter().filter(|e| e.time <= t).collect();
+                Some(Value::Bool(chain(&before, steps, None, 0, within)))
+            }
+            KeyOp::Leaf(LeafOp::AbsentAfter {
+                start,
+                completion,
+                within_ms,
+            }) => Some(Value::Bool(self.events.iter().any(|e| {
+                start.matches(e)
+                    && e.time.checked_add(*within_ms).is_some_and(|due| due <= t)
+                    && !self
+                        .events
+                        .iter()
+                        .any(|f| completion.matches(f) && order(e) < order(f) && f.time <= e.time + within_ms)
+            }))),
+            KeyOp::Derived(DerivedOp::DurationWhereIn { window }) => {
+                let w = window.width();
+                let from = match window {
+                    Window::Tumbling { .. } => {
+                        // Up to the end of the window of the latest event.
+                        let bound = self.latest()?.div_euclid(w) * w + w;
+                        if t >= bound {
+                            return None;
+                        }
+                        origin.max(t.div_euclid(w) * w)
+                    }
+                    Window::Sliding { .. } => origin.max(t - w),
+                };
+                Some(Value::Int(
+                    (from..t).filter(|&u| as_bool(child(0, u)) == Some(true)).count() as i64,
+                ))
+            }
+            KeyOp::Derived(DerivedOp::CountWhereIn { window }) => {
+                let w = window.width();
+                let from = match window {
+                    Window::Tumbling { .. } => origin.max(t.div_euclid(w) * w),
+                    Window::Sliding { .. } => origin.max(t - w + 1),
+                };
+                let turns = (from..=t)
+                    .filter(|&u| {
+                        as_bool(child(0, u)) == Some(true) && (u == from || as_bool(child(0, u - 1)) != Some(true))
+                    })
+                    .count();
+                Some(Value::Int(turns as i64))
+            }
+            KeyOp::Derived(DerivedOp::Previous) => {
+                let now = child(0, t)?;
+                let same = |v: Option<Value>| v.is_some_and(|v| v.same_state(&now));
+                let mut start = t;
+                while start > origin && same(child(0, start - 1)) {
+                    start -= 1;
+                }
+                if start == origin { None } else { child(0, start - 1) }
+            }
+            KeyOp::Derived(DerivedOp::TrueWithin { within_ms }) => {
+                let from = origin.max(t.saturating_sub(within_ms - 1));
+                let seen: Vec<Option<bool>> = (from..=t).map(|u| as_bool(child(0, u))).collect();
+                if seen.contains(&Some(true)) {
+                    Some(Value::Bool(true))
+                } else if seen.iter().all(|b| *b == Some(false)) {
+                    Some(Value::Bool(false))
+                } else {
+                    None
+                }
+            }
             KeyOp::Derived(DerivedOp::Compare { op: cmp, value }) => {
                 child(0, t).map(|v| Value::Bool(v.compare(*cmp, value)))
             }
