@@ -872,8 +872,19 @@ fn columns_read(plan: &timeline::ExecutionPlan) -> Vec<SmolStr> {
         if let timeline::Operator::Leaf(op) = &node.operator {
             match op {
                 timeline::LeafOp::LatestEventToState { column } => out.push(column.clone()),
-                timeline::LeafOp::HasExisted { predicate } | timeline::LeafOp::HasExistedWithin { predicate, .. } => {
+                timeline::LeafOp::HasExisted { predicate }
+                | timeline::LeafOp::HasExistedWithin { predicate, .. }
+                | timeline::LeafOp::TimeSince { predicate } => {
                     out.extend(predicate.columns().into_iter().map(SmolStr::new))
+                }
+                timeline::LeafOp::Sequence { steps, .. } => {
+                    for step in steps {
+                        out.extend(step.columns().into_iter().map(SmolStr::new))
+                    }
+                }
+                timeline::LeafOp::AbsentAfter { start, completion, .. } => {
+                    out.extend(start.columns().into_iter().map(SmolStr::new));
+                    out.extend(completion.columns().into_iter().map(SmolStr::new));
                 }
             }
         }
@@ -1109,6 +1120,12 @@ mod tests {
         assert_eq!(batch.columns_read, ["cdnChange", "playerStateChange", "userAction"]);
         let batch = Batch::new("has_existed_within(a > 1 && !(b == \"x\" || c != 2), 5s)", "k").unwrap();
         assert_eq!(batch.columns_read, ["a", "b", "c"]);
+        let batch = Batch::new(
+            "sequence(a == 1, b == 2, within(1h)) && absent_after(c == 1, d == 2, 5m) && time_since(e == 1) > 5",
+            "k",
+        )
+        .unwrap();
+        assert_eq!(batch.columns_read, ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

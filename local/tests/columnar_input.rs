@@ -213,26 +213,32 @@ fn columnar_files(dir: &Path, stem: &str, jsonl: &str, time: &str) -> Vec<PathBu
 #[test]
 fn every_example_gives_the_same_results_from_parquet_and_arrow_as_from_json_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let times = [
-        ("cirr", "time"),
-        ("card-swipes", "time"),
-        ("machine-risk", "time"),
-        ("game-ad", "time"),
-        ("completion-rate", "time"),
-    ];
-    for (name, time) in times {
+    let mut names: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            (path.extension()? == "tl").then(|| path.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in &names {
+        let time = "time";
         let query = format!("@{name}.tl");
         let jsonl_file = format!("{name}.jsonl");
         let jsonl = std::fs::read_to_string(examples().join(&jsonl_file)).unwrap();
         let files = columnar_files(dir.path(), name, &jsonl, time);
         for timeline in [false, true] {
             let mut base = vec!["-q", query.as_str()];
-            if timeline && name != "completion-rate" {
+            if timeline {
                 base.push("--timeline");
             }
             let mut from_jsonl = base.clone();
             from_jsonl.extend(["-e", jsonl_file.as_str()]);
             let expected = eval(&from_jsonl, None);
+            if timeline && text(&expected.stderr).contains("every output of this query is an aggregate") {
+                continue;
+            }
             assert!(expected.status.success(), "{name}: {}", text(&expected.stderr));
             assert!(!expected.stdout.is_empty());
             for file in &files {
