@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -172,20 +173,28 @@ def run_measured(cmd, stdout=None, extra_groups=()):
     children it waited for).
     Memory is sampled every 100 ms (more often would take a noticeable share
     of a 2-core machine from the engine measured); the root process's own
-    peak, from the kernel, is exact. Processes of the group that outlive the
+    peak, from the kernel, is exact. The exit is waited for by a thread of
+    its own, so the wall time is exact too (it was rounded up to the next
+    100 ms sample before 2026-12-05). Processes of the group that outlive the
     root (a JVM shutting down) are waited for, untimed, so that they do not
     slow down the next run."""
     err = tempfile.TemporaryFile()
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=stdout or subprocess.DEVNULL, stderr=err, start_new_session=True)
+    exited = {}
+
+    def wait():
+        _, exited["status"], exited["usage"] = os.wait4(proc.pid, 0)
+        exited["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
     peak = 0
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
+    while waiter.is_alive():
         peak = max(peak, group_rss_kib(proc.pid) + sum(group_rss_kib(g) for g in extra_groups))
-        time.sleep(0.1)
-    took = time.monotonic() - started
+        waiter.join(0.1)
+    status, usage = exited["status"], exited["usage"]
+    took = exited["at"] - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak = max(peak, usage.ru_maxrss + sum(group_rss_kib(g) for g in extra_groups))
     deadline = time.monotonic() + 60
