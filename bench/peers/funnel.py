@@ -94,12 +94,12 @@ def main():
     for r in range(args.rounds):
         out = os.path.join(work, "timeline.out")
         with open(out, "w") as f:
-            took, peak, _ = run.run_measured([run.TIMELINE, "eval", "-q", query, "-e", jsonl], stdout=f)
+            took, peak, _, _ = run.run_measured([run.TIMELINE, "eval", "-q", query, "-e", jsonl], stdout=f)
         times["timeline"].append(took)
         peaks["timeline"].append(peak)
         answers["timeline"] = timeline_counts(out)
         out = os.path.join(work, "duckdb.json")
-        took, peak, _ = run.run_measured([duckdb_python, os.path.join(run.HERE, "funnel_duckdb.py"), csv, out])
+        took, peak, _, _ = run.run_measured([duckdb_python, os.path.join(run.HERE, "funnel_duckdb.py"), csv, out])
         times["duckdb"].append(took)
         peaks["duckdb"].append(peak)
         with open(out) as f:

@@ -513,8 +513,15 @@ def write_report(path, sizes, engines, results, startup, failures, skipped):
         lines += ["## Left out", ""] + [f"- {s}" for s in skipped] + [""]
     if failures:
         lines += ["## Failures", ""] + [f"- {f}" for f in failures] + [""]
+    # Sections other scripts write (bench/peers/funnel.py) are kept.
+    kept = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        begin, end = "<!-- funnel: written by bench/peers/funnel.py -->", "<!-- /funnel -->"
+        if begin in old and end in old:
+            kept = "\n" + old[old.index(begin): old.index(end) + len(end)] + "\n"
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
     log(f"wrote {path}")
 
 

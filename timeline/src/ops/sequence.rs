@@ -33,6 +33,10 @@ impl Sequence {
                 matches.insert(key.clone());
             }
         }
+        if self.steps.iter().any(Matches::is_empty) {
+            // A step nothing matched yet: no chain can be complete.
+            return;
+        }
         if let Some(done) = self.earliest_completion(within)
             && self.completed.is_none_or(|c| done < c)
         {
