@@ -13,7 +13,7 @@ use timeline::{Event, NodeId, StreamSpec};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::parse_body;
-use crate::engine::{Engine, ExpiredKey, ReadError, StreamId, Target};
+use crate::engine::{Engine, ReadError, StreamId, Target};
 use crate::metrics::Metrics;
 use crate::snapshot::{self, SnapshotPolicy};
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
@@ -255,16 +255,7 @@ fn apply_events(
     if only.is_none() && !header.restart.is_empty() {
         // Retention forgot these keys' earlier events here (a snapshot taken
         // before may still hold them).
-        let restarted: Vec<ExpiredKey> = header
-            .restart
-            .iter()
-            .map(|key| ExpiredKey {
-                stream,
-                key: key.into(),
-                records: Vec::new(),
-            })
-            .collect();
-        engine.forget(&restarted);
+        engine.forget(header.restart.iter().map(|key| (stream, key.as_str())));
     }
     engine.apply(stream, events, &header.target()?, only);
     if only.is_none() {

@@ -204,7 +204,7 @@ pub fn forget_expired(store: &mut Store, engine: &RwLock<Engine>, metrics: &Metr
 /// Has the engine forget `expired`, whose events are gone from the log
 /// (`removed` records removed).
 pub(super) fn forget(engine: &mut Engine, metrics: &Metrics, expired: &[ExpiredKey], removed: usize) {
-    engine.forget(expired);
+    engine.forget(expired.iter().map(|k| (k.stream, k.key.as_str())));
     engine.refresh_aggregates();
     metrics.keys.set(engine.key_count() as i64);
     metrics.keys_expired.inc_by(expired.len() as u64);

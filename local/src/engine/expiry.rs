@@ -95,21 +95,22 @@ impl Engine {
     /// Forgets `keys`: their leaves' state, their ledgers of ids and their
     /// part of every aggregate (taken out at the next
     /// [`Engine::refresh_aggregates`]).
-    pub fn forget(&mut self, keys: &[ExpiredKey]) {
+    pub fn forget<'k>(&mut self, keys: impl IntoIterator<Item = (StreamId, &'k str)>) {
         let aggregated = !self.aggregates.is_empty();
-        for expired in keys {
-            let Some(state) = self.streams.get_mut(expired.stream as usize) else {
+        let mut gone: FxHashSet<(StreamId, &str)> = FxHashSet::default();
+        for (stream, key) in keys {
+            let Some(state) = self.streams.get_mut(stream as usize) else {
                 continue;
             };
-            if state.keys.remove(&expired.key).is_some() && aggregated {
-                state.dirty.insert(expired.key.clone());
+            if state.keys.remove(key).is_some() && aggregated {
+                state.dirty.insert(SmolStr::new(key));
             }
+            gone.insert((stream, key));
         }
-        let gone: FxHashSet<(StreamId, &SmolStr)> = keys.iter().map(|k| (k.stream, &k.key)).collect();
         if !gone.is_empty() {
-            self.pending.retain(|(s, k)| !gone.contains(&(*s, k)));
-            self.conflicted.retain(|(s, k)| !gone.contains(&(*s, k)));
-            self.losers.retain(|(s, k, _, _)| !gone.contains(&(*s, k)));
+            self.pending.retain(|(s, k)| !gone.contains(&(*s, k.as_str())));
+            self.conflicted.retain(|(s, k)| !gone.contains(&(*s, k.as_str())));
+            self.losers.retain(|(s, k, _, _)| !gone.contains(&(*s, k.as_str())));
         }
     }
 }
