@@ -588,3 +588,155 @@ mod tests {
         assert!(bad[0].error.contains("key `other`"), "{}", bad[0].error);
     }
 }
+
+/// One change of a job's result, as a changes stream gives it: for a
+/// per-key output, a stretch of one key's timeline that a batch of events
+/// changed (see [`timeline::changes`]); for an aggregate or a metric, one
+/// group's value at the stream's latest event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct ChangeView {
+    /// Increases by at least 1 per change of the job, never reused: resume
+    /// after it.
+    pub id: u64,
+    /// The output of the job that changed.
+    pub output: String,
+    /// The key, for a per-key output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The group, for an aggregate or a metric (`null` is the group of keys
+    /// without a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Option<ScalarValue>>,
+    /// The aggregate function, for an aggregate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The first instant with the new value (ms).
+    pub from: Time,
+    /// Where the change ends (exclusive): from there the value is as it was.
+    /// None: for ever.
+    pub until: Option<Time>,
+    /// The value at `from` before; none is Unknown.
+    pub old: Option<ScalarValue>,
+    /// The value at `from` now; none is Unknown.
+    pub new: Option<ScalarValue>,
+    /// `rising` or `falling` when the old value moved with time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_trend: Option<String>,
+    /// `rising` or `falling` when the new value moves with time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_trend: Option<String>,
+    /// The first and last sequence numbers of the batches of events that
+    /// caused it, where the runtime logs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<[u64; 2]>,
+}
+
+impl ChangeView {
+    /// A change of `key`'s output `output`.
+    pub fn of_key(output: &str, key: &str, change: &timeline::changes::Change) -> Self {
+        ChangeView {
+            id: 0,
+            output: output.to_string(),
+            key: Some(key.to_string()),
+            group: None,
+            function: None,
+            from: change.from,
+            until: change.until,
+            old: change.old_value().as_ref().map(ScalarValue::from),
+            new: change.new_value().as_ref().map(ScalarValue::from),
+            old_trend: timeline::changes::trend(&change.old).map(str::to_string),
+            new_trend: timeline::changes::trend(&change.new).map(str::to_string),
+            records: None,
+        }
+    }
+
+    /// The change as a record of named columns, for a condition
+    /// ([`timeline::dsl::parse_condition`]) to test: `value` (and `new`),
+    /// `old`, `key`, `group`, `function`, `output`, `from`, `until`, `id`;
+    /// Unknown values are absent.
+    pub fn columns(&self) -> timeline::Event {
+        let mut columns: Vec<(smol_str::SmolStr, Value)> = Vec::with_capacity(10);
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                columns.push((name.into(), v));
+            }
+        };
+        let scalar = |v: &Option<ScalarValue>| v.as_ref().map(ScalarValue::to_value);
+        put("value", scalar(&self.new));
+        put("new", scalar(&self.new));
+        put("old", scalar(&self.old));
+        put("key", self.key.as_deref().map(Value::str));
+        put(
+            "group",
+            self.group.as_ref().and_then(|g| g.as_ref().map(ScalarValue::to_value)),
+        );
+        put("function", self.function.as_deref().map(Value::str));
+        put("output", Some(Value::str(&self.output)));
+        put("from", Some(Value::Int(self.from)));
+        put("until", self.until.map(Value::Int));
+        put("id", i64::try_from(self.id).ok().map(Value::Int));
+        timeline::Event {
+            key: self.key.as_deref().unwrap_or_default().into(),
+            time: self.from,
+            id: None,
+            columns,
+        }
+    }
+}
+
+impl ScalarValue {
+    /// The value as the timeline library holds it.
+    pub fn to_value(&self) -> Value {
+        match self {
+            ScalarValue::Bool(b) => Value::Bool(*b),
+            ScalarValue::Int(i) => Value::Int(*i),
+            ScalarValue::Float(x) => Value::Float(*x),
+            ScalarValue::Str(s) => Value::str(s),
+        }
+    }
+}
+
+/// A page of a job's changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct ChangesView {
+    /// The job.
+    pub job: String,
+    /// The changes after the id asked for, in order (those a condition
+    /// left out are skipped).
+    pub changes: Vec<ChangeView>,
+    /// The id to ask after next: the last change looked at.
+    pub next: u64,
+    /// The id of the newest change of the job (0: none yet).
+    pub last: u64,
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use timeline::SpanValue;
+    use timeline::changes::Change;
+
+    #[test]
+    fn a_change_reads_as_columns_for_a_condition() {
+        let change = Change {
+            from: 100,
+            until: None,
+            old: SpanValue::Known(Value::Bool(false)),
+            new: SpanValue::Known(Value::Bool(true)),
+        };
+        let view = ChangeView::of_key("alert", "card-1", &change);
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": 0, "output": "alert", "key": "card-1", "from": 100, "until": null, "old": false, "new": true})
+        );
+        let when = timeline::dsl::parse_condition("value == true && old == false && key == \"card-1\"").unwrap();
+        assert!(when.matches(&view.columns()));
+        let not = timeline::dsl::parse_condition("value == false || output != \"alert\"").unwrap();
+        assert!(!not.matches(&view.columns()));
+        let back: ChangeView = serde_json::from_value(json).unwrap();
+        assert_eq!(back, view);
+    }
+}

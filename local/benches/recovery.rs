@@ -62,17 +62,20 @@ fn start_with(
     let mut store = Store::open(dir).unwrap();
     store
         .put_job(&StoredJob {
+            changes: false,
             name: "cirr".into(),
             query: CIRR.into(),
         })
         .unwrap();
-    let engine = durable::recover(&store, spec()).unwrap();
+    let mut store = store;
+    let (engine, recorder) = durable::recover_with_changes(&mut store, spec()).unwrap();
     durable::spawn_writer(
         store,
         Arc::new(RwLock::new(engine)),
         Arc::new(Metrics::new()),
         policy,
         retention,
+        recorder,
     )
     .unwrap()
 }

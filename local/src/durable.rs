@@ -18,9 +18,11 @@ use crate::metrics::Metrics;
 use crate::snapshot::{self, SnapshotPolicy};
 use crate::store::{LogHeader, Store, StoredJob, decode_record};
 
+mod changes;
 mod dedup;
 mod retention;
 
+pub use changes::{CRASH_ENV, Recorder};
 pub use retention::{Refused, RetentionPolicy, forget_expired};
 
 /// Why the writer did not do what it was asked.
@@ -41,10 +43,37 @@ pub enum DurableError {
     Internal(String),
 }
 
+/// Recovers the engine as [`recover`] does, and the changes of the jobs
+/// that record them: those of the log records after the stored changes
+/// (a crash between the two commits) are computed again.
+pub fn recover_with_changes(store: &mut Store, default: StreamSpec) -> Result<(Engine, Recorder)> {
+    let subscribed = store.jobs()?.iter().any(|j| j.changes);
+    let covered = match store.changes_covered()? {
+        Some(covered) if subscribed && covered < store.records() => covered,
+        _ => u64::MAX,
+    };
+    let mut engine = recover_until(store, default, covered)?;
+    let mut recorder = Recorder::new(store, &engine)?;
+    if covered != u64::MAX {
+        let applied = recorder.catch_up(store, &mut engine, covered)?;
+        tracing::info!(
+            from_record = covered,
+            events = applied,
+            "changes computed again after a crash"
+        );
+    }
+    Ok((engine, recorder))
+}
+
 /// Opens the jobs and recovers the engine of `store` (default stream
 /// `default`): the newest usable snapshot plus the log's tail, or the whole
 /// log when there is no snapshot or it cannot be used.
 pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
+    recover_until(store, default, u64::MAX)
+}
+
+/// [`recover`], with the log's records before `until` only.
+fn recover_until(store: &Store, default: StreamSpec, until: u64) -> Result<Engine> {
     let started = Instant::now();
     let jobs = store.jobs()?;
     let fresh = || {
@@ -75,6 +104,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
         });
         match snapshot::read(store.dir(), jobs.clone(), store.records()) {
             Ok(None) => {}
+            Ok(Some(loaded)) if loaded.records > until => {
+                tracing::warn!("snapshot past the stored changes not used, replaying the whole log");
+            }
             Ok(Some(loaded)) => match engine.restore(loaded.image) {
                 Ok(()) => from = loaded.records,
                 Err(e) => {
@@ -85,7 +117,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
             Err(e) => tracing::warn!("snapshot not used, replaying the whole log: {e:#}"),
         }
         if from == guess {
-            for (seq, header, events) in tail.iter() {
+            // Records from `until` on are read (the reader must finish) but
+            // not applied.
+            for (seq, header, events) in tail.iter().filter(|(seq, ..)| *seq < until) {
                 replayed += apply_events(&mut engine, seq, &header, &events, None)?;
             }
             return reader
@@ -95,7 +129,9 @@ pub fn recover(store: &Store, default: StreamSpec) -> Result<Engine> {
         drop(tail);
         let _ = reader.join();
         store.replay_from(from, |seq, record| {
-            replayed += apply_record(&mut engine, seq, record, None)?;
+            if seq < until {
+                replayed += apply_record(&mut engine, seq, record, None)?;
+            }
             Ok(())
         })
     })?;
@@ -123,6 +159,7 @@ pub fn spawn_writer(
     metrics: Arc<Metrics>,
     policy: SnapshotPolicy,
     retention: RetentionPolicy,
+    recorder: Recorder,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
     if retention.keep.is_some() {
@@ -138,6 +175,7 @@ pub fn spawn_writer(
                 commands,
                 Snapshots::new(policy),
                 retention::Expiry::new(retention),
+                recorder,
             )
         })?;
     Ok((writer, thread))
@@ -210,6 +248,8 @@ pub enum Command {
         name: Option<String>,
         /// Its DSL.
         query: String,
+        /// Whether it records the changes of its result.
+        changes: bool,
         /// The answer.
         reply: Reply<(Submitted, usize)>,
     },
@@ -312,6 +352,7 @@ fn write_loop(
     mut commands: mpsc::Receiver<Command>,
     mut snapshots: Snapshots,
     mut expiry: retention::Expiry,
+    mut recorder: Recorder,
 ) {
     const GROUP_EVENTS: usize = 200_000;
     while let Some(first) = commands.blocking_recv() {
@@ -336,26 +377,27 @@ fn write_loop(
                         &engine,
                         &metrics,
                         expiry.keep(),
+                        &mut recorder,
                         std::mem::take(&mut ingests),
                     );
                     snapshots.applied(applied);
                     expiry.applied(applied);
-                    if run_admin(&mut store, &engine, other) {
+                    if run_admin(&mut store, &engine, &mut recorder, other) {
                         // A snapshot taken with the old jobs would not be used.
-                        snapshots.take(&store, &engine);
+                        snapshots.take(&mut store, &engine, &mut recorder);
                     }
                     pending = commands.try_recv().ok();
                 }
             }
         }
-        let applied = commit_ingests(&mut store, &engine, &metrics, expiry.keep(), ingests);
+        let applied = commit_ingests(&mut store, &engine, &metrics, expiry.keep(), &mut recorder, ingests);
         snapshots.applied(applied);
         expiry.applied(applied);
         if expiry.due() {
             expiry.run(&mut store, &engine, &metrics);
         }
         if snapshots.due() {
-            snapshots.take(&store, &engine);
+            snapshots.take(&mut store, &engine, &mut recorder);
         }
     }
     snapshots.finish();
@@ -396,9 +438,17 @@ impl Snapshots {
     /// Captures the engine's state now and writes it on another thread (after
     /// the previous snapshot, if it is still being written), so that the
     /// writer only pauses for the copy. A failure is logged: the log still
-    /// holds everything.
-    fn take(&mut self, store: &Store, engine: &RwLock<Engine>) {
+    /// holds everything. Not while changes wait to be stored: recovery
+    /// computes them from the log after the snapshot's records.
+    fn take(&mut self, store: &mut Store, engine: &RwLock<Engine>, recorder: &mut Recorder) {
         if !self.policy.enabled() {
+            return;
+        }
+        if let Err(e) = recorder.flush_covered(store) {
+            tracing::warn!("snapshot not taken: cannot store where the changes reach: {e:#}");
+            return;
+        }
+        if !recorder.settled() {
             return;
         }
         let jobs = match store.jobs() {
@@ -455,14 +505,16 @@ fn commit_ingests(
     engine: &RwLock<Engine>,
     metrics: &Metrics,
     keep: Option<timeline::Time>,
+    recorder: &mut Recorder,
     mut ingests: Vec<Ingest>,
 ) -> u64 {
     if ingests.is_empty() {
         return 0;
     }
+    let engine_lock = engine;
     // Only the writer changes the engine: what it knows now holds until the
     // commit is applied.
-    let (expired, streams) = {
+    let (expired, streams, before) = {
         let engine = engine.read().unwrap_or_else(|p| p.into_inner());
         let mut expired = Vec::new();
         if let Some(keep) = keep {
@@ -475,7 +527,11 @@ fn commit_ingests(
             metrics.repeats.inc_by(dropped as u64);
         }
         let streams = (!expired.is_empty()).then(|| engine.stream_ids());
-        (expired, streams)
+        let before = recorder.active().then(|| {
+            let logged = ingests.iter().filter(|i| !i.record.is_empty());
+            recorder.before(&engine, logged.map(|i| (i.stream, i.events.as_slice())))
+        });
+        (expired, streams, before)
     };
     // Keys behind the horizon that get events again start anew: their old
     // events leave the log before the new ones come in.
@@ -504,9 +560,12 @@ fn commit_ingests(
     let result = if records.is_empty() {
         Ok(store.records())
     } else {
-        let result = store.append(&records);
+        let result = store.append(&records, recorder.covered_due());
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         metrics.commits.inc();
+        if result.is_ok() {
+            recorder.covered_written();
+        }
         result
     };
     match result {
@@ -528,6 +587,18 @@ fn commit_ingests(
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
+            if let Some(before) = before.filter(|_| !records.is_empty()) {
+                let engine = engine_lock.read().unwrap_or_else(|p| p.into_inner());
+                let last = store.records() - 1;
+                let count = recorder.after(&engine, before, [first, last]);
+                drop(engine);
+                metrics.changes.inc_by(count as u64);
+                if let Err(e) = recorder.store(store, last + 1) {
+                    // The events are stored: the changes are stored with the
+                    // next commit (or computed again after a crash).
+                    tracing::error!("cannot store the changes of a commit (retried with the next one): {e:#}");
+                }
+            }
             let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
             for ingest in ingests {
                 let _ = ingest.reply.send(Ok(ingest.refused));
@@ -547,10 +618,15 @@ fn commit_ingests(
 }
 
 /// Runs a job command; returns whether the jobs changed.
-fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bool {
+fn run_admin(store: &mut Store, engine: &RwLock<Engine>, recorder: &mut Recorder, command: Command) -> bool {
     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
     match command {
-        Command::Submit { name, query, reply } => {
+        Command::Submit {
+            name,
+            query,
+            changes,
+            reply,
+        } => {
             let result = match engine.submit(name.as_deref(), &query) {
                 Err(error) => Err(DurableError::Submit {
                     query: query.clone(),
@@ -564,6 +640,7 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bo
                     let stored = StoredJob {
                         name: job.name.clone(),
                         query: query.clone(),
+                        changes,
                     };
                     match store.put_job(&stored) {
                         Err(e) => {
@@ -590,6 +667,12 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bo
                                     settle_conflicts(&mut engine, keys, |seq| log.get(seq))
                                 });
                             engine.refresh_aggregates();
+                            let backfill = backfill.and_then(|()| {
+                                if changes {
+                                    recorder.subscribe(store, &job.name)?;
+                                }
+                                Ok(())
+                            });
                             match backfill {
                                 Ok(()) => {
                                     tracing::info!(
@@ -618,6 +701,7 @@ fn run_admin(store: &mut Store, engine: &RwLock<Engine>, command: Command) -> bo
                 Ok(_) => match store.delete_job(&name) {
                     Ok(()) => {
                         engine.delete(&name);
+                        recorder.unsubscribe(&name);
                         tracing::info!(job = name, "job deleted");
                         Ok(())
                     }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub repeats: Counter,
     /// Events refused as older than the retention horizon.
     pub events_too_old: Counter,
+    /// Changes of results recorded for the jobs that record them.
+    pub changes: Counter,
     /// Keys forgotten by retention.
     pub keys_expired: Counter,
     /// Log records removed by retention.
@@ -46,6 +48,7 @@ impl Metrics {
             commits: Counter::default(),
             repeats: Counter::default(),
             events_too_old: Counter::default(),
+            changes: Counter::default(),
             keys_expired: Counter::default(),
             log_records_removed: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -70,6 +73,11 @@ impl Metrics {
             "repeats",
             "Identified events left out of the log as repeats",
             m.repeats.clone(),
+        );
+        registry.register(
+            "changes",
+            "Changes of job results recorded for the jobs that record them",
+            m.changes.clone(),
         );
         registry.register(
             "events_too_old",

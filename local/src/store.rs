@@ -21,6 +21,19 @@ pub use faults::{FAIL_MARKER, FAULTS_ENV};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// The changes of the jobs that record them: (job, change id) to the change
+/// as JSON.
+const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+/// Counters: [`COVERED`], and per job name the last change id it ever gave.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The log's sequence number up to which (exclusive) the changes of every
+/// job that records them are stored: recovery computes them again from
+/// there.
+const COVERED: &str = "changes_covered";
+
+fn last_change_entry(job: &str) -> String {
+    format!("last_change:{job}")
+}
 const CACHE_BYTES: usize = 4 << 20;
 
 /// A job as stored: enough to submit it again.
@@ -30,6 +43,9 @@ pub struct StoredJob {
     pub name: String,
     /// DSL text.
     pub query: String,
+    /// Whether the job records the changes of its result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes: bool,
 }
 
 /// One accepted request body: where its events went, and the body itself.
@@ -139,6 +155,54 @@ impl LogReader {
             Ok(log.get(seq)?.map(|v| v.value().to_vec()))
         })
     }
+
+    /// Up to `limit` changes of `job` with ids after `after`, in order.
+    pub fn changes(&self, job: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let table = read.open_table(CHANGES)?;
+            let mut out = Vec::new();
+            if after == u64::MAX {
+                return Ok(out);
+            }
+            for entry in table.range((job, after + 1)..=(job, u64::MAX))?.take(limit) {
+                let (k, v) = entry?;
+                out.push((k.value().1, v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The id of the newest change of `job` (0: none).
+    pub fn last_change(&self, job: &str) -> Result<u64> {
+        with_db(&self.db, |db| last_change_id(&db.begin_read()?, job))
+    }
+
+    /// Job `name` as stored.
+    pub fn job(&self, name: &str) -> Result<Option<StoredJob>> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let table = read.open_table(JOBS)?;
+            let Some(value) = table.get(name)? else { return Ok(None) };
+            Ok(Some(serde_json::from_slice(value.value()).context("bad stored job")?))
+        })
+    }
+}
+
+/// The last change id `job` gave: its newest stored change, or the last one
+/// of a deleted job of that name (ids are never reused).
+fn last_change_id(read: &redb::ReadTransaction, job: &str) -> Result<u64> {
+    let stored = read
+        .open_table(CHANGES)?
+        .range((job, 0)..=(job, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1);
+    let deleted = read
+        .open_table(META)?
+        .get(last_change_entry(job).as_str())?
+        .map_or(0, |v| v.value());
+    Ok(stored.max(deleted))
 }
 
 fn with_db<T>(slot: &Slot, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
@@ -172,6 +236,8 @@ fn open_db(dir: &Path) -> Result<Database> {
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
     txn.open_table(JOBS)?;
+    txn.open_table(CHANGES)?;
+    txn.open_table(META)?;
     txn.commit()?;
     Ok(db)
 }
@@ -267,13 +333,18 @@ impl Store {
         })
     }
 
-    /// Stores a job durably.
+    /// Stores a job durably; a job that records changes does from the log's
+    /// end on.
     pub fn put_job(&mut self, job: &StoredJob) -> Result<()> {
         let value = serde_json::to_vec(job)?;
+        let covered = self.next_seq;
         self.write(
             |db| {
                 let txn = db.begin_write()?;
                 txn.open_table(JOBS)?.insert(job.name.as_str(), value.as_slice())?;
+                if job.changes {
+                    txn.open_table(META)?.insert(COVERED, covered)?;
+                }
                 txn.commit()?;
                 Ok(())
             },
@@ -281,12 +352,21 @@ impl Store {
         )
     }
 
-    /// Removes a job durably.
+    /// Removes a job durably, and its changes (remembering their last id).
     pub fn delete_job(&mut self, name: &str) -> Result<()> {
         self.write(
             |db| {
                 let txn = db.begin_write()?;
                 txn.open_table(JOBS)?.remove(name)?;
+                let last = {
+                    let read = db.begin_read()?;
+                    last_change_id(&read, name)?
+                };
+                if last > 0 {
+                    txn.open_table(META)?.insert(last_change_entry(name).as_str(), last)?;
+                    let mut changes = txn.open_table(CHANGES)?;
+                    changes.retain_in((name, 0)..=(name, u64::MAX), |_, _| false)?;
+                }
                 txn.commit()?;
                 Ok(())
             },
@@ -295,8 +375,9 @@ impl Store {
     }
 
     /// Appends records in one transaction and fsyncs before returning;
-    /// returns the sequence number of the first.
-    pub fn append(&mut self, records: &[&[u8]]) -> Result<u64> {
+    /// returns the sequence number of the first. `covered`, if given, is
+    /// where the stored changes now reach (see [`Store::append_changes`]).
+    pub fn append(&mut self, records: &[&[u8]], covered: Option<u64>) -> Result<u64> {
         let first = self.next_seq;
         let count = records.len() as u64;
         self.write(
@@ -308,6 +389,9 @@ impl Store {
                     for (i, record) in records.iter().enumerate() {
                         log.insert(first + i as u64, *record)?;
                     }
+                }
+                if let Some(covered) = covered {
+                    txn.open_table(META)?.insert(COVERED, covered)?;
                 }
                 txn.commit()?;
                 Ok(first)
@@ -348,6 +432,42 @@ impl Store {
             },
             |_| None,
         )
+    }
+
+    /// Stores changes `(job, id, change)` in one transaction, fsynced, with
+    /// the log's sequence number up to which (exclusive) every job's changes
+    /// are now stored. Safe to repeat.
+    pub fn append_changes(&mut self, changes: &[(String, u64, Vec<u8>)], covered: u64) -> Result<()> {
+        self.write(
+            |db| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                {
+                    let mut table = txn.open_table(CHANGES)?;
+                    for (job, id, change) in changes {
+                        table.insert((job.as_str(), *id), change.as_slice())?;
+                    }
+                }
+                txn.open_table(META)?.insert(COVERED, covered)?;
+                txn.commit()?;
+                Ok(())
+            },
+            |_| None,
+        )
+    }
+
+    /// The log's sequence number up to which the changes are stored (none:
+    /// no job ever recorded changes).
+    pub fn changes_covered(&self) -> Result<Option<u64>> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            Ok(read.open_table(META)?.get(COVERED)?.map(|v| v.value()))
+        })
+    }
+
+    /// The id of the newest change of `job` (0: none).
+    pub fn last_change(&self, job: &str) -> Result<u64> {
+        self.reader().last_change(job)
     }
 
     /// The next record's sequence number: records ever appended (retention

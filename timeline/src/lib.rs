@@ -38,7 +38,7 @@
 //!
 //! Each module imports only those below it, the algebra first:
 //! [`value`] (with [`Time`]) and [`id`] (column identifiers, node ids);
-//! [`timeline`], [`event`] and [`stream`]; [`repeats`] (which delivery of an id is the event); [`predicate`] and [`ops`]; [`op`] (per-key
+//! [`timeline`] (and [`changes`], the difference of two), [`event`] and [`stream`]; [`repeats`] (which delivery of an id is the event); [`predicate`] and [`ops`]; [`op`] (per-key
 //! nodes); [`aggregate`] and [`metric`]; [`plan`] (every node kind,
 //! [`Operator`], and a job's outputs); [`worker`] (leaf state, the
 //! evaluator); [`dsl`]; [`registry`] (jobs: DSL in, plans out).
@@ -49,6 +49,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod changes;
 pub mod dsl;
 pub mod event;
 pub mod id;

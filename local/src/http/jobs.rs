@@ -10,6 +10,9 @@ pub(super) struct JobRequest {
     /// Refuse the job if the query has warnings.
     #[serde(default)]
     strict: bool,
+    /// Record the changes of the job's result.
+    #[serde(default)]
+    changes: bool,
 }
 
 /// A warning as JSON: what and where, with the caret drawn.
@@ -40,7 +43,7 @@ pub(super) fn job_warnings(engine: &Engine, job: &timeline::registry::Job) -> Ve
         .collect()
 }
 
-pub(super) fn job_view(engine: &Engine, job: &timeline::registry::Job, created: bool) -> Json_ {
+pub(super) fn job_view(engine: &Engine, job: &timeline::registry::Job, created: bool, changes: bool) -> Json_ {
     let stream = &job.plan.stream;
     let events = if stream.is_default_stream() {
         "/v1/events".to_string()
@@ -53,12 +56,14 @@ pub(super) fn job_view(engine: &Engine, job: &timeline::registry::Job, created: 
         "created": created,
         "stream": stream,
         "warnings": job_warnings(engine, job),
+        "changes": changes,
         "plan": job.plan,
         "routes": {
             "events": events,
             "leaf_events": "/v1/event-processor/{node}/{key}/events",
             "result": format!("/v1/jobs/{}/keys/{{key}}/result", job.name),
             "metrics": format!("/v1/jobs/{}/metrics", job.name),
+            "changes": format!("/v1/jobs/{}/changes", job.name),
             "worker": "/v1/{worker}/{node}/{key}",
             "aggregator": "/v1/aggregators/{node}",
             "metric": "/v1/metrics/{node}",
@@ -72,6 +77,8 @@ pub(super) struct JobName {
     name: Option<String>,
     #[serde(default)]
     strict: bool,
+    #[serde(default)]
+    changes: bool,
 }
 
 /// The name of a job given both as `?name=` and in a JSON body: either, or
@@ -111,6 +118,7 @@ pub(super) async fn submit_job(
             name: named.name,
             query,
             strict: named.strict,
+            changes: named.changes,
         }
     };
     // Check before queueing, so a bad query never waits behind ingestion.
@@ -162,6 +170,7 @@ pub(super) async fn submit_job(
         Command::Submit {
             name: request.name,
             query: request.query,
+            changes: request.changes || named.changes,
             reply,
         },
     )
@@ -169,8 +178,9 @@ pub(super) async fn submit_job(
     let (submitted, _) = response.await.map_err(ApiError::internal)??;
     let created = matches!(submitted, Submitted::Created(_));
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let changes = records_changes(&state, &submitted.job().name);
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    Ok((status, Json(job_view(&engine, submitted.job(), created))).into_response())
+    Ok((status, Json(job_view(&engine, submitted.job(), created, changes))).into_response())
 }
 
 pub(super) async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<JobsView> {
@@ -188,8 +198,14 @@ pub(super) async fn show_job(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
+    let changes = records_changes(&state, &job);
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
-    Ok(Json(job_view(&engine, engine.job(&job)?, false)))
+    Ok(Json(job_view(&engine, engine.job(&job)?, false, changes)))
+}
+
+/// Whether stored job `name` records its changes.
+fn records_changes(state: &AppState, name: &str) -> bool {
+    state.log.job(name).ok().flatten().is_some_and(|j| j.changes)
 }
 
 pub(super) async fn delete_job(

@@ -39,6 +39,7 @@ use crate::store::{LogHeader, LogReader, StorageStatus, Store, encode_record};
 use timeline::StreamSpec;
 use timeline::stream::StreamRef;
 
+mod changes;
 mod conn;
 mod extract;
 mod guard;
@@ -49,6 +50,7 @@ mod live;
 mod reads;
 mod streams;
 
+use changes::*;
 pub use conn::Connections;
 use extract::{Path, Query};
 pub use guard::Access;
@@ -108,6 +110,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 struct AppState {
     engine: Arc<RwLock<Engine>>,
+    /// The number of changes stored: bumped as changes are recorded.
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// Permits for the event streams of changes open at once.
+    change_streams: Arc<tokio::sync::Semaphore>,
     log: LogReader,
     writer: mpsc::Sender<Command>,
     config: ServeConfig,
@@ -214,10 +220,11 @@ fn submit_error(query: &str, e: SubmitError) -> ApiError {
 /// SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let mut store = Store::open(&config.data_dir)?;
-    let engine = durable::recover(
-        &store,
+    let (engine, recorder) = durable::recover_with_changes(
+        &mut store,
         StreamSpec::new(timeline::stream::DEFAULT_STREAM, &config.key_field),
     )?;
+    let changes = recorder.feed();
     let metrics = Arc::new(Metrics::new());
     let log = store.reader();
     let storage = store.status();
@@ -233,9 +240,12 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         metrics.clone(),
         config.snapshots,
         config.retention,
+        recorder,
     )?;
     let state = Arc::new(AppState {
         engine,
+        changes,
+        change_streams: Arc::new(tokio::sync::Semaphore::new(changes::MAX_STREAMS)),
         log,
         writer,
         config: config.clone(),
@@ -273,6 +283,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", post(submit_job).get(list_jobs))
         .route("/v1/jobs/{job}", get(show_job).delete(delete_job))
         .route("/v1/jobs/{job}/keys", get(job_keys))
+        .route("/v1/jobs/{job}/changes", get(job_changes))
         .route("/v1/jobs/{job}/results", get(job_results))
         .route("/v1/jobs/{job}/keys/{key}/result", get(job_result))
         .route("/v1/jobs/{job}/keys/{key}/timeline", get(job_timeline))

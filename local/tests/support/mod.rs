@@ -27,10 +27,17 @@ impl Server {
 
     /// Starts `timeline serve` on `dir` with `extra` arguments.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(dir, extra, &[])
+    }
+
+    /// Starts `timeline serve` on `dir` with `extra` arguments and
+    /// environment variables `env`.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_timeline"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env(timeline_local::store::FAULTS_ENV, "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -65,6 +72,19 @@ impl Server {
     pub fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let response = self.send(method, path, body);
         (response.status(), response.into_string().unwrap())
+    }
+
+    /// A request; its status and body, or none when the connection failed.
+    pub fn call_lenient(&self, method: &str, path: &str, body: Option<&str>) -> (Option<u16>, Value) {
+        let request = ureq::request(method, &format!("{}{path}", self.base));
+        let response = match body {
+            Some(b) => request.send_string(b),
+            None => request.call(),
+        };
+        match response {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (Some(r.status()), r.into_json().unwrap_or(Value::Null)),
+            Err(_) => (None, Value::Null),
+        }
     }
 
     /// A request's response, whatever its status.

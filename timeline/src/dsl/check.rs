@@ -223,6 +223,35 @@ pub(crate) fn lower(source: &str, program: &Program) -> Result<Query, DslError> 
     })
 }
 
+/// Checks a condition: one expression that is a predicate over columns
+/// (`value == true && key != "a"`), as a filter of records that are not
+/// events (changes of results).
+pub(crate) fn lower_condition(source: &str, program: &Program) -> Result<Predicate, DslError> {
+    let mut checker = Checker {
+        source,
+        bindings: HashMap::new(),
+        columns: Vec::new(),
+        unfolded: 0,
+    };
+    let expr = match (program.statements.as_slice(), &program.result) {
+        ([], Some(expr)) => expr,
+        _ => {
+            let end = source.chars().count();
+            return Err(DslError::new(source, 0..end, "a condition is one expression")
+                .help("for example: value == true && key != \"test\""));
+        }
+    };
+    match checker.check(expr)? {
+        Typed::Predicate(p) => Ok(p),
+        other => Err(checker
+            .error(
+                expr.span.clone(),
+                format!("a condition tests columns, but this is {}", other.describe()),
+            )
+            .help("compare a column with a value, e.g. value == true")),
+    }
+}
+
 impl Checker<'_> {
     fn error(&self, span: Span, message: impl Into<String>) -> DslError {
         DslError::new(self.source, span, message)

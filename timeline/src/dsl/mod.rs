@@ -111,6 +111,19 @@ pub fn parse_query(source: &str) -> Result<Query, DslError> {
     Ok(query)
 }
 
+/// Parses a condition over named columns, written as a predicate of the DSL
+/// (`value == true`, `new != old && key == "card-1"`): the filter of a
+/// changes stream. Errors say where, as for queries.
+pub fn parse_condition(source: &str) -> Result<crate::predicate::Predicate, DslError> {
+    guard::check_size(source)?;
+    let tokens = lexer::lex(source)?;
+    guard::check_brackets(source, &tokens)?;
+    parser::check_closed(source, &tokens)?;
+    let program = parser::parse(source, tokens)?;
+    guard::check_tree(source, &program)?;
+    check::lower_condition(source, &program)
+}
+
 pub use crate::id::{identifier, is_plain_identifier};
 
 #[cfg(test)]

@@ -482,3 +482,33 @@ fn temporal_operator_mistakes_are_pointed_at() {
     let e = err(r#"duration_where(time_since(a == 1))"#);
     assert!(e.message.contains("found a duration timeline"), "{e}");
 }
+
+#[test]
+fn conditions_are_predicates_over_any_columns_and_errors_say_where() {
+    use crate::Value;
+    use crate::dsl::parse_condition;
+    let event = |cols: &[(&str, Value)]| crate::event::Event {
+        key: "k".into(),
+        time: 0,
+        id: None,
+        columns: cols
+            .iter()
+            .map(|(n, v)| (smol_str::SmolStr::new(n), v.clone()))
+            .collect(),
+    };
+    let p = parse_condition("value == true && old != true").unwrap();
+    assert!(p.matches(&event(&[("value", Value::Bool(true)), ("old", Value::Bool(false))])));
+    assert!(!p.matches(&event(&[("value", Value::Bool(true)), ("old", Value::Bool(true))])));
+    let p = parse_condition("from >= 1000 || key == \"card-1\"").unwrap();
+    assert!(p.matches(&event(&[("from", Value::Int(1000))])));
+    assert!(!p.matches(&event(&[("from", Value::Int(999))])));
+    let e = parse_condition("value ==").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 9), "{e:?}");
+    let e = parse_condition("value == true &&\n  old === true").unwrap_err();
+    assert_eq!(e.line, 2, "{e:?}");
+    let e = parse_condition("value == true && has_existed(x == 1)").unwrap_err();
+    assert!(e.message.contains("timeline"), "{}", e.message);
+    let e = parse_condition("value").unwrap_err();
+    assert!(e.message.contains("the column `value`"), "{}", e.message);
+    assert!(parse_condition("a = value == 1; a").is_err());
+}
