@@ -1,9 +1,13 @@
 //! Load test of `timeline serve`: CIRR sessions posted in batches with
 //! durability on, then single-key result reads; server memory per key.
+//! Twice, on fresh servers: with the CIRR job as usual, and with it
+//! recording the changes of its result (`"changes": true`), to give the
+//! changes recorded per second and the ingest cost of recording them as a
+//! ratio measured in one run.
 //!
 //! `cargo bench -p timeline-local --bench serve [-- SESSIONS [CLIENTS]]` (more
-//! `timeline serve` flags in `SERVE_ARGS`)
-//! (default 100000 sessions, 2 client threads). Loopback only.
+//! `timeline serve` flags in `SERVE_ARGS`; `CHANGES=off` skips the second
+//! run) (default 100000 sessions, 2 client threads). Loopback only.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -47,7 +51,27 @@ fn main() {
     let text = String::from_utf8(data).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let batches: Vec<String> = lines.chunks(BATCH_EVENTS).map(|c| c.join("\n")).collect();
+    let plain = run(&batches, sessions, clients, events, false);
+    if std::env::var("CHANGES").is_ok_and(|v| v == "off") {
+        return;
+    }
+    let recorded = run(&batches, sessions, clients, events, true);
+    println!(
+        "with changes recorded: ingest {:.2} of without ({:.0} vs {:.0} events/s)",
+        recorded.events_per_sec / plain.events_per_sec,
+        recorded.events_per_sec,
+        plain.events_per_sec
+    );
+}
 
+/// What a run measured.
+struct Figures {
+    events_per_sec: f64,
+}
+
+/// Starts a server, submits the CIRR job (recording its changes if
+/// `changes`), posts `batches` from `clients` threads, reads results.
+fn run(batches: &[String], sessions: u64, clients: usize, events: u64, changes: bool) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_timeline"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -65,12 +89,18 @@ fn main() {
             break line[at + "serving on ".len()..].trim().to_string();
         }
     };
-    std::thread::spawn(move || for _ in log {});
+    std::thread::spawn(move || {
+        for l in log.map_while(Result::ok) {
+            if l.starts_with("PROBE") {
+                eprintln!("{l}");
+            }
+        }
+    });
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
     let cirr = include_str!("../../examples/cirr.tl");
     agent
         .post(&format!("{base}/v1/jobs"))
-        .send_json(ureq::json!({"name": "cirr", "query": cirr}))
+        .send_json(ureq::json!({"name": "cirr", "query": cirr, "changes": changes}))
         .unwrap();
     let rss_before = rss_kib(server.id());
 
@@ -79,7 +109,7 @@ fn main() {
         batches.len()
     );
     let next = Arc::new(AtomicUsize::new(0));
-    let batches = Arc::new(batches);
+    let batches = Arc::new(batches.to_vec());
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
@@ -145,12 +175,25 @@ fn main() {
         .find(|l| l.starts_with("timeline_state_bytes"))
         .unwrap_or("")
         .to_string();
+    let recorded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("timeline_changes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     let _ = server.kill();
     let _ = server.wait();
 
     println!(
-        "timeline serve, {sessions} keys, {events} events, batches of {BATCH_EVENTS}, {clients} clients, fsync per commit"
+        "timeline serve, {sessions} keys, {events} events, batches of {BATCH_EVENTS}, {clients} clients, fsync per commit{}",
+        if changes { ", the job recording its changes" } else { "" }
     );
+    if changes {
+        println!(
+            "  changes recorded: {recorded} ({:.0} per s of ingest, {:.2} per event)",
+            recorded as f64 / ingest.as_secs_f64(),
+            recorded as f64 / events as f64
+        );
+    }
     println!(
         "  ingest: {:.2} s, {:.0} events/s durable; batch ack p50 {:?} p99 {:?}; {commits}",
         ingest.as_secs_f64(),
@@ -170,4 +213,7 @@ fn main() {
         rss_after / 1024,
         (rss_after.saturating_sub(rss_before) * 1024) as f64 / sessions as f64
     );
+    Figures {
+        events_per_sec: events as f64 / ingest.as_secs_f64(),
+    }
 }

@@ -394,6 +394,7 @@ fn write_loop(
         snapshots.applied(applied);
         expiry.applied(applied);
         if expiry.due() {
+            recorder.forget_results();
             expiry.run(&mut store, &engine, &metrics);
         }
         if snapshots.due() {
@@ -560,7 +561,7 @@ fn commit_ingests(
     let result = if records.is_empty() {
         Ok(store.records())
     } else {
-        let result = store.append(&records, recorder.covered_due());
+        let result = store.append(&records, recorder.active(), recorder.covered_due());
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         metrics.commits.inc();
         if result.is_ok() {
@@ -619,6 +620,7 @@ fn commit_ingests(
 
 /// Runs a job command; returns whether the jobs changed.
 fn run_admin(store: &mut Store, engine: &RwLock<Engine>, recorder: &mut Recorder, command: Command) -> bool {
+    recorder.forget_results();
     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
     match command {
         Command::Submit {

@@ -21,9 +21,13 @@ pub use faults::{FAIL_MARKER, FAULTS_ENV};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
-/// The changes of the jobs that record them: (job, change id) to the change
-/// as JSON.
+/// The changes of the jobs that record them, a row per job and commit:
+/// (job, the last change id of the row) to the changes as JSON lines, ids
+/// ascending.
 const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+/// The log's commits: first record to last record of each (recovery
+/// computes lost changes again commit by commit, as the writer did).
+const GROUPS: TableDefinition<u64, u64> = TableDefinition::new("groups");
 /// Counters: [`COVERED`], and per job name the last change id it ever gave.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The log's sequence number up to which (exclusive) the changes of every
@@ -156,18 +160,32 @@ impl LogReader {
         })
     }
 
-    /// Up to `limit` changes of `job` with ids after `after`, in order.
+    /// Up to `limit` changes of `job` with ids after `after`, in order: each
+    /// its id and JSON.
     pub fn changes(&self, job: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: u64,
+        }
         with_db(&self.db, |db| {
             let read = db.begin_read()?;
             let table = read.open_table(CHANGES)?;
             let mut out = Vec::new();
-            if after == u64::MAX {
+            if after == u64::MAX || limit == 0 {
                 return Ok(out);
             }
-            for entry in table.range((job, after + 1)..=(job, u64::MAX))?.take(limit) {
-                let (k, v) = entry?;
-                out.push((k.value().1, v.value().to_vec()));
+            // The first row whose last id is after `after` holds the next one.
+            for entry in table.range((job, after + 1)..=(job, u64::MAX))? {
+                let (_, lines) = entry?;
+                for line in lines.value().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let Id { id } = serde_json::from_slice(line).context("bad stored change")?;
+                    if id > after {
+                        out.push((id, line.to_vec()));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
             }
             Ok(out)
         })
@@ -238,6 +256,7 @@ fn open_db(dir: &Path) -> Result<Database> {
     txn.open_table(JOBS)?;
     txn.open_table(CHANGES)?;
     txn.open_table(META)?;
+    txn.open_table(GROUPS)?;
     txn.commit()?;
     Ok(db)
 }
@@ -375,9 +394,11 @@ impl Store {
     }
 
     /// Appends records in one transaction and fsyncs before returning;
-    /// returns the sequence number of the first. `covered`, if given, is
-    /// where the stored changes now reach (see [`Store::append_changes`]).
-    pub fn append(&mut self, records: &[&[u8]], covered: Option<u64>) -> Result<u64> {
+    /// returns the sequence number of the first. While jobs record changes
+    /// (`recording`), the commit is remembered (see [`Store::commit_end`]);
+    /// `covered`, if given, is where the stored changes now reach (see
+    /// [`Store::append_changes`]).
+    pub fn append(&mut self, records: &[&[u8]], recording: bool, covered: Option<u64>) -> Result<u64> {
         let first = self.next_seq;
         let count = records.len() as u64;
         self.write(
@@ -392,6 +413,9 @@ impl Store {
                 }
                 if let Some(covered) = covered {
                     txn.open_table(META)?.insert(COVERED, covered)?;
+                }
+                if recording && count > 0 {
+                    txn.open_table(GROUPS)?.insert(first, first + count - 1)?;
                 }
                 txn.commit()?;
                 Ok(first)
@@ -434,14 +458,22 @@ impl Store {
         )
     }
 
-    /// Stores changes `(job, id, change)` in one transaction, fsynced, with
-    /// the log's sequence number up to which (exclusive) every job's changes
-    /// are now stored. Safe to repeat.
-    pub fn append_changes(&mut self, changes: &[(String, u64, Vec<u8>)], covered: u64) -> Result<()> {
+    /// Stores changes `(job, last id, JSON lines)` in one transaction with the log's
+    /// sequence number up to which (exclusive) every job's changes are now
+    /// stored. Not `durable`: visible at once, on disk with the next durable
+    /// commit (the log's next append), so a crash may lose them; recovery
+    /// then computes the same changes again from the log, commit by commit
+    /// ([`Store::commit_end`]). Durable: fsynced, and the commits before
+    /// `covered` are forgotten. Safe to repeat.
+    pub fn append_changes(&mut self, changes: &[(String, u64, Vec<u8>)], covered: u64, durable: bool) -> Result<()> {
         self.write(
             |db| {
                 let mut txn = db.begin_write()?;
-                txn.set_durability(Durability::Immediate)?;
+                txn.set_durability(if durable {
+                    Durability::Immediate
+                } else {
+                    Durability::None
+                })?;
                 {
                     let mut table = txn.open_table(CHANGES)?;
                     for (job, id, change) in changes {
@@ -449,6 +481,9 @@ impl Store {
                     }
                 }
                 txn.open_table(META)?.insert(COVERED, covered)?;
+                if durable {
+                    txn.open_table(GROUPS)?.retain_in(..covered, |_, _| false)?;
+                }
                 txn.commit()?;
                 Ok(())
             },
@@ -468,6 +503,15 @@ impl Store {
     /// The id of the newest change of `job` (0: none).
     pub fn last_change(&self, job: &str) -> Result<u64> {
         self.reader().last_change(job)
+    }
+
+    /// The last record of the log commit that began with record `first`,
+    /// if known (commits are known from where the changes reach on).
+    pub fn commit_end(&self, first: u64) -> Result<Option<u64>> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            Ok(read.open_table(GROUPS)?.get(first)?.map(|v| v.value()))
+        })
     }
 
     /// The next record's sequence number: records ever appended (retention

@@ -1,17 +1,26 @@
 //! The changes of the jobs that record them: what each batch of events
 //! changed in their results, stored with the log position that caused it.
 //!
-//! The writer reads the results of the keys a batch touches before applying
+//! The writer reads the results of the keys a commit touches before applying
 //! it and again after ([`Recorder::before`], [`Recorder::after`]); the
 //! differences ([`timeline::changes::diff`]) get ids, one sequence per job,
-//! and are stored in one fsynced transaction with the log position they
-//! reach ([`Store::append_changes`]) before the batch is acknowledged.
-//! Changes are a function of the log: after a crash between the log's commit
-//! and the changes', recovery computes the missing ones again from the
-//! records after that position ([`Recorder::catch_up`]). Nobody read them,
-//! so nobody sees them twice.
+//! and are stored with the log position they reach
+//! ([`Store::append_changes`]) before the commit's batches are acknowledged.
+//!
+//! Changes are a function of the log and of how it was committed: the same
+//! records applied in the same commits to the same state give the same
+//! changes with the same ids. So they are stored without an fsync of their
+//! own (the log's next append makes them durable), the log remembers its
+//! commits, and after a crash recovery computes the changes of the commits
+//! after the position on disk again ([`Recorder::catch_up`]): what a reader
+//! saw before the crash is what is there after it.
+//!
+//! The results read after a commit are kept for the next one (keys of a
+//! live stream get events commit after commit), so most keys are evaluated
+//! once per commit, not twice; anything else that changes the engine (a job
+//! submitted or deleted, retention) drops them.
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use timeline::changes::diff;
 use timeline::{Event, NodeId, Timeline, Value, WorkerKind};
@@ -32,14 +41,19 @@ struct Subscribed {
 #[derive(Debug)]
 pub struct Recorder {
     jobs: Vec<Subscribed>,
-    /// Changes computed but not yet stored (a failed write): stored first
-    /// with the next ones.
+    /// Changes computed but not yet stored (or not stored after a failed
+    /// write), per job and commit: the job, the last id, the changes as
+    /// JSON lines.
     unstored: Vec<(String, u64, Vec<u8>)>,
+    /// How many changes `unstored` holds.
+    unstored_count: u64,
     /// Where the stored changes reach in the log, when not written yet (a
     /// commit without changes): written with the next log commit.
     covered_due: Option<u64>,
     /// The number of changes stored so far, for readers waiting on new ones.
     feed: watch::Sender<u64>,
+    /// The per-key results read after the last commit, by job and key.
+    results: FxHashMap<(usize, SmolStr), Vec<Timeline>>,
     /// Tests: when this file exists, the process dies between a log commit
     /// and the changes' (see [`CRASH_ENV`]).
     crash_marker: Option<std::path::PathBuf>,
@@ -83,9 +97,11 @@ impl Recorder {
         let mut recorder = Recorder {
             jobs: Vec::new(),
             unstored: Vec::new(),
+            unstored_count: 0,
             covered_due: None,
             feed: watch::channel(0).0,
             crash_marker: std::env::var_os(CRASH_ENV).map(Into::into),
+            results: FxHashMap::default(),
         };
         for job in store.jobs()? {
             if job.changes && engine.job(&job.name).is_ok() {
@@ -113,6 +129,7 @@ impl Recorder {
     /// Job `name` records its changes from now on.
     pub fn subscribe(&mut self, store: &Store, name: &str) -> anyhow::Result<()> {
         let last_id = store.last_change(name)?;
+        self.forget_results();
         self.jobs.retain(|j| j.name != name);
         self.jobs.push(Subscribed {
             name: name.to_string(),
@@ -125,8 +142,15 @@ impl Recorder {
 
     /// Job `name` is gone.
     pub fn unsubscribe(&mut self, name: &str) {
+        self.forget_results();
         self.jobs.retain(|j| j.name != name);
         self.unstored.retain(|(job, ..)| job != name);
+    }
+
+    /// The engine changed other than by a commit: the results kept from the
+    /// last one may be stale.
+    pub fn forget_results(&mut self) {
+        self.results.clear();
     }
 
     /// Where the stored changes reach, to be written with the next log
@@ -143,7 +167,7 @@ impl Recorder {
     /// Reads the results of the keys that `batches` (stream, events) touch,
     /// for every job that records changes.
     pub fn before<'e>(
-        &self,
+        &mut self,
         engine: &Engine,
         batches: impl Iterator<Item = (StreamId, &'e [Event])> + Clone,
     ) -> Before {
@@ -177,10 +201,13 @@ impl Recorder {
                 for (_, events) in batches.clone().filter(|(s, _)| *s == stream) {
                     for event in events {
                         if seen.insert(event.key.clone()) {
-                            let results = per_key
-                                .iter()
-                                .map(|(_, node)| key_result(engine, node, &event.key))
-                                .collect();
+                            let results = match self.results.remove(&(index, event.key.clone())) {
+                                Some(kept) => kept,
+                                None => per_key
+                                    .iter()
+                                    .map(|(_, node)| key_result(engine, node, &event.key))
+                                    .collect(),
+                            };
                             keys.push((event.key.clone(), results));
                         }
                     }
@@ -214,23 +241,29 @@ impl Recorder {
     /// (first, last), with their ids; kept until [`Recorder::store`].
     pub fn after(&mut self, engine: &Engine, before: Before, records: [u64; 2]) -> usize {
         let mut count = 0;
+        self.results.clear();
         for job in before.jobs {
             let subscribed = &mut self.jobs[job.job];
+            let results = &mut self.results;
+            let mut lines = Vec::new();
             let mut push = |mut view: ChangeView| {
                 subscribed.last_id += 1;
                 view.id = subscribed.last_id;
                 view.records = Some(records);
-                let json = serde_json::to_vec(&view).expect("changes serialize");
-                self.unstored.push((subscribed.name.clone(), view.id, json));
+                serde_json::to_writer(&mut lines, &view).expect("changes serialize");
+                lines.push(b'\n');
                 count += 1;
             };
-            for (key, old) in &job.keys {
-                for ((name, node), old) in job.per_key.iter().zip(old) {
-                    let new = key_result(engine, node, key);
+            for (key, old) in job.keys {
+                let mut now = Vec::with_capacity(old.len());
+                for ((name, node), old) in job.per_key.iter().zip(&old) {
+                    let new = key_result(engine, node, &key);
                     for change in diff(old, &new) {
-                        push(ChangeView::of_key(name, key, &change));
+                        push(ChangeView::of_key(name, &key, &change));
                     }
+                    now.push(new);
                 }
+                results.insert((job.job, key), now);
             }
             for (output, old) in &job.aggregates {
                 let (at, new) = aggregate_values(engine, output);
@@ -256,7 +289,12 @@ impl Recorder {
                     });
                 }
             }
+            drop(push);
+            if !lines.is_empty() {
+                self.unstored.push((subscribed.name.clone(), subscribed.last_id, lines));
+            }
         }
+        self.unstored_count += count as u64;
         count
     }
 
@@ -277,46 +315,62 @@ impl Recorder {
             self.covered_due = Some(covered);
             return Ok(());
         }
-        store.append_changes(&self.unstored, covered)?;
-        let stored = self.unstored.len() as u64;
+        store.append_changes(&self.unstored, covered, false)?;
+        let stored = std::mem::take(&mut self.unstored_count);
         self.unstored.clear();
         self.covered_due = None;
         self.feed.send_modify(|n| *n += stored);
         Ok(())
     }
 
-    /// Writes [`Recorder::covered_due`] now (before a snapshot, which must
-    /// not cover records whose changes recovery would have to compute).
+    /// Makes the changes stored so far durable, with where they reach (before
+    /// a snapshot, which must not cover records whose changes recovery would
+    /// have to compute; after a recovery).
     pub fn flush_covered(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        if let Some(covered) = self.covered_due() {
-            store.append_changes(&[], covered)?;
-            self.covered_due = None;
+        if !self.active() {
+            return Ok(());
         }
+        let covered = self.covered_due.unwrap_or(store.records());
+        store.append_changes(&[], covered, true)?;
+        self.covered_due = None;
         Ok(())
     }
 
     /// After a recovery that stopped at the stored changes' position
-    /// `covered`: applies the log's records from there one at a time,
-    /// computing and storing their changes.
+    /// `covered`: applies the log's records from there commit by commit as
+    /// the writer did, computing and storing their changes again.
     pub fn catch_up(&mut self, store: &mut Store, engine: &mut Engine, covered: u64) -> anyhow::Result<u64> {
         let mut records = Vec::new();
         store.replay_from(covered, |seq, record| {
-            records.push((seq, super::record_events(record)?));
+            let (header, events) = super::record_events(record)?;
+            let stream = engine.open_stream(&header.stream());
+            records.push((seq, header, stream, events));
             Ok(())
         })?;
         let mut applied = 0;
-        for (seq, (header, events)) in records {
-            let stream = engine.open_stream(&header.stream());
-            let before = self.before(engine, std::iter::once((stream, events.as_slice())));
-            applied += super::apply_events(engine, seq, &header, &events, None)?;
+        let mut rest = records.as_slice();
+        while let Some(&(first, ..)) = rest.first() {
+            let last = store.commit_end(first)?.unwrap_or(first);
+            let n = rest.iter().take_while(|(seq, ..)| *seq <= last).count().max(1);
+            let (commit, after) = rest.split_at(n);
+            rest = after;
+            let before = self.before(
+                engine,
+                commit.iter().map(|(_, _, stream, events)| (*stream, events.as_slice())),
+            );
+            for (seq, header, _, events) in commit {
+                applied += super::apply_events(engine, *seq, header, events, None)?;
+            }
             let conflicts = engine.take_conflicts();
             let log = store.reader();
             super::settle_conflicts(engine, conflicts, |seq| log.get(seq))?;
             engine.refresh_aggregates();
-            self.after(engine, before, [seq, seq]);
-            self.store(store, seq + 1)?;
+            let end = commit.last().map_or(first, |(seq, ..)| *seq);
+            self.after(engine, before, [first, end]);
+            self.store(store, end + 1)?;
         }
         self.flush_covered(store)?;
+        self.forget_results();
         Ok(applied)
     }
 }
