@@ -34,6 +34,7 @@ fn golem_manifest_names_every_component() {
     assert_eq!(manifest.manifest_version, "1.6.0");
     let expected = [
         "timeline:aggregator",
+        "timeline:changes",
         "timeline:core",
         "timeline:driver",
         "timeline:event-processor",
@@ -84,6 +85,7 @@ fn components_are_valid_golem_1_6_agents() {
         "timeline_core",
         "timeline_driver",
         "timeline_aggregator",
+        "timeline_changes",
     ] {
         let wasm = dir.join(format!("{name}.wasm"));
         assert!(

@@ -490,3 +490,103 @@ fn an_ambiguous_route_set_is_refused() {
         "{text}"
     );
 }
+
+/// A job's changes as Golem's JSON mapping shows them, all of them, paged.
+fn golem_changes(host: &GolemHost, job: &str, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = host.get(&format!("/v1/jobs/{job}/changes?after={after}&limit=7{query}"));
+        assert_eq!(status, 200, "{page}\n{}", host.log());
+        let next = int(&page["next"]).unwrap();
+        out.extend(page["changes"].as_array().unwrap().iter().cloned());
+        if next == after {
+            return out;
+        }
+        after = next;
+    }
+}
+
+/// Every key's changes applied in order, each to what the ones before gave.
+fn replay_changes(changes: &[Value]) -> BTreeMap<String, timeline::Timeline> {
+    use timeline::changes::{Change, patch};
+    let value = |v: &Value, trend: &Value| match (scalar(v), trend.as_str()) {
+        (Value::Null, _) => timeline::SpanValue::Unknown,
+        (v, Some("rising")) => timeline::SpanValue::Rising {
+            from: v.as_i64().unwrap(),
+        },
+        (v, Some("falling")) => timeline::SpanValue::Falling {
+            from: v.as_i64().unwrap(),
+        },
+        (v, _) => timeline::SpanValue::Known(timeline::Value::from_json(&v).unwrap()),
+    };
+    let mut keys: BTreeMap<String, timeline::Timeline> = BTreeMap::new();
+    for c in changes {
+        let change = Change {
+            from: int(&c["from"]).unwrap(),
+            until: int(&c["until"]),
+            old: value(&c["old"], &c["old_trend"]),
+            new: value(&c["new"], &c["new_trend"]),
+        };
+        let key = keys.entry(c["key"].as_str().unwrap().to_string()).or_default();
+        assert_eq!(key.span_value_at(change.from), change.old, "the old value of {c}");
+        *key = patch(key, &[change]);
+    }
+    keys
+}
+
+/// The result node's timeline of every key, as `timeline eval`'s code
+/// computes it from `lines`.
+fn expected_results(query: &str, lines: &[String], result: &str) -> BTreeMap<String, timeline::Timeline> {
+    support::per_key_outputs(query, lines)
+        .into_iter()
+        .map(|(key, nodes)| {
+            let (_, out) = nodes.into_iter().find(|(node, _)| node == result).unwrap();
+            (key, out.timeline)
+        })
+        .collect()
+}
+
+/// Changes on Golem: the feeder refreshes each delivered key's watcher
+/// (`KeyWatch`), which records how the key's result changed with the job's
+/// `Changes`, in the local runtime's shape. For every key, its changes
+/// applied in order (each starting from the value the ones before left)
+/// give its result as `timeline eval` computes it: after the first events,
+/// and after every agent restarted from its snapshot and more events (late
+/// ones among them) came. Ids are 1, 2, 3, ... and a condition filters.
+#[test]
+fn changes_of_a_job_applied_in_order_give_every_keys_result_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    let (status, plan) = host.post("/v1/driver/cards", json!({"query": support::CARDS, "changes": true}));
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["changes"], true, "{plan}");
+    let (_, jobs) = host.get("/v1/jobs");
+    assert_eq!(jobs["jobs"][0]["changes"], true, "{jobs}");
+    let result = plan["result"].as_str().unwrap().to_string();
+    let swipes = support::generated_swipes(12, 21);
+    let (first, rest) = swipes.split_at(swipes.len() / 2);
+    feed(&host, dir.path(), "first.jsonl", "cards", first);
+    let changes = golem_changes(&host, "cards", "");
+    assert!(!changes.is_empty());
+    assert_eq!(
+        replay_changes(&changes),
+        expected_results(support::CARDS, first, &result)
+    );
+
+    host.restart();
+    feed(&host, dir.path(), "rest.jsonl", "cards", rest);
+    let all = golem_changes(&host, "cards", "");
+    assert_eq!(&all[..changes.len()], &changes[..], "what was read before stays");
+    let ids: Vec<i64> = all.iter().map(|c| int(&c["id"]).unwrap()).collect();
+    assert_eq!(ids, (1..=all.len() as i64).collect::<Vec<_>>());
+    assert_eq!(replay_changes(&all), expected_results(support::CARDS, &swipes, &result));
+    assert!(all.iter().all(|c| c["output"] == "result"), "{all:?}");
+
+    let alerts = golem_changes(&host, "cards", "&where=value%20==%20true");
+    let expected: Vec<&Value> = all.iter().filter(|c| scalar(&c["new"]) == json!(true)).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(alerts.iter().collect::<Vec<_>>(), expected);
+    let (status, bad) = host.get("/v1/jobs/cards/changes?where=value%20==");
+    assert_ne!(status, 200, "{bad}");
+}

@@ -11,8 +11,8 @@
 use golem_rust::{agent_definition, endpoint, read_only};
 
 use crate::views::{
-    AddEventsResult, AggregatorView, DescriptionView, GroupsView, JobError, JobView, JobsView, RefreshView, ResultView,
-    TimelineView,
+    AddEventsResult, AggregatorView, ChangesView, DescriptionView, GroupsView, JobError, JobView, JobsView,
+    RefreshView, ResultView, TimelineView, WatchView,
 };
 
 /// A leaf worker: one leaf node of one key, events in, state timeline out.
@@ -80,7 +80,7 @@ pub trait Core {
 
     /// Submits a job: DSL in, execution plan out. Idempotent per name and query.
     #[endpoint(post = "/")]
-    fn submit(&mut self, name: Option<String>, query: String) -> Result<JobView, JobError>;
+    fn submit(&mut self, name: Option<String>, query: String, changes: Option<bool>) -> Result<JobView, JobError>;
 
     /// Every job.
     #[read_only]
@@ -114,7 +114,7 @@ pub trait Driver {
 
     /// Starts the job (or returns it if it already runs) and returns its plan.
     #[endpoint(post = "/")]
-    async fn run(&mut self, query: String) -> Result<JobView, JobError>;
+    async fn run(&mut self, query: String, changes: Option<bool>) -> Result<JobView, JobError>;
 }
 
 /// Pushes one key's contributions to an aggregate.
@@ -189,4 +189,30 @@ pub trait Metric {
     /// latest event time; ms; RFC 3339).
     #[endpoint(get = "/?t={t}&group={group}")]
     async fn read(&mut self, t: Option<String>, group: Option<String>) -> Result<GroupsView, String>;
+}
+
+/// Watches one key's result of a job that records changes: on `refresh`
+/// (the feeder's, after delivering the key's events) it reads the job's
+/// per-key outputs for the key, compares them with what it saw last
+/// ([`timeline::changes::diff`]) and hands the differences to the job's
+/// [`Changes`].
+#[agent_definition(mount = "/v1/changes-feed/{job}/{key}", snapshotting = "periodic(30s)")]
+pub trait KeyWatch {
+    fn new(job: String, key: String) -> Self;
+
+    #[endpoint(post = "/refresh")]
+    async fn refresh(&mut self) -> Result<WatchView, String>;
+}
+
+/// A job's changes: ids in order of arrival, read as pages.
+#[agent_definition(mount = "/v1/jobs/{job}/changes", snapshotting = "every(50)")]
+pub trait Changes {
+    fn new(job: String) -> Self;
+
+    /// Adds changes (JSON of `Vec<ChangeView>`, ids unset); the last id.
+    fn record(&mut self, changes: String) -> Result<u64, String>;
+
+    #[read_only]
+    #[endpoint(get = "/?after={after}&limit={limit}&where={condition}")]
+    fn read(&self, after: Option<u64>, limit: Option<u32>, condition: Option<String>) -> Result<ChangesView, String>;
 }

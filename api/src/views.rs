@@ -273,6 +273,9 @@ pub struct JobView {
     /// The stream the job reads.
     #[serde(default)]
     pub stream: StreamView,
+    /// Whether the job records the changes of its result.
+    #[serde(default)]
+    pub changes: bool,
 }
 
 impl JobView {
@@ -293,7 +296,14 @@ impl JobView {
             outputs: plan.outputs.iter().map(|o| format!("{}={}", o.name, o.node)).collect(),
             nodes: plan.nodes.iter().map(NodeView::from).collect(),
             stream: StreamView::from(&plan.stream),
+            changes: false,
         }
+    }
+
+    /// The same view, saying whether the job records changes.
+    pub fn with_changes(mut self, changes: bool) -> Self {
+        self.changes = changes;
+        self
     }
 }
 
@@ -392,6 +402,10 @@ pub struct JobSummary {
     /// The stream the job reads (the default stream when absent).
     #[serde(default)]
     pub stream: StreamView,
+    /// Whether the job records the changes of its result (on Golem, the
+    /// feeder then refreshes each delivered key's change watcher).
+    #[serde(default)]
+    pub changes: bool,
 }
 
 impl JobSummary {
@@ -411,7 +425,14 @@ impl JobSummary {
                 .collect(),
             nodes: u32::try_from(plan.nodes.len()).unwrap_or(u32::MAX),
             stream: StreamView::from(&plan.stream),
+            changes: false,
         }
+    }
+
+    /// The same summary, saying whether the job records changes.
+    pub fn with_changes(mut self, changes: bool) -> Self {
+        self.changes = changes;
+        self
     }
 }
 
@@ -604,10 +625,10 @@ pub struct ChangeView {
     /// The key, for a per-key output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The group, for an aggregate or a metric (`null` is the group of keys
-    /// without a value).
+    /// The group, for an aggregate or a metric, as in a URL: a string as
+    /// is, other values as JSON, `null` for the keys without a value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<Option<ScalarValue>>,
+    pub group: Option<String>,
     /// The aggregate function, for an aggregate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
@@ -629,7 +650,7 @@ pub struct ChangeView {
     /// The first and last sequence numbers of the batches of events that
     /// caused it, where the runtime logs them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records: Option<[u64; 2]>,
+    pub records: Option<Vec<u64>>,
 }
 
 impl ChangeView {
@@ -667,10 +688,7 @@ impl ChangeView {
         put("new", scalar(&self.new));
         put("old", scalar(&self.old));
         put("key", self.key.as_deref().map(Value::str));
-        put(
-            "group",
-            self.group.as_ref().and_then(|g| g.as_ref().map(ScalarValue::to_value)),
-        );
+        put("group", self.group.as_deref().map(Value::str));
         put("function", self.function.as_deref().map(Value::str));
         put("output", Some(Value::str(&self.output)));
         put("from", Some(Value::Int(self.from)));
@@ -695,6 +713,20 @@ impl ScalarValue {
             ScalarValue::Str(s) => Value::str(s),
         }
     }
+}
+
+/// What a key's change watcher did on a refresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_family = "wasm", derive(golem_rust::Schema))]
+pub struct WatchView {
+    /// The job.
+    pub job: String,
+    /// The key.
+    pub key: String,
+    /// Changes found and recorded.
+    pub changes: u32,
+    /// The job's last change id after them (0: none yet).
+    pub last: u64,
 }
 
 /// A page of a job's changes.
@@ -738,5 +770,66 @@ mod change_tests {
         assert!(!not.matches(&view.columns()));
         let back: ChangeView = serde_json::from_value(json).unwrap();
         assert_eq!(back, view);
+    }
+
+    #[test]
+    fn a_page_keeps_what_the_condition_keeps_and_moves_past_what_it_looked_at() {
+        let change = |id: u64, new: bool| ChangeView {
+            id,
+            new: Some(ScalarValue::Bool(new)),
+            ..ChangeView::of_key(
+                "alert",
+                "k",
+                &Change {
+                    from: 0,
+                    until: None,
+                    old: SpanValue::Unknown,
+                    new: SpanValue::Unknown,
+                },
+            )
+        };
+        let when = timeline::dsl::parse_condition("value == true").unwrap();
+        let mut page = ChangesView::empty("j", 3, 9);
+        let full = page.fill((4..=9).map(|id| change(id, id % 2 == 0)), 2, Some(&when));
+        assert!(full);
+        assert_eq!(page.changes.iter().map(|c| c.id).collect::<Vec<_>>(), [4, 6]);
+        assert_eq!(page.next, 6, "7 was not looked at");
+        let mut all = ChangesView::empty("j", 0, 9);
+        assert!(!all.fill((1..=3).map(|id| change(id, false)), 10, None));
+        assert_eq!((all.changes.len(), all.next), (3, 3));
+    }
+}
+
+impl ChangesView {
+    /// An empty page of `job`'s changes after `after`; `last` is the job's
+    /// newest change id.
+    pub fn empty(job: &str, after: u64, last: u64) -> Self {
+        ChangesView {
+            job: job.to_string(),
+            changes: Vec::new(),
+            next: after,
+            last,
+        }
+    }
+
+    /// Takes changes of `batch` (ids ascending, after `next`) into the page
+    /// while it has fewer than `limit`: those `condition` keeps are added,
+    /// and `next` moves past each one looked at. True when the page is full.
+    pub fn fill(
+        &mut self,
+        batch: impl IntoIterator<Item = ChangeView>,
+        limit: usize,
+        condition: Option<&timeline::Predicate>,
+    ) -> bool {
+        for change in batch {
+            if self.changes.len() >= limit {
+                return true;
+            }
+            self.next = change.id;
+            if condition.is_none_or(|c| c.matches(&change.columns())) {
+                self.changes.push(change);
+            }
+        }
+        self.changes.len() >= limit
     }
 }

@@ -5,12 +5,15 @@ use serde::{Deserialize, Serialize};
 use timeline_api::agents::Core;
 use timeline_api::views::{JobError, JobView, JobsView};
 
-use crate::service;
+use crate::service::{self, Recording};
 use timeline::registry::JobRegistry;
 
 #[derive(Serialize, Deserialize)]
 struct CoreImpl {
     registry: JobRegistry,
+    /// The jobs that record their changes.
+    #[serde(default)]
+    recording: Recording,
 }
 
 #[agent_implementation]
@@ -18,24 +21,32 @@ impl Core for CoreImpl {
     fn new() -> Self {
         CoreImpl {
             registry: JobRegistry::new(),
+            recording: Recording::new(),
         }
     }
 
-    fn submit(&mut self, name: Option<String>, query: String) -> Result<JobView, JobError> {
-        service::submit(&mut self.registry, name.as_deref(), &query)
+    fn submit(&mut self, name: Option<String>, query: String, changes: Option<bool>) -> Result<JobView, JobError> {
+        service::submit(
+            &mut self.registry,
+            &mut self.recording,
+            name.as_deref(),
+            &query,
+            changes.unwrap_or(false),
+        )
     }
 
     fn jobs(&self) -> JobsView {
-        service::jobs(&self.registry)
+        service::jobs(&self.registry, &self.recording)
     }
 
     fn job(&self, name: String) -> Option<JobView> {
         self.registry
             .get(&name)
-            .map(|j| JobView::new(&j.name, &j.query, &j.plan, false))
+            .map(|j| JobView::new(&j.name, &j.query, &j.plan, false).with_changes(self.recording.contains(&name)))
     }
 
     fn delete(&mut self, name: String) -> bool {
+        self.recording.remove(&name);
         self.registry.remove(&name).is_some()
     }
 

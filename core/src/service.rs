@@ -5,11 +5,28 @@ use timeline_api::views::{JobError, JobSummary, JobView, JobsView};
 
 use timeline::registry::{JobRegistry, SubmitError, Submitted};
 
-/// Submits a job; the view of the new or existing job, or why it was refused.
-pub fn submit(registry: &mut JobRegistry, name: Option<&str>, query: &str) -> Result<JobView, JobError> {
+/// The names of the jobs that record the changes of their results.
+pub type Recording = std::collections::BTreeSet<String>;
+
+/// Submits a job (recording its changes if `changes`); the view of the new
+/// or existing job, or why it was refused.
+pub fn submit(
+    registry: &mut JobRegistry,
+    recording: &mut Recording,
+    name: Option<&str>,
+    query: &str,
+    changes: bool,
+) -> Result<JobView, JobError> {
     match registry.submit(name, query) {
-        Ok(Submitted::Created(job)) => Ok(JobView::new(&job.name, &job.query, &job.plan, true)),
-        Ok(Submitted::Existing(job)) => Ok(JobView::new(&job.name, &job.query, &job.plan, false)),
+        Ok(Submitted::Created(job)) => {
+            if changes {
+                recording.insert(job.name.clone());
+            }
+            Ok(JobView::new(&job.name, &job.query, &job.plan, true).with_changes(changes))
+        }
+        Ok(Submitted::Existing(job)) => {
+            Ok(JobView::new(&job.name, &job.query, &job.plan, false).with_changes(recording.contains(&job.name)))
+        }
         Err(e) => {
             let (code, dsl) = match &e {
                 SubmitError::Query(d) => ("bad_query", Some(d)),
@@ -40,11 +57,11 @@ pub fn evaluation(registry: &JobRegistry, ids: &[String]) -> Result<String, Stri
 }
 
 /// Every job, as `GET /v1/jobs` shows it on both runtimes.
-pub fn jobs(registry: &JobRegistry) -> JobsView {
+pub fn jobs(registry: &JobRegistry, recording: &Recording) -> JobsView {
     JobsView {
         jobs: registry
             .jobs()
-            .map(|j| JobSummary::new(&j.name, &j.query, &j.plan))
+            .map(|j| JobSummary::new(&j.name, &j.query, &j.plan).with_changes(recording.contains(&j.name)))
             .collect(),
     }
 }
@@ -56,14 +73,18 @@ mod tests {
     #[test]
     fn submit_reports_dsl_errors_with_position() {
         let mut r = JobRegistry::new();
-        let e = submit(&mut r, Some("j"), "has_existed(a = 1)").unwrap_err();
+        let mut rec = Recording::new();
+        let e = submit(&mut r, &mut rec, Some("j"), "has_existed(a = 1)", false).unwrap_err();
         assert_eq!((e.code.as_str(), e.line, e.column), ("bad_query", Some(1), Some(15)));
-        let v = submit(&mut r, Some("j"), "has_existed(a == 1)").unwrap();
-        assert!(v.created);
-        assert!(!submit(&mut r, Some("j"), "has_existed(a == 1)").unwrap().created);
+        let v = submit(&mut r, &mut rec, Some("j"), "has_existed(a == 1)", true).unwrap();
+        assert!(v.created && v.changes);
+        let again = submit(&mut r, &mut rec, Some("j"), "has_existed(a == 1)", false).unwrap();
+        assert!(!again.created && again.changes, "a job keeps recording its changes");
         assert!(node_definition(&r, &v.result).unwrap().contains("has_existed"));
         assert_eq!(node_definition(&r, "has_existed-0000000000000000"), None);
-        assert_eq!(jobs(&r).jobs[0].result, v.result);
+        assert_eq!(jobs(&r, &rec).jobs[0].result, v.result);
+        assert!(jobs(&r, &rec).jobs[0].changes);
+        assert!(!jobs(&r, &Recording::new()).jobs[0].changes);
         let eval: timeline::Evaluation =
             serde_json::from_str(&evaluation(&r, std::slice::from_ref(&v.result)).unwrap()).unwrap();
         assert_eq!(eval.leaves().len(), 1);

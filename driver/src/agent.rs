@@ -14,8 +14,8 @@ impl Driver for DriverImpl {
         DriverImpl { job }
     }
 
-    async fn run(&mut self, query: String) -> Result<JobView, JobError> {
+    async fn run(&mut self, query: String, changes: Option<bool>) -> Result<JobView, JobError> {
         crate::check(&query)?;
-        CoreClient::get().submit(Some(self.job.clone()), query).await
+        CoreClient::get().submit(Some(self.job.clone()), query, changes).await
     }
 }

@@ -245,20 +245,27 @@ impl Pipeline {
         Ok((delivered, dead))
     }
 
-    /// Tells each aggregate's contributor of every key of the batch that the
-    /// key's leaves changed, once they hold the events durably: on Golem, the
-    /// contributor then pushes the key's new contributions to its aggregators.
+    /// Tells each aggregate's contributor, and each key watcher of a job that
+    /// records changes, of every key of the batch that the key's leaves
+    /// changed, once they hold the events durably: on Golem, the contributor
+    /// then pushes the key's new contributions to its aggregators, and the
+    /// watcher records how the key's result changed.
     async fn refresh_contributors(&self, routes: &StreamRoutes, ready: &[crate::prepare::Ready]) -> Result<(), Fatal> {
-        if routes.aggregates.is_empty() {
+        if routes.aggregates.is_empty() && routes.watched.is_empty() {
             return Ok(());
         }
         let mut keys: Vec<&str> = ready.iter().map(|r| r.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
-        let mut urls = Vec::with_capacity(routes.aggregates.len() * keys.len());
+        let mut urls = Vec::with_capacity((routes.aggregates.len() + routes.watched.len()) * keys.len());
         for aggregate in &routes.aggregates {
             for key in &keys {
                 urls.push(self.target.url(["v1", "aggregate-feed", aggregate, key, "refresh"]));
+            }
+        }
+        for job in &routes.watched {
+            for key in &keys {
+                urls.push(self.target.url(["v1", "changes-feed", job, key, "refresh"]));
             }
         }
         let target = &self.target;

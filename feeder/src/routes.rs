@@ -18,6 +18,9 @@ pub struct StreamRoutes {
     pub aggregates: Vec<String>,
     /// Names of the jobs reading the stream, sorted.
     pub jobs: Vec<String>,
+    /// Names of those jobs that record changes, sorted: their key watchers
+    /// hear of a key's events.
+    pub watched: Vec<String>,
 }
 
 /// The routes of every stream the runtime knows.
@@ -40,9 +43,17 @@ impl Routes {
             routes.leaves.extend(job.leaves.iter().cloned());
             routes.aggregates.extend(job.aggregates.iter().cloned());
             routes.jobs.push(job.name.clone());
+            if job.changes {
+                routes.watched.push(job.name.clone());
+            }
         }
         for routes in streams.values_mut() {
-            for list in [&mut routes.leaves, &mut routes.aggregates, &mut routes.jobs] {
+            for list in [
+                &mut routes.leaves,
+                &mut routes.aggregates,
+                &mut routes.jobs,
+                &mut routes.watched,
+            ] {
                 list.sort();
                 list.dedup();
             }

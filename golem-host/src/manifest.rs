@@ -251,6 +251,7 @@ mod tests {
             names,
             [
                 "timeline:aggregator",
+                "timeline:changes",
                 "timeline:core",
                 "timeline:driver",
                 "timeline:event-processor",
@@ -258,7 +259,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            app.components[3].wasm,
+            app.components[4].wasm,
             Path::new("/t/wasm32-wasip2/component/timeline_event_processor.wasm")
         );
         assert_eq!(app.deployments.len(), 1);

@@ -196,6 +196,20 @@ impl LogReader {
         with_db(&self.db, |db| last_change_id(&db.begin_read()?, job))
     }
 
+    /// Every stored job.
+    pub fn jobs(&self) -> Result<Vec<StoredJob>> {
+        with_db(&self.db, |db| {
+            let read = db.begin_read()?;
+            let table = read.open_table(JOBS)?;
+            let mut jobs = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                jobs.push(serde_json::from_slice(value.value()).context("bad stored job")?);
+            }
+            Ok(jobs)
+        })
+    }
+
     /// Job `name` as stored.
     pub fn job(&self, name: &str) -> Result<Option<StoredJob>> {
         with_db(&self.db, |db| {
@@ -340,16 +354,7 @@ impl Store {
 
     /// Every stored job.
     pub fn jobs(&self) -> Result<Vec<StoredJob>> {
-        with_db(&self.db, |db| {
-            let read = db.begin_read()?;
-            let table = read.open_table(JOBS)?;
-            let mut jobs = Vec::new();
-            for entry in table.iter()? {
-                let (_, value) = entry?;
-                jobs.push(serde_json::from_slice(value.value()).context("bad stored job")?);
-            }
-            Ok(jobs)
-        })
+        self.reader().jobs()
     }
 
     /// Stores a job durably; a job that records changes does from the log's

@@ -249,7 +249,7 @@ impl Recorder {
             let mut push = |mut view: ChangeView| {
                 subscribed.last_id += 1;
                 view.id = subscribed.last_id;
-                view.records = Some(records);
+                view.records = Some(records.to_vec());
                 serde_json::to_writer(&mut lines, &view).expect("changes serialize");
                 lines.push(b'\n');
                 count += 1;
@@ -277,7 +277,7 @@ impl Recorder {
                         id: 0,
                         output: output.name.clone(),
                         key: None,
-                        group: Some(group.0.as_ref().map(ScalarValue::from)),
+                        group: Some(group.label()),
                         function: function.clone(),
                         from: at.unwrap_or_default(),
                         until: None,

@@ -179,26 +179,22 @@ async fn read_page(state: &Arc<AppState>, ask: &Arc<Ask>, after: u64) -> Result<
     let ask = ask.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Page> {
         let last = log.last_change(&ask.job)?;
-        let mut changes = Vec::new();
-        let mut next = after;
+        let mut page = ChangesView::empty(&ask.job, after, last);
         let mut scanned = 0;
         loop {
-            let batch = log.changes(&ask.job, next, ask.limit - changes.len())?;
-            let full = batch.len() == ask.limit - changes.len();
-            for (id, bytes) in batch {
-                next = id;
-                scanned += 1;
-                let view: ChangeView = serde_json::from_slice(&bytes)?;
-                if ask.condition.as_ref().is_none_or(|c| c.matches(&view.columns())) {
-                    changes.push(view);
-                }
-            }
-            let more = full || next < last;
-            if !full || changes.len() == ask.limit || scanned >= SCAN_BUDGET {
+            let batch = log.changes(&ask.job, page.next, ask.limit)?;
+            let read_all = batch.len() < ask.limit;
+            scanned += batch.len();
+            let views = batch
+                .iter()
+                .map(|(_, bytes)| serde_json::from_slice::<ChangeView>(bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            let full = page.fill(views, ask.limit, ask.condition.as_ref());
+            if full || read_all || scanned >= SCAN_BUDGET {
                 return Ok(Page {
-                    changes,
-                    next,
-                    more: more && next < last,
+                    more: page.next < last,
+                    changes: page.changes,
+                    next: page.next,
                     last,
                 });
             }

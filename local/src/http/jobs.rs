@@ -184,12 +184,17 @@ pub(super) async fn submit_job(
 }
 
 pub(super) async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<JobsView> {
+    let recording: std::collections::BTreeSet<String> = state
+        .log
+        .jobs()
+        .map(|jobs| jobs.into_iter().filter(|j| j.changes).map(|j| j.name).collect())
+        .unwrap_or_default();
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     Json(JobsView {
         jobs: engine
             .registry()
             .jobs()
-            .map(|j| JobSummary::new(&j.name, &j.query, &j.plan))
+            .map(|j| JobSummary::new(&j.name, &j.query, &j.plan).with_changes(recording.contains(&j.name)))
             .collect(),
     })
 }

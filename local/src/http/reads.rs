@@ -153,6 +153,23 @@ pub(super) async fn refresh_contributor(
     Ok(Json(json!({"node": node, "key": key, "sent": 0, "groups": groups})))
 }
 
+/// The local runtime records changes as it applies events: a key watcher's
+/// refresh (what the feeder asks of Golem after a delivery) finds nothing
+/// more to do.
+pub(super) async fn refresh_key_watch(
+    State(state): State<Arc<AppState>>,
+    Path((job, key)): Path<(String, String)>,
+) -> Result<Json<Json_>, ApiError> {
+    state.engine.read().unwrap_or_else(|p| p.into_inner()).job(&job)?;
+    let log = state.log.clone();
+    let name = job.clone();
+    let last = tokio::task::spawn_blocking(move || log.last_change(&name))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"job": job, "key": key, "changes": 0, "last": last})))
+}
+
 pub(super) async fn worker_counts(State(state): State<Arc<AppState>>) -> Json<Json_> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     let c = engine.worker_counts();
