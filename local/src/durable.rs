@@ -162,6 +162,7 @@ pub fn spawn_writer(
     recorder: Recorder,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
+    recorder.count_in(metrics.clone());
     if retention.keep.is_some() {
         spawn_ticker(&writer, retention.check_every)?;
     }
@@ -445,11 +446,8 @@ impl Snapshots {
         if !self.policy.enabled() {
             return;
         }
-        if let Err(e) = recorder.flush_covered(store) {
-            tracing::warn!("snapshot not taken: cannot store where the changes reach: {e:#}");
-            return;
-        }
-        if !recorder.settled() {
+        if let Err(e) = recorder.flush(store.records()) {
+            tracing::warn!("snapshot not taken: the changes so far cannot be stored: {e:#}");
             return;
         }
         let jobs = match store.jobs() {
@@ -558,15 +556,13 @@ fn commit_ingests(
         .filter(|i| !i.record.is_empty())
         .map(|i| i.record.as_slice())
         .collect();
+    let any_logged = !records.is_empty();
     let result = if records.is_empty() {
         Ok(store.records())
     } else {
-        let result = store.append(&records, recorder.active(), recorder.covered_due());
+        let result = store.append(&records, recorder.active());
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         metrics.commits.inc();
-        if result.is_ok() {
-            recorder.covered_written();
-        }
         result
     };
     match result {
@@ -588,21 +584,21 @@ fn commit_ingests(
             engine.refresh_aggregates();
             metrics.keys.set(engine.key_count() as i64);
             drop(engine);
-            if let Some(before) = before.filter(|_| !records.is_empty()) {
-                let engine = engine_lock.read().unwrap_or_else(|p| p.into_inner());
-                let last = store.records() - 1;
-                let count = recorder.after(&engine, before, [first, last]);
-                drop(engine);
-                metrics.changes.inc_by(count as u64);
-                if let Err(e) = recorder.store(store, last + 1) {
-                    // The events are stored: the changes are stored with the
-                    // next commit (or computed again after a crash).
-                    tracing::error!("cannot store the changes of a commit (retried with the next one): {e:#}");
-                }
-            }
             let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
-            for ingest in ingests {
-                let _ = ingest.reply.send(Ok(ingest.refused));
+            let replies = ingests.into_iter().map(|i| (i.reply, i.refused));
+            match before.filter(|_| any_logged) {
+                Some(before) => {
+                    // The changes thread acknowledges the batches once their
+                    // changes are stored.
+                    let engine = engine_lock.read().unwrap_or_else(|p| p.into_inner());
+                    let end = store.records();
+                    recorder.after(&engine, before, [first, end - 1], end, replies.collect());
+                }
+                None => {
+                    for (reply, refused) in replies {
+                        let _ = reply.send(Ok(refused));
+                    }
+                }
             }
             applied
         }
@@ -621,6 +617,11 @@ fn commit_ingests(
 /// Runs a job command; returns whether the jobs changed.
 fn run_admin(store: &mut Store, engine: &RwLock<Engine>, recorder: &mut Recorder, command: Command) -> bool {
     recorder.forget_results();
+    // The changes of every commit so far are stored before a job comes or
+    // goes (a deleted job's changes must not be written after it).
+    if let Err(e) = recorder.flush(store.records()) {
+        tracing::error!("cannot store the changes so far: {e:#}");
+    }
     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
     match command {
         Command::Submit {

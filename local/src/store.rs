@@ -221,6 +221,46 @@ impl LogReader {
     }
 }
 
+/// Stores changes from the changes thread, into the writer's database.
+#[derive(Clone)]
+pub struct ChangeWriter {
+    db: Slot,
+}
+
+impl ChangeWriter {
+    /// Stores changes `(job, last id, JSON lines)` in one transaction with
+    /// the log's sequence number up to which (exclusive) every job's changes
+    /// are now stored. Not `durable`: visible at once, on disk with the next
+    /// durable commit (the log's next append), so a crash may lose them;
+    /// recovery then computes the same changes again from the log, commit by
+    /// commit ([`Store::commit_end`]). Durable: fsynced, and the commits
+    /// before `covered` are forgotten. Safe to repeat.
+    pub fn append_changes(&self, changes: &[(String, u64, Vec<u8>)], covered: u64, durable: bool) -> Result<()> {
+        with_db(&self.db, |db| write_changes(db, changes, covered, durable))
+    }
+}
+
+fn write_changes(db: &Database, changes: &[(String, u64, Vec<u8>)], covered: u64, durable: bool) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
+    {
+        let mut table = txn.open_table(CHANGES)?;
+        for (job, id, change) in changes {
+            table.insert((job.as_str(), *id), change.as_slice())?;
+        }
+    }
+    txn.open_table(META)?.insert(COVERED, covered)?;
+    if durable {
+        txn.open_table(GROUPS)?.retain_in(..covered, |_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// The last change id `job` gave: its newest stored change, or the last one
 /// of a deleted job of that name (ids are never reused).
 fn last_change_id(read: &redb::ReadTransaction, job: &str) -> Result<u64> {
@@ -400,10 +440,8 @@ impl Store {
 
     /// Appends records in one transaction and fsyncs before returning;
     /// returns the sequence number of the first. While jobs record changes
-    /// (`recording`), the commit is remembered (see [`Store::commit_end`]);
-    /// `covered`, if given, is where the stored changes now reach (see
-    /// [`Store::append_changes`]).
-    pub fn append(&mut self, records: &[&[u8]], recording: bool, covered: Option<u64>) -> Result<u64> {
+    /// (`recording`), the commit is remembered (see [`Store::commit_end`]).
+    pub fn append(&mut self, records: &[&[u8]], recording: bool) -> Result<u64> {
         let first = self.next_seq;
         let count = records.len() as u64;
         self.write(
@@ -415,9 +453,6 @@ impl Store {
                     for (i, record) in records.iter().enumerate() {
                         log.insert(first + i as u64, *record)?;
                     }
-                }
-                if let Some(covered) = covered {
-                    txn.open_table(META)?.insert(COVERED, covered)?;
                 }
                 if recording && count > 0 {
                     txn.open_table(GROUPS)?.insert(first, first + count - 1)?;
@@ -463,37 +498,9 @@ impl Store {
         )
     }
 
-    /// Stores changes `(job, last id, JSON lines)` in one transaction with the log's
-    /// sequence number up to which (exclusive) every job's changes are now
-    /// stored. Not `durable`: visible at once, on disk with the next durable
-    /// commit (the log's next append), so a crash may lose them; recovery
-    /// then computes the same changes again from the log, commit by commit
-    /// ([`Store::commit_end`]). Durable: fsynced, and the commits before
-    /// `covered` are forgotten. Safe to repeat.
-    pub fn append_changes(&mut self, changes: &[(String, u64, Vec<u8>)], covered: u64, durable: bool) -> Result<()> {
-        self.write(
-            |db| {
-                let mut txn = db.begin_write()?;
-                txn.set_durability(if durable {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                })?;
-                {
-                    let mut table = txn.open_table(CHANGES)?;
-                    for (job, id, change) in changes {
-                        table.insert((job.as_str(), *id), change.as_slice())?;
-                    }
-                }
-                txn.open_table(META)?.insert(COVERED, covered)?;
-                if durable {
-                    txn.open_table(GROUPS)?.retain_in(..covered, |_, _| false)?;
-                }
-                txn.commit()?;
-                Ok(())
-            },
-            |_| None,
-        )
+    /// A handle that stores changes from another thread.
+    pub fn change_writer(&self) -> ChangeWriter {
+        ChangeWriter { db: self.db.clone() }
     }
 
     /// The log's sequence number up to which the changes are stored (none:

@@ -447,3 +447,28 @@ fn changes_seen_before_a_kill_9_are_the_same_after_it_when_commits_group_batches
     // they were computed again, the same.
     assert!(computed_again > 0, "no recovery computed changes again");
 }
+
+#[test]
+fn event_streams_end_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    submit(&server, "alerts", ALERT);
+    post(&server, &[swipe("card-1", "c1", T0, "Newtown")]);
+    let mut stream = EventStream::open(&server, "alerts", None);
+    assert_eq!(stream.next().0, 1);
+    assert!(server.terminate().success());
+    // The stream ends, and the server did not wait for it.
+    assert!(
+        stream
+            .lines
+            .by_ref()
+            .map_while(Result::ok)
+            .all(|l| l.is_empty() || l.starts_with(':'))
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.logged("still open").is_empty(),
+        "{:?}",
+        server.log.lock().unwrap()
+    );
+}

@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use crate::timeline::{Span, SpanValue, Timeline};
+use crate::timeline::{Span, SpanValue, Timeline, for_each_piece, value_before};
 use crate::value::{Time, Value};
 
 /// One stretch of time where a timeline changed.
@@ -59,22 +59,9 @@ pub fn trend(value: &SpanValue) -> Option<&'static str> {
 pub fn diff(old: &Timeline, new: &Timeline) -> Vec<Change> {
     let (a, b) = (old.spans(), new.spans());
     let mut changes: Vec<Change> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let t = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.start.min(y.start),
-            (Some(x), None) => x.start,
-            (None, Some(y)) => y.start,
-            (None, None) => unreachable!("loop condition"),
-        };
-        if a.get(i).is_some_and(|s| s.start == t) {
-            i += 1;
-        }
-        if b.get(j).is_some_and(|s| s.start == t) {
-            j += 1;
-        }
-        let before = value_at(a, i, t);
-        let now = value_at(b, j, t);
+    for_each_piece(a, b, |t, i, j| {
+        let before = value_before(a, i, t);
+        let now = value_before(b, j, t);
         if let Some(open) = changes.last_mut().filter(|c| c.until.is_none()) {
             // The piece before this one differed: it ends here.
             open.until = Some(t);
@@ -87,9 +74,8 @@ pub fn diff(old: &Timeline, new: &Timeline) -> Vec<Change> {
                 new: now,
             });
         }
-    }
-    // The last piece goes on for ever: a change still open there is right to
-    // be open; one closed at the last start is closed.
+    });
+    // A change still open at the last piece goes on for ever.
     changes
 }
 
@@ -120,14 +106,6 @@ pub fn patch(old: &Timeline, changes: &[Change]) -> Timeline {
         .cloned()
         .collect();
     Timeline::from_spans(spans).expect("starts stay in order")
-}
-
-/// The value of `spans` at `t`, where `next` spans start at or before `t`.
-fn value_at(spans: &[Span], next: usize, t: Time) -> SpanValue {
-    match next.checked_sub(1).map(|i| &spans[i]) {
-        Some(span) => span.value.shifted(t.saturating_sub(span.start)),
-        None => SpanValue::Unknown,
-    }
 }
 
 #[cfg(test)]

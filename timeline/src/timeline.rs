@@ -221,26 +221,11 @@ impl Timeline {
     /// origin it is Unknown.
     pub fn zip_with(&self, other: &Timeline, f: impl Fn(&SpanValue, &SpanValue) -> SpanValue) -> Timeline {
         let mut out = TimelineBuilder::with_capacity(self.len() + other.len());
-        let (mut i, mut j) = (0, 0);
-        while i < self.spans.len() || j < other.spans.len() {
-            let next_a = self.spans.get(i).map(|s| s.start);
-            let next_b = other.spans.get(j).map(|s| s.start);
-            let t = match (next_a, next_b) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
-                (None, None) => unreachable!("loop condition"),
-            };
-            if next_a == Some(t) {
-                i += 1;
-            }
-            if next_b == Some(t) {
-                j += 1;
-            }
+        for_each_piece(&self.spans, &other.spans, |t, i, j| {
             let a = value_before(&self.spans, i, t);
             let b = value_before(&other.spans, j, t);
             out.push(t, f(&a, &b));
-        }
+        });
         out.finish()
     }
 
@@ -249,24 +234,11 @@ impl Timeline {
     pub fn zip_bool(&self, other: &Timeline, f: impl Fn(Option<bool>, Option<bool>) -> Option<bool>) -> Timeline {
         let mut out = TimelineBuilder::with_capacity(self.len() + other.len());
         let (a, b) = (&self.spans, &other.spans);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let t = match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) => x.start.min(y.start),
-                (Some(x), None) => x.start,
-                (None, Some(y)) => y.start,
-                (None, None) => unreachable!("loop condition"),
-            };
-            if a.get(i).is_some_and(|s| s.start == t) {
-                i += 1;
-            }
-            if b.get(j).is_some_and(|s| s.start == t) {
-                j += 1;
-            }
+        for_each_piece(a, b, |t, i, j| {
             let x = i.checked_sub(1).and_then(|k| a[k].value.as_bool());
             let y = j.checked_sub(1).and_then(|k| b[k].value.as_bool());
             out.push(t, SpanValue::from_bool(f(x, y)));
-        }
+        });
         out.finish()
     }
 
@@ -286,7 +258,31 @@ impl Timeline {
 }
 
 /// The value of the span that ends at index `next` (exclusive), seen from `t`.
-fn value_before(spans: &[Span], next: usize, t: Time) -> SpanValue {
+/// Calls `f(t, i, j)` for each piece between consecutive span starts `t` of
+/// `a` and `b`, in order, where the first `i` spans of `a` and `j` of `b`
+/// start at or before `t`.
+pub(crate) fn for_each_piece(a: &[Span], b: &[Span], mut f: impl FnMut(Time, usize, usize)) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let t = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.start.min(y.start),
+            (Some(x), None) => x.start,
+            (None, Some(y)) => y.start,
+            (None, None) => unreachable!("loop condition"),
+        };
+        if a.get(i).is_some_and(|s| s.start == t) {
+            i += 1;
+        }
+        if b.get(j).is_some_and(|s| s.start == t) {
+            j += 1;
+        }
+        f(t, i, j);
+    }
+}
+
+/// The value of `spans` at `t`, where the first `next` spans start at or
+/// before `t`.
+pub(crate) fn value_before(spans: &[Span], next: usize, t: Time) -> SpanValue {
     match next.checked_sub(1) {
         Some(i) => spans[i].value.shifted(t.saturating_sub(spans[i].start)),
         None => SpanValue::Unknown,

@@ -1,11 +1,14 @@
-//! The changes of the jobs that record them: what each batch of events
+//! The changes of the jobs that record them: what each commit of events
 //! changed in their results, stored with the log position that caused it.
 //!
-//! The writer reads the results of the keys a commit touches before applying
-//! it and again after ([`Recorder::before`], [`Recorder::after`]); the
-//! differences ([`timeline::changes::diff`]) get ids, one sequence per job,
-//! and are stored with the log position they reach
-//! ([`Store::append_changes`]) before the commit's batches are acknowledged.
+//! Two halves. The writer's, [`Recorder`], reads the results of the keys a
+//! commit touches before applying it and again after ([`Recorder::before`],
+//! [`Recorder::after`]): only it may read the engine between commits. The
+//! sink's, on a thread of its own, takes those results in commit order,
+//! computes their differences ([`timeline::changes::diff`]), gives them ids
+//! (one sequence per job), stores them with the log position they reach
+//! ([`Store::append_changes`]) and only then acknowledges the commit's
+//! batches; the writer meanwhile goes on with the next commit.
 //!
 //! Changes are a function of the log and of how it was committed: the same
 //! records applied in the same commits to the same state give the same
@@ -20,88 +23,125 @@
 //! once per commit, not twice; anything else that changes the engine (a job
 //! submitted or deleted, retention) drops them.
 
+use std::sync::mpsc;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use timeline::changes::diff;
-use timeline::{Event, NodeId, Timeline, Value, WorkerKind};
+use timeline::{Event, Group, NodeId, Time, Timeline, Value, WorkerKind};
 use timeline_api::views::{ChangeView, ScalarValue};
 use tokio::sync::watch;
 
+use super::{Refused, Reply};
 use crate::engine::{Engine, StreamId};
-use crate::store::Store;
+use crate::store::{ChangeWriter, Store};
 
-/// A job that records its changes: its name and the last id it gave.
-#[derive(Debug)]
-struct Subscribed {
-    name: String,
-    last_id: u64,
-}
-
-/// The recorder, owned by the writer.
-#[derive(Debug)]
-pub struct Recorder {
-    jobs: Vec<Subscribed>,
-    /// Changes computed but not yet stored (or not stored after a failed
-    /// write), per job and commit: the job, the last id, the changes as
-    /// JSON lines.
-    unstored: Vec<(String, u64, Vec<u8>)>,
-    /// How many changes `unstored` holds.
-    unstored_count: u64,
-    /// Where the stored changes reach in the log, when not written yet (a
-    /// commit without changes): written with the next log commit.
-    covered_due: Option<u64>,
-    /// The number of changes stored so far, for readers waiting on new ones.
-    feed: watch::Sender<u64>,
-    /// The per-key results read after the last commit, by job and key.
-    results: FxHashMap<(usize, SmolStr), Vec<Timeline>>,
-    /// Tests: when this file exists, the process dies between a log commit
-    /// and the changes' (see [`CRASH_ENV`]).
-    crash_marker: Option<std::path::PathBuf>,
-}
-
-/// Names a file whose existence makes the writer abort (once, removing it)
+/// Names a file whose existence makes the server abort (once, removing it)
 /// after a log commit, before its changes are stored: how the tests crash
 /// the server at that point.
 pub const CRASH_ENV: &str = "TIMELINE_TEST_CRASH_BEFORE_CHANGES";
 
-/// A job's per-key outputs and aggregate outputs, as read before a batch.
+/// Commits the sink may lag behind the writer.
+const SINK_QUEUE: usize = 4;
+
+/// The writer's half of recording changes.
+#[derive(Debug)]
+pub struct Recorder {
+    /// The jobs that record changes.
+    jobs: Vec<String>,
+    /// The per-key results read after the last commit, by job and key.
+    results: FxHashMap<(usize, SmolStr), Vec<Timeline>>,
+    sink: mpsc::SyncSender<ToSink>,
+    feed: watch::Receiver<u64>,
+}
+
+/// An aggregate or metric output of a job.
+#[derive(Debug, Clone)]
+struct AggregateOutput {
+    name: String,
+    node: NodeId,
+    /// None for a metric.
+    functions: Option<Vec<timeline::AggFn>>,
+}
+
+/// (group, function, value) of an aggregate output at an instant.
+type GroupValues = Vec<(Group, Option<String>, Option<Value>)>;
+
+/// A job's outputs and what they were before a commit.
 #[derive(Debug)]
 struct JobBefore {
     job: usize,
     per_key: Vec<(String, NodeId)>,
     /// Each key's per-key outputs before.
     keys: Vec<(SmolStr, Vec<Timeline>)>,
-    /// (output, node, functions or none for a metric) and each group's values.
-    aggregates: Vec<(AggregateOutput, GroupValuesBefore)>,
+    aggregates: Vec<(AggregateOutput, GroupValues)>,
 }
 
-#[derive(Debug, Clone)]
-struct AggregateOutput {
-    name: String,
-    node: NodeId,
-    functions: Option<Vec<timeline::AggFn>>,
-}
-
-/// (group, function, value) of an aggregate output at an instant.
-type GroupValuesBefore = Vec<(timeline::Group, Option<String>, Option<Value>)>;
-
-/// What the jobs that record changes showed before a batch.
+/// What the jobs that record changes showed before a commit.
 #[derive(Debug, Default)]
 pub struct Before {
     jobs: Vec<JobBefore>,
 }
 
+/// An output's name and its timeline before and after a commit.
+type OutputPair = (String, Timeline, Timeline);
+
+/// A job's results before and after a commit, for the sink to compare.
+#[derive(Debug)]
+struct Observed {
+    job: String,
+    /// Per key: each per-key output before and after.
+    keys: Vec<(SmolStr, Vec<OutputPair>)>,
+    /// Per aggregate output: its name, the instant read, before, after.
+    aggregates: Vec<(String, Option<Time>, GroupValues, GroupValues)>,
+}
+
+/// What the sink is told, in order.
+enum ToSink {
+    /// A commit: log records `records` (first, last), the log's end after
+    /// them, each job's results, and the batches to acknowledge once stored.
+    Commit {
+        records: [u64; 2],
+        covered: u64,
+        jobs: Vec<Observed>,
+        replies: Vec<(Reply<Refused>, Refused)>,
+    },
+    /// Job `job` records changes, its last id given.
+    Subscribe { job: String, last_id: u64 },
+    /// Job `job` is gone.
+    Unsubscribe(String),
+    /// Count the changes stored in these metrics.
+    Metrics(std::sync::Arc<crate::metrics::Metrics>),
+    /// Store everything, fsynced, with the log position `covered`; answer.
+    Flush {
+        covered: u64,
+        done: mpsc::SyncSender<anyhow::Result<()>>,
+    },
+}
+
 impl Recorder {
-    /// A recorder for the jobs of `store` that record changes.
+    /// A recorder for the jobs of `store` that record changes, with its sink
+    /// thread.
     pub fn new(store: &Store, engine: &Engine) -> anyhow::Result<Self> {
-        let mut recorder = Recorder {
-            jobs: Vec::new(),
+        let (feed_in, feed) = watch::channel(0);
+        let sink = Sink {
+            last_ids: FxHashMap::default(),
+            writer: store.change_writer(),
             unstored: Vec::new(),
             unstored_count: 0,
-            covered_due: None,
-            feed: watch::channel(0).0,
+            metrics: None,
+            feed: feed_in,
             crash_marker: std::env::var_os(CRASH_ENV).map(Into::into),
+        };
+        let (to_sink, inbox) = mpsc::sync_channel(SINK_QUEUE);
+        std::thread::Builder::new()
+            .name("timeline-changes".into())
+            .spawn(move || sink.run(inbox))?;
+        let mut recorder = Recorder {
+            jobs: Vec::new(),
             results: FxHashMap::default(),
+            sink: to_sink,
+            feed,
         };
         for job in store.jobs()? {
             if job.changes && engine.job(&job.name).is_ok() {
@@ -111,9 +151,14 @@ impl Recorder {
         Ok(recorder)
     }
 
-    /// Readers wait on this for new changes.
+    /// Counts the changes stored in `metrics` from now on.
+    pub fn count_in(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        self.send(ToSink::Metrics(metrics));
+    }
+
+    /// Readers wait on this for new changes: the number stored so far.
     pub fn feed(&self) -> watch::Receiver<u64> {
-        self.feed.subscribe()
+        self.feed.clone()
     }
 
     /// Whether any job records changes.
@@ -121,30 +166,24 @@ impl Recorder {
         !self.jobs.is_empty()
     }
 
-    /// Whether every change computed is stored (a snapshot may be taken).
-    pub fn settled(&self) -> bool {
-        self.unstored.is_empty()
-    }
-
     /// Job `name` records its changes from now on.
     pub fn subscribe(&mut self, store: &Store, name: &str) -> anyhow::Result<()> {
-        let last_id = store.last_change(name)?;
         self.forget_results();
-        self.jobs.retain(|j| j.name != name);
-        self.jobs.push(Subscribed {
-            name: name.to_string(),
+        let last_id = store.last_change(name)?;
+        self.jobs.retain(|j| j != name);
+        self.jobs.push(name.to_string());
+        self.send(ToSink::Subscribe {
+            job: name.to_string(),
             last_id,
         });
-        // Stored with the job: the changes reach the log's end.
-        self.covered_due = None;
         Ok(())
     }
 
     /// Job `name` is gone.
     pub fn unsubscribe(&mut self, name: &str) {
         self.forget_results();
-        self.jobs.retain(|j| j.name != name);
-        self.unstored.retain(|(job, ..)| job != name);
+        self.jobs.retain(|j| j != name);
+        self.send(ToSink::Unsubscribe(name.to_string()));
     }
 
     /// The engine changed other than by a commit: the results kept from the
@@ -153,15 +192,25 @@ impl Recorder {
         self.results.clear();
     }
 
-    /// Where the stored changes reach, to be written with the next log
-    /// commit (none: nothing to write).
-    pub fn covered_due(&self) -> Option<u64> {
-        self.covered_due.filter(|_| self.active())
+    fn send(&self, message: ToSink) {
+        if self.sink.send(message).is_err() {
+            tracing::error!("the changes thread stopped: changes are not recorded");
+        }
     }
 
-    /// The log commit carrying [`Recorder::covered_due`] landed.
-    pub fn covered_written(&mut self) {
-        self.covered_due = None;
+    /// Waits until the sink stored every change so far, fsynced with the log
+    /// position `covered` (before a snapshot, which must not cover records
+    /// whose changes recovery would have to compute; before a job is
+    /// submitted or deleted; after a recovery).
+    pub fn flush(&self, covered: u64) -> anyhow::Result<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        let (done, answer) = mpsc::sync_channel(1);
+        self.send(ToSink::Flush { covered, done });
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the changes thread stopped"))?
     }
 
     /// Reads the results of the keys that `batches` (stream, events) touch,
@@ -172,28 +221,26 @@ impl Recorder {
         batches: impl Iterator<Item = (StreamId, &'e [Event])> + Clone,
     ) -> Before {
         let mut jobs = Vec::new();
-        for (index, subscribed) in self.jobs.iter().enumerate() {
-            let (Ok(job), Ok(stream)) = (engine.job(&subscribed.name), engine.job_stream(&subscribed.name)) else {
+        for (index, name) in self.jobs.iter().enumerate() {
+            let (Ok(job), Ok(stream)) = (engine.job(name), engine.job_stream(name)) else {
                 continue;
             };
             let mut per_key = Vec::new();
             let mut aggregates = Vec::new();
             for output in &job.plan.outputs {
-                match output.worker {
+                let functions = match output.worker {
                     WorkerKind::EventProcessor | WorkerKind::TimelineProcessor => {
-                        per_key.push((output.name.clone(), output.node.clone()))
+                        per_key.push((output.name.clone(), output.node.clone()));
+                        continue;
                     }
-                    WorkerKind::Aggregator => aggregates.push(AggregateOutput {
-                        name: output.name.clone(),
-                        node: output.node.clone(),
-                        functions: Some(output.functions.clone()),
-                    }),
-                    WorkerKind::Metric => aggregates.push(AggregateOutput {
-                        name: output.name.clone(),
-                        node: output.node.clone(),
-                        functions: None,
-                    }),
-                }
+                    WorkerKind::Aggregator => Some(output.functions.clone()),
+                    WorkerKind::Metric => None,
+                };
+                aggregates.push(AggregateOutput {
+                    name: output.name.clone(),
+                    node: output.node.clone(),
+                    functions,
+                });
             }
             let mut seen = FxHashSet::default();
             let mut keys = Vec::new();
@@ -214,16 +261,15 @@ impl Recorder {
                 }
             }
             let touched = batches.clone().any(|(s, events)| s == stream && !events.is_empty());
-            let aggregates = if touched {
-                aggregates
+            let aggregates = match touched {
+                true => aggregates
                     .into_iter()
                     .map(|a| {
                         let (_, values) = aggregate_values(engine, &a);
                         (a, values)
                     })
-                    .collect()
-            } else {
-                Vec::new()
+                    .collect(),
+                false => Vec::new(),
             };
             if !keys.is_empty() || !aggregates.is_empty() {
                 jobs.push(JobBefore {
@@ -237,103 +283,52 @@ impl Recorder {
         Before { jobs }
     }
 
-    /// The changes since `before`, caused by log records `records`
-    /// (first, last), with their ids; kept until [`Recorder::store`].
-    pub fn after(&mut self, engine: &Engine, before: Before, records: [u64; 2]) -> usize {
-        let mut count = 0;
+    /// Reads the results again after the commit of log records `records`
+    /// (first, last; the log ends at `covered`) and hands them to the sink,
+    /// which acknowledges `replies` once their changes are stored.
+    pub fn after(
+        &mut self,
+        engine: &Engine,
+        before: Before,
+        records: [u64; 2],
+        covered: u64,
+        replies: Vec<(Reply<Refused>, Refused)>,
+    ) {
         self.results.clear();
+        let mut jobs = Vec::with_capacity(before.jobs.len());
         for job in before.jobs {
-            let subscribed = &mut self.jobs[job.job];
-            let results = &mut self.results;
-            let mut lines = Vec::new();
-            let mut push = |mut view: ChangeView| {
-                subscribed.last_id += 1;
-                view.id = subscribed.last_id;
-                view.records = Some(records.to_vec());
-                serde_json::to_writer(&mut lines, &view).expect("changes serialize");
-                lines.push(b'\n');
-                count += 1;
-            };
+            let mut keys = Vec::with_capacity(job.keys.len());
             for (key, old) in job.keys {
+                let mut outputs = Vec::with_capacity(old.len());
                 let mut now = Vec::with_capacity(old.len());
-                for ((name, node), old) in job.per_key.iter().zip(&old) {
+                for ((name, node), old) in job.per_key.iter().zip(old) {
                     let new = key_result(engine, node, &key);
-                    for change in diff(old, &new) {
-                        push(ChangeView::of_key(name, &key, &change));
-                    }
-                    now.push(new);
+                    now.push(new.clone());
+                    outputs.push((name.clone(), old, new));
                 }
-                results.insert((job.job, key), now);
+                self.results.insert((job.job, key.clone()), now);
+                keys.push((key, outputs));
             }
-            for (output, old) in &job.aggregates {
-                let (at, new) = aggregate_values(engine, output);
-                let old: std::collections::BTreeMap<_, _> = old.iter().map(|(g, f, v)| ((g, f), v)).collect();
-                for (group, function, value) in &new {
-                    let was = old.get(&(group, function)).copied().cloned().flatten();
-                    if was.as_ref() == value.as_ref() {
-                        continue;
-                    }
-                    push(ChangeView {
-                        id: 0,
-                        output: output.name.clone(),
-                        key: None,
-                        group: Some(group.label()),
-                        function: function.clone(),
-                        from: at.unwrap_or_default(),
-                        until: None,
-                        old: was.as_ref().map(ScalarValue::from),
-                        new: value.as_ref().map(ScalarValue::from),
-                        old_trend: None,
-                        new_trend: None,
-                        records: None,
-                    });
-                }
-            }
-            drop(push);
-            if !lines.is_empty() {
-                self.unstored.push((subscribed.name.clone(), subscribed.last_id, lines));
-            }
+            let aggregates = job
+                .aggregates
+                .into_iter()
+                .map(|(output, old)| {
+                    let (at, new) = aggregate_values(engine, &output);
+                    (output.name, at, old, new)
+                })
+                .collect();
+            jobs.push(Observed {
+                job: self.jobs[job.job].clone(),
+                keys,
+                aggregates,
+            });
         }
-        self.unstored_count += count as u64;
-        count
-    }
-
-    /// Stores the changes computed so far with the log position `covered`
-    /// they reach; on success wakes the readers. Without changes, the
-    /// position is written with the next log commit instead.
-    pub fn store(&mut self, store: &mut Store, covered: u64) -> anyhow::Result<()> {
-        if !self.active() {
-            return Ok(());
-        }
-        if let Some(marker) = &self.crash_marker
-            && std::fs::remove_file(marker).is_ok()
-        {
-            tracing::error!("{CRASH_ENV}: aborting before storing changes");
-            std::process::abort();
-        }
-        if self.unstored.is_empty() {
-            self.covered_due = Some(covered);
-            return Ok(());
-        }
-        store.append_changes(&self.unstored, covered, false)?;
-        let stored = std::mem::take(&mut self.unstored_count);
-        self.unstored.clear();
-        self.covered_due = None;
-        self.feed.send_modify(|n| *n += stored);
-        Ok(())
-    }
-
-    /// Makes the changes stored so far durable, with where they reach (before
-    /// a snapshot, which must not cover records whose changes recovery would
-    /// have to compute; after a recovery).
-    pub fn flush_covered(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        if !self.active() {
-            return Ok(());
-        }
-        let covered = self.covered_due.unwrap_or(store.records());
-        store.append_changes(&[], covered, true)?;
-        self.covered_due = None;
-        Ok(())
+        self.send(ToSink::Commit {
+            records,
+            covered,
+            jobs,
+            replies,
+        });
     }
 
     /// After a recovery that stopped at the stored changes' position
@@ -366,12 +361,140 @@ impl Recorder {
             super::settle_conflicts(engine, conflicts, |seq| log.get(seq))?;
             engine.refresh_aggregates();
             let end = commit.last().map_or(first, |(seq, ..)| *seq);
-            self.after(engine, before, [first, end]);
-            self.store(store, end + 1)?;
+            self.after(engine, before, [first, end], end + 1, Vec::new());
         }
-        self.flush_covered(store)?;
+        self.flush(store.records())?;
         self.forget_results();
         Ok(applied)
+    }
+}
+
+/// The sink's half, on its own thread.
+struct Sink {
+    /// The last id of each job that records changes.
+    last_ids: FxHashMap<String, u64>,
+    writer: ChangeWriter,
+    /// Changes not stored yet (a failed write), per job and commit: the job,
+    /// its last id, the changes as JSON lines.
+    unstored: Vec<(String, u64, Vec<u8>)>,
+    /// How many changes `unstored` holds.
+    unstored_count: u64,
+    /// The number of changes stored so far.
+    feed: watch::Sender<u64>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Tests: when this file exists, the process dies before storing the
+    /// changes of a commit (see [`CRASH_ENV`]).
+    crash_marker: Option<std::path::PathBuf>,
+}
+
+impl Sink {
+    fn run(mut self, inbox: mpsc::Receiver<ToSink>) {
+        for message in inbox {
+            match message {
+                ToSink::Commit {
+                    records,
+                    covered,
+                    jobs,
+                    replies,
+                } => {
+                    self.compare(records, jobs);
+                    if let Some(marker) = &self.crash_marker
+                        && std::fs::remove_file(marker).is_ok()
+                    {
+                        tracing::error!("{CRASH_ENV}: aborting before storing changes");
+                        std::process::abort();
+                    }
+                    if let Err(e) = self.store(covered, false) {
+                        // The events are stored: the changes go with the
+                        // next commit (or are computed again after a crash).
+                        tracing::error!("cannot store the changes of a commit (retried with the next one): {e:#}");
+                    }
+                    for (reply, refused) in replies {
+                        let _ = reply.send(Ok(refused));
+                    }
+                }
+                ToSink::Subscribe { job, last_id } => {
+                    self.last_ids.insert(job, last_id);
+                }
+                ToSink::Metrics(metrics) => self.metrics = Some(metrics),
+                ToSink::Unsubscribe(job) => {
+                    self.last_ids.remove(&job);
+                    self.unstored.retain(|(j, ..)| *j != job);
+                }
+                ToSink::Flush { covered, done } => {
+                    let _ = done.send(self.store(covered, true));
+                }
+            }
+        }
+    }
+
+    /// The changes of one commit, with ids, as JSON lines per job.
+    fn compare(&mut self, records: [u64; 2], jobs: Vec<Observed>) {
+        for job in jobs {
+            let Some(last_id) = self.last_ids.get_mut(&job.job) else {
+                continue;
+            };
+            let mut lines = Vec::new();
+            let mut push = |mut view: ChangeView| {
+                *last_id += 1;
+                view.id = *last_id;
+                view.records = Some(records.to_vec());
+                serde_json::to_writer(&mut lines, &view).expect("changes serialize");
+                lines.push(b'\n');
+                self.unstored_count += 1;
+            };
+            for (key, outputs) in &job.keys {
+                for (name, old, new) in outputs {
+                    for change in diff(old, new) {
+                        push(ChangeView::of_key(name, key, &change));
+                    }
+                }
+            }
+            for (output, at, old, new) in &job.aggregates {
+                let old: std::collections::BTreeMap<_, _> = old.iter().map(|(g, f, v)| ((g, f), v)).collect();
+                for (group, function, value) in new {
+                    let was = old.get(&(group, function)).copied().cloned().flatten();
+                    if was.as_ref() == value.as_ref() {
+                        continue;
+                    }
+                    push(ChangeView {
+                        id: 0,
+                        output: output.clone(),
+                        key: None,
+                        group: Some(group.label()),
+                        function: function.clone(),
+                        from: at.unwrap_or_default(),
+                        until: None,
+                        old: was.as_ref().map(ScalarValue::from),
+                        new: value.as_ref().map(ScalarValue::from),
+                        old_trend: None,
+                        new_trend: None,
+                        records: None,
+                    });
+                }
+            }
+            if !lines.is_empty() {
+                self.unstored.push((job.job, *last_id, lines));
+            }
+        }
+    }
+
+    /// Stores the changes not stored yet with the log position `covered`
+    /// they reach; on success wakes the readers.
+    fn store(&mut self, covered: u64, durable: bool) -> anyhow::Result<()> {
+        if self.last_ids.is_empty() && self.unstored.is_empty() {
+            return Ok(());
+        }
+        self.writer.append_changes(&self.unstored, covered, durable)?;
+        let stored = std::mem::take(&mut self.unstored_count);
+        self.unstored.clear();
+        if stored > 0 {
+            self.feed.send_modify(|n| *n += stored);
+            if let Some(metrics) = &self.metrics {
+                metrics.changes.inc_by(stored);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -382,7 +505,7 @@ fn key_result(engine: &Engine, node: &NodeId, key: &str) -> Timeline {
 
 /// Every group's value of each function of an aggregate or metric output at
 /// its stream's latest event time, and that time.
-fn aggregate_values(engine: &Engine, output: &AggregateOutput) -> (Option<timeline::Time>, GroupValuesBefore) {
+fn aggregate_values(engine: &Engine, output: &AggregateOutput) -> (Option<Time>, GroupValues) {
     let read = match &output.functions {
         Some(functions) => engine.aggregate(&output.node, None, functions, None),
         None => engine.metric(&output.node, None, None),

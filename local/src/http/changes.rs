@@ -238,9 +238,13 @@ fn event_stream(
                 if !queue.is_empty() || page.more {
                     continue;
                 }
-                if feed.changed().await.is_err() {
-                    // The writer stopped: the server is shutting down.
-                    return None;
+                // Until a change is stored, or the server begins to stop.
+                let mut stopping = state.stopping.clone();
+                tokio::select! {
+                    changed = feed.changed() => if changed.is_err() {
+                        return None;
+                    },
+                    _ = stopping.wait_for(|stop| *stop) => return None,
                 }
                 if check_records(&state, &ask.job).await.is_err() {
                     return None;

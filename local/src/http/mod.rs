@@ -114,6 +114,8 @@ struct AppState {
     changes: tokio::sync::watch::Receiver<u64>,
     /// Permits for the event streams of changes open at once.
     change_streams: Arc<tokio::sync::Semaphore>,
+    /// Becomes true when the server begins to shut down (event streams end).
+    stopping: tokio::sync::watch::Receiver<bool>,
     log: LogReader,
     writer: mpsc::Sender<Command>,
     config: ServeConfig,
@@ -242,9 +244,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         config.retention,
         recorder,
     )?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         engine,
         changes,
+        stopping,
         change_streams: Arc::new(tokio::sync::Semaphore::new(changes::MAX_STREAMS)),
         log,
         writer,
@@ -257,7 +261,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!("serving on http://{}", listener.local_addr()?);
-    conn::run(listener, app, config.connections.clone(), shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    conn::run(listener, app, config.connections.clone(), shutdown).await?;
     drop(writer_thread);
     Ok(())
 }
