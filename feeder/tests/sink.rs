@@ -102,7 +102,7 @@ fn assert_topic_holds(broker: &Broker, expected: &[FakeChange]) {
 }
 
 /// The sink killed with SIGKILL at random moments, 20 times, while 2,000
-/// changes arrive (faster than it publishes them, in batches of 10) and the
+/// changes arrive (bursts of 200, published in batches of 10) and the
 /// server fails 5% of its requests: at the end the topic holds every change
 /// once, in order, as the server wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,8 +113,8 @@ async fn a_sink_killed_at_random_publishes_every_change_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("sink.checkpoint");
     let (base, url, cp) = (server.base(), broker.url(), checkpoint.to_str().unwrap().to_string());
-    // Small batches, changes faster than the sink publishes them at first:
-    // many kills land while a batch is on its way or being checkpointed.
+    // Small batches and bursts of changes: kills land while a burst is
+    // being published, between receipts and checkpoints now and then.
     let args = pulsar_args(&base, &url, &cp, "10");
     let total = 2000;
     server.push(200);
@@ -487,4 +487,53 @@ fn unknown_jobs_bad_filters_and_bad_urls_stop_the_sink_and_a_down_server_is_wait
     late.push(3);
     wait_until("the changes", 20, || receiver.deliveries().len() == 1, || sink.log());
     assert!(sink.log().contains("answers again"), "{}", sink.log());
+}
+
+/// Throughput, from the fake server's stream to the target's
+/// acknowledgement and the checkpoint: `SINK_BENCH_CHANGES` changes (100,000)
+/// recorded up front, one sink run from the start, timed until its
+/// checkpoint holds the last one. With a release sink:
+/// `cargo build --release -p timeline-feeder && SINK_FEEDER_BIN=target/release/feeder
+/// cargo test -p timeline-feeder --test sink -- --ignored --nocapture sink_throughput`
+/// (the broker, the fake server and the receiver run in the test, a debug
+/// build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn sink_throughput() {
+    let n: u64 = std::env::var("SINK_BENCH_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let bin = std::env::var("SINK_FEEDER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_feeder").to_string());
+    let server = ChangesServer::start(JOB, None);
+    server.push(n);
+    let receiver = Receiver::start();
+    for batch in ["500", "5000"] {
+        for target in ["pulsar", "webhook"] {
+            let broker = Broker::start().await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = dir.path().join("c");
+            let (base, url, hook, cp) = (
+                server.base(),
+                broker.url(),
+                receiver.url(),
+                checkpoint.to_str().unwrap().to_string(),
+            );
+            let args = match target {
+                "pulsar" => pulsar_args(&base, &url, &cp, batch),
+                _ => webhook_args(&base, &hook, &cp, batch),
+            };
+            let start = std::time::Instant::now();
+            let sink = Feeder::spawn_bin(&bin, &args, &[]);
+            wait_until("the last change", 600, || acked(&checkpoint) == Some(n), || sink.log());
+            let secs = start.elapsed().as_secs_f64();
+            if target == "pulsar" {
+                assert_eq!(broker.messages(TOPIC).len() as u64, n);
+            }
+            eprintln!(
+                "{target}, --batch {batch}: {n} changes in {secs:.2} s, {:.0} changes/s",
+                n as f64 / secs
+            );
+        }
+    }
 }

@@ -87,7 +87,12 @@ impl Feeder {
 
     /// Starts `feeder` with exactly `args`, and `env` on top of the tests'.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Feeder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_feeder"))
+        Feeder::spawn_bin(env!("CARGO_BIN_EXE_feeder"), args, env)
+    }
+
+    /// As [`Feeder::spawn`], with the `feeder` binary at `bin`.
+    pub fn spawn_bin(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Feeder {
+        let mut child = Command::new(bin)
             .args(args)
             .env("RUST_LOG", "info,pulsar=warn")
             .envs(env.iter().copied())
