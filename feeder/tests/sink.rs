@@ -531,9 +531,19 @@ async fn sink_throughput() {
                 assert_eq!(broker.messages(TOPIC).len() as u64, n);
             }
             eprintln!(
-                "{target}, --batch {batch}: {n} changes in {secs:.2} s, {:.0} changes/s",
-                n as f64 / secs
+                "{target}, --batch {batch}: {n} changes in {secs:.2} s, {:.0} changes/s; the sink used {} of CPU",
+                n as f64 / secs,
+                cpu_seconds(sink.id()).map_or("?".to_string(), |c| format!("{c:.2} s"))
             );
         }
     }
+}
+
+/// The CPU time (user and system) process `pid` has used, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
