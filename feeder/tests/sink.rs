@@ -435,9 +435,9 @@ fn a_webhook_400_stops_the_sink_with_the_receivers_message() {
     assert_eq!(receiver.requests(), 1, "not tried again");
 }
 
-/// Clear errors, exit 1: an unknown job, a `where` the server refuses, a
-/// wrong token, URLs that are not http(s). A server that is down is waited
-/// for.
+/// Clear errors, exit 1: an unknown job, a job that does not record its
+/// changes, a `where` the server refuses, a wrong token, URLs that are not
+/// http(s). A server that is down is waited for.
 #[test]
 fn unknown_jobs_bad_filters_and_bad_urls_stop_the_sink_and_a_down_server_is_waited_for() {
     let server = ChangesServer::start(JOB, Some("t"));
@@ -446,10 +446,14 @@ fn unknown_jobs_bad_filters_and_bad_urls_stop_the_sink_and_a_down_server_is_wait
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("c").to_str().unwrap().to_string();
     let (base, hook) = (server.base(), receiver.url());
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--job", "nope", "--token", "t"],
             "the timeline server has no job `nope`: no job named `nope`",
+        ),
+        (
+            &["--job", "plain", "--token", "t"],
+            "job `plain` does not record its changes (submit it with \"changes\": true)",
         ),
         (
             &["--where", "key ==", "--token", "t"],

@@ -186,6 +186,10 @@ impl ChangesClient {
                 self.url,
                 message.map(|m| format!(" ({m})")).unwrap_or_default()
             )),
+            409 if code.as_deref() == Some("changes_not_recorded") => FetchError::Fatal(format!(
+                "job `{job}` does not record its changes (submit it with \"changes\": true): {}",
+                message.unwrap_or_else(|| "changes_not_recorded".into())
+            )),
             400 => FetchError::Fatal(format!(
                 "the timeline server refused the request for job `{job}`{}: {}",
                 self.filter

@@ -373,7 +373,7 @@ impl Stream {
                     }
                     if page.last < after {
                         anyhow::bail!(
-                            "job `{}` has changes up to {} only, but the sink is at change {after} (its checkpoint {}, or the topic's last sequence id): was the job deleted and submitted again? Start with a new checkpoint file (and a new topic or --producer-name)",
+                            "job `{}` has changes up to {} only, but the sink is at change {after} (its checkpoint {}, or the topic's last sequence id): is this another timeline server, or one with a new data directory? Start with a new checkpoint file (and a new topic or --producer-name)",
                             self.changes.job(),
                             page.last,
                             self.checkpoint.path().display()
@@ -414,7 +414,7 @@ impl Stream {
         }
         if out.last().map(|c| c.id) != Some(last) {
             anyhow::bail!(
-                "the timeline server no longer has change {last} of job `{}`, of the batch in flight in {}: was the job deleted and submitted again?",
+                "the timeline server no longer has change {last} of job `{}`, of the batch in flight in {}: is this another timeline server, or one with a new data directory?",
                 self.changes.job(),
                 self.checkpoint.path().display()
             );

@@ -164,6 +164,9 @@ fn json_error(status: u16, code: &str, message: &str) -> Reply {
     Reply::Answer(status, vec![], body)
 }
 
+/// A job the fake server has, without recording its changes.
+pub const NOT_RECORDING: &str = "plain";
+
 /// The one filter the fake server understands.
 pub const NEW_ONLY: &str = "new == true";
 
@@ -314,6 +317,13 @@ fn changes(state: &(Mutex<StreamState>, Condvar), job: &str, token: Option<&str>
     };
     if r.method != "GET" {
         return json_error(405, "method", "GET only");
+    }
+    if name == NOT_RECORDING {
+        return json_error(
+            409,
+            "changes_not_recorded",
+            &format!("job `{name}` does not record changes"),
+        );
     }
     if name != job {
         return json_error(404, "unknown_job", &format!("no job named `{name}`"));
