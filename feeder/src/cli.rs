@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::metrics::{self, Metrics};
-use crate::options::{LogFormat, Options, StreamTopics};
+use crate::options::{Command, LogFormat, Options, StreamTopics};
 use crate::pipeline::{Pipeline, Settings, refresh_routes};
 use crate::routes::Routes;
 use crate::source;
@@ -16,18 +16,26 @@ use tokio::sync::{Notify, watch};
 /// 1 on a fatal error, 3 when a file had lines that could not be delivered.
 pub fn main() -> ExitCode {
     let options = Options::parse();
+    let log_format = match &options.command {
+        Some(Command::Sink(sink)) => sink.log_format,
+        None => options.log_format,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pulsar=warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match options.log_format {
+    match log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(run(options)) {
+    let result = match options.command.clone() {
+        Some(Command::Sink(sink)) => runtime.block_on(crate::sink::run(sink, shutdown_signal())),
+        None => runtime.block_on(run(options)),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");

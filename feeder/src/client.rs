@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pulsar::authentication::Authentication;
 use pulsar::error::AuthenticationError;
 
-use crate::options::{OnOff, Options};
+use crate::options::{OnOff, Options, PulsarSecurity};
 use crate::wire::auth::Auth;
 use crate::wire::client::Client;
 use crate::wire::connection::Config;
@@ -21,7 +21,7 @@ pub fn check(options: &Options) -> anyhow::Result<()> {
 }
 
 /// The TLS options of `options`.
-pub fn tls_options(options: &Options) -> TlsOptions {
+pub fn tls_options(options: &PulsarSecurity) -> TlsOptions {
     TlsOptions {
         trust_certs: options.tls_trust_certs.clone(),
         allow_insecure: options.tls_allow_insecure,
@@ -34,6 +34,11 @@ pub fn tls_options(options: &Options) -> TlsOptions {
 /// The connection settings of `options`.
 pub fn config(options: &Options) -> anyhow::Result<Config> {
     ServiceUrl::parse(&options.service_url).map_err(|e| anyhow::anyhow!("--service-url: {e}"))?;
+    security_config(&options.security)
+}
+
+/// The connection settings of `options` (TLS and authentication).
+pub fn security_config(options: &PulsarSecurity) -> anyhow::Result<Config> {
     let tls = client_config(&tls_options(options))?;
     if let Some(path) = &options.pulsar_token_file {
         read_token(path).map_err(|e| anyhow::anyhow!(e))?;

@@ -18,7 +18,8 @@
 //! [`source`] (Pulsar consumer, file), [`dead_letters`] (the dead-letter
 //! topic), [`client`] (Pulsar TLS and
 //! authentication from the options), [`wire`] (the feeder's own Pulsar
-//! client on the binary protocol) and [`metrics`].
+//! client on the binary protocol) and [`metrics`]. [`sink`] is `feeder
+//! sink`, the other way: a job's changes out to Pulsar or a webhook.
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod options;
 pub mod pipeline;
 pub mod prepare;
 pub mod routes;
+pub mod sink;
 pub mod source;
 pub mod target;
 pub mod wire;

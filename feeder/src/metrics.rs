@@ -137,19 +137,28 @@ impl Metrics {
 
 /// Serves `/metrics` on `addr` until the process ends; returns the bound address.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    serve_text(addr, Arc::new(move || metrics.encode())).await
+}
+
+/// Serves the OpenMetrics text that `encode` makes at `/metrics` on `addr`
+/// until the process ends; returns the bound address.
+pub async fn serve_text(
+    addr: SocketAddr,
+    encode: Arc<dyn Fn() -> String + Send + Sync>,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let metrics = metrics.clone();
+            let encode = encode.clone();
             async move {
                 (
                     [(
                         "content-type",
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    metrics.encode(),
+                    encode(),
                 )
             }
         }),

@@ -4,16 +4,26 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::target::Delivery;
 
 /// Consumes events from Apache Pulsar (or a JSONL file) and delivers each
 /// event to every leaf worker of its key in every running job. A message is
 /// acknowledged only after the runtime has durably acknowledged it.
+/// `feeder sink` does the opposite: a job's changes out to Pulsar or a
+/// webhook.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "feeder", version)]
+#[command(
+    name = "feeder",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Options {
+    /// Another mode than feeding events in.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Pulsar service URL.
     #[arg(long, env = "PULSAR_URL", default_value = "pulsar://127.0.0.1:6650")]
     pub service_url: String,
@@ -95,6 +105,66 @@ pub struct Options {
     /// This feeder's consumer name (shown by the broker).
     #[arg(long)]
     pub consumer_name: Option<String>,
+    /// Pulsar authentication and TLS.
+    #[command(flatten)]
+    pub security: PulsarSecurity,
+    /// Topic for messages that cannot be delivered [default: <first topic>-<subscription>-DLQ].
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
+    /// Read JSON lines from this file (- for standard input) instead of Pulsar.
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+    /// The runtime's base URL: `timeline serve`, or a Golem deployment.
+    #[arg(long, env = "TIMELINE_URL", default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Bearer token for the runtime.
+    #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
+    pub target_token: Option<String>,
+    /// How events reach the workers.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub delivery: Delivery,
+    /// The key field of the default stream [default: the runtime's, else
+    /// session_id]; other streams' fields come from the runtime.
+    #[arg(long)]
+    pub key_field: Option<String>,
+    /// Largest batch, in messages.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// How long a batch waits for more messages (e.g. 20ms, 1s).
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+    /// Requests to the runtime in flight at once (per-worker delivery).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Batches delivered at once; they are still acknowledged in order.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub in_flight: u32,
+    /// How often the job plans are read again (new or removed jobs).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
+    /// Longest wait between retries of a failed delivery.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable).
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// The modes of `feeder` other than feeding events in.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Follows a job's changes stream on the timeline server and publishes
+    /// every change, exactly once in effect, to a Pulsar topic or a webhook.
+    Sink(crate::sink::SinkOptions),
+}
+
+/// How a Pulsar client authenticates and checks the broker's certificate:
+/// the same options for the feeder and `feeder sink`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PulsarSecurity {
     /// Pulsar authentication token (JWT).
     #[arg(
         long,
@@ -151,49 +221,6 @@ pub struct Options {
     /// PEM private key of `--tls-cert-file`.
     #[arg(long, env = "PULSAR_TLS_KEY_FILE", value_name = "FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
-    /// Topic for messages that cannot be delivered [default: <first topic>-<subscription>-DLQ].
-    #[arg(long)]
-    pub dead_letter_topic: Option<String>,
-    /// Read JSON lines from this file (- for standard input) instead of Pulsar.
-    #[arg(long, value_name = "PATH")]
-    pub from_file: Option<PathBuf>,
-    /// The runtime's base URL: `timeline serve`, or a Golem deployment.
-    #[arg(long, env = "TIMELINE_URL", default_value = "http://127.0.0.1:8080")]
-    pub target: String,
-    /// Bearer token for the runtime.
-    #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
-    pub target_token: Option<String>,
-    /// How events reach the workers.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub delivery: Delivery,
-    /// The key field of the default stream [default: the runtime's, else
-    /// session_id]; other streams' fields come from the runtime.
-    #[arg(long)]
-    pub key_field: Option<String>,
-    /// Largest batch, in messages.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub batch_size: u32,
-    /// How long a batch waits for more messages (e.g. 20ms, 1s).
-    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
-    pub linger: Duration,
-    /// Requests to the runtime in flight at once (per-worker delivery).
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
-    /// Batches delivered at once; they are still acknowledged in order.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub in_flight: u32,
-    /// How often the job plans are read again (new or removed jobs).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub refresh: Duration,
-    /// Longest wait between retries of a failed delivery.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub max_backoff: Duration,
-    /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable).
-    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
-    pub metrics_addr: MetricsAddr,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
 }
 
 /// Where an event's time comes from when its payload has none.
@@ -299,7 +326,7 @@ fn parse_stream_topic(text: &str) -> Result<(String, String), String> {
     Ok((stream, topic.to_string()))
 }
 
-fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+pub(crate) fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
     if text == "off" {
         return Ok(MetricsAddr(None));
     }
@@ -485,5 +512,64 @@ mod tests {
         assert!(e.to_string().contains("not a regular expression"), "{e}");
         let e = Options::try_parse_from(["feeder", "--from-file", "x", "--stream", ""]).unwrap_err();
         assert!(e.to_string().contains("not a stream name"), "{e}");
+    }
+
+    #[test]
+    fn sink_is_a_subcommand_next_to_the_flat_options() {
+        let sink = |extra: &[&str]| {
+            let args = ["feeder", "sink", "--from", "http://h:8080", "--job", "alerts"];
+            Options::try_parse_from(args.iter().chain(extra)).map(|o| match o.command {
+                Some(Command::Sink(s)) => s,
+                None => panic!("not the sink"),
+            })
+        };
+        let s = sink(&["--topic", "out"]).unwrap();
+        assert_eq!((s.batch, s.wait, s.filter.as_deref()), (500, 30, None));
+        assert_eq!(s.name(), "timeline-sink-alerts");
+        assert_eq!(s.checkpoint_path(), PathBuf::from("timeline-sink-alerts.checkpoint"));
+        assert_eq!(s.max_backoff, Duration::from_secs(5));
+        let s = sink(&[
+            "--topic",
+            "out",
+            "--service-url",
+            "pulsar://b:6650",
+            "--name",
+            "mine",
+            "--where",
+            "new == true",
+            "--batch",
+            "10000",
+            "--pulsar-token",
+            "t",
+        ])
+        .unwrap();
+        assert_eq!(s.pulsar_url, "pulsar://b:6650", "--service-url is --pulsar-url");
+        assert_eq!(s.name(), "mine");
+        assert_eq!(s.filter.as_deref(), Some("new == true"));
+        assert_eq!(s.security.pulsar_token.as_deref(), Some("t"));
+        let s = sink(&["--webhook", "http://r/hook", "--checkpoint", "/tmp/c"]).unwrap();
+        assert_eq!(s.webhook.as_deref(), Some("http://r/hook"));
+        for (bad, why) in [
+            (&[][..], "--topic"),
+            (&["--topic", "t", "--webhook", "http://r"][..], "cannot be used with"),
+            (&["--topic", "t", "--batch", "0"][..], "--batch"),
+            (&["--topic", "t", "--batch", "10001"][..], "--batch"),
+            (&["--topic", "t", "--wait", "61"][..], "--wait"),
+            (&["--topic", "t", "--producer-name", "a b"][..], "not a producer name"),
+        ] {
+            let e = sink(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let e = Options::try_parse_from(["feeder", "sink", "--from", "http://h", "--job", "a/b", "--topic", "t"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a job name"), "{e}");
+        let o = Options::try_parse_from(["feeder", "--topic", "a", "--pulsar-token", "t"]).unwrap();
+        assert!(o.command.is_none(), "the flat options feed events in, as before");
+        assert_eq!(o.security.pulsar_token.as_deref(), Some("t"));
+        let e = Options::try_parse_from(["feeder", "--topic", "a", "sink", "--from", "http://h", "--job", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 }

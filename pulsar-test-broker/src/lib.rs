@@ -25,6 +25,16 @@
 //! records the message ids of every ACK frame and REDELIVER request, and
 //! can require client certificates ([`Broker::start_mtls`]) and spoil the
 //! checksum of messages ([`Broker::corrupt_next_messages`]).
+//!
+//! Producer deduplication is on, as on a namespace where `pulsar-admin
+//! namespaces set-deduplication --enable` was run: per topic and producer
+//! name the broker remembers the highest sequence id it stored; a SEND whose
+//! sequence id (a batch's highest) is not above it gets a receipt (with
+//! message id -1:-1, as Pulsar answers a duplicate) but is not stored, and
+//! PRODUCER answers `last_sequence_id` with it (-1 if none). A producer name
+//! already connected to a topic is refused (`ProducerBusy`).
+//! [`Broker::set_deduplication`] turns it off (every SEND stored,
+//! `last_sequence_id` -1).
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,6 +65,18 @@ pub struct StoredMessage {
     metadata: proto::MessageMetadata,
 }
 
+impl StoredMessage {
+    /// The producer's sequence id.
+    pub fn sequence_id(&self) -> u64 {
+        self.metadata.sequence_id
+    }
+
+    /// The producer's name.
+    pub fn producer_name(&self) -> &str {
+        &self.metadata.producer_name
+    }
+}
+
 /// A running broker; it stops when dropped.
 pub struct Broker {
     addr: SocketAddr,
@@ -75,8 +97,10 @@ struct Shared {
 struct State {
     topics: HashMap<String, Topic>,
     connections: HashMap<u64, Connection>,
-    /// (connection, producer id) -> topic.
-    producers: HashMap<(u64, u64), String>,
+    /// (connection, producer id) -> (topic, producer name).
+    producers: HashMap<(u64, u64), (String, String)>,
+    /// Producer deduplication is off.
+    deduplication_off: bool,
     next_connection: u64,
     dispatch_delay: Duration,
     /// SUBSCRIBE requests still to refuse.
@@ -102,6 +126,10 @@ struct Connection {
 struct Topic {
     messages: Vec<StoredMessage>,
     subscriptions: HashMap<String, Subscription>,
+    /// Producer name -> the highest sequence id stored from it.
+    sequences: HashMap<String, u64>,
+    /// SENDs answered as duplicates, not stored.
+    duplicates: u64,
 }
 
 #[derive(Default)]
@@ -283,6 +311,29 @@ impl Broker {
         drop(state);
         self.shared.wake.notify_one();
         entry
+    }
+
+    /// Turns producer deduplication on (the default) or off.
+    pub fn set_deduplication(&self, enabled: bool) {
+        self.shared.lock().deduplication_off = !enabled;
+    }
+
+    /// SENDs to `topic` answered with a receipt but not stored, because
+    /// their producer had sent that sequence id already.
+    pub fn duplicates(&self, topic: &str) -> u64 {
+        let state = self.shared.lock();
+        state.topics.get(&full_topic_name(topic)).map_or(0, |t| t.duplicates)
+    }
+
+    /// The highest sequence id stored on `topic` from producer `name`, as
+    /// PRODUCER answers it (-1 if none).
+    pub fn last_sequence_id(&self, topic: &str, name: &str) -> i64 {
+        let state = self.shared.lock();
+        state
+            .topics
+            .get(&full_topic_name(topic))
+            .and_then(|t| t.sequences.get(name))
+            .map_or(-1, |s| *s as i64)
     }
 
     /// Every message of `topic` (short names are completed as clients do).
@@ -892,17 +943,37 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let p = c.producer?;
             let mut state = shared.lock();
             let topic = full_topic_name(&p.topic);
-            state.topics.entry(topic.clone()).or_default();
-            state.producers.insert((connection, p.producer_id), topic);
-            drop(state);
             let name = p
                 .producer_name
                 .unwrap_or_else(|| format!("producer-{connection}-{}", p.producer_id));
+            let busy = state
+                .producers
+                .iter()
+                .any(|(&(conn, id), (t, n))| *t == topic && *n == name && (conn, id) != (connection, p.producer_id));
+            if busy {
+                return Some(error(
+                    p.request_id,
+                    proto::ServerError::ProducerBusy,
+                    &format!("Producer with name '{name}' is already connected to topic"),
+                ));
+            }
+            let dedup = !state.deduplication_off;
+            let last = state
+                .topics
+                .entry(topic.clone())
+                .or_default()
+                .sequences
+                .get(&name)
+                .copied();
+            state
+                .producers
+                .insert((connection, p.producer_id), (topic, name.clone()));
+            drop(state);
             Some(command(Type::ProducerSuccess, |r| {
                 r.producer_success = Some(proto::CommandProducerSuccess {
                     request_id: p.request_id,
                     producer_name: name,
-                    last_sequence_id: Some(-1),
+                    last_sequence_id: Some(last.filter(|_| dedup).map_or(-1, |s| s as i64)),
                     producer_ready: Some(true),
                     ..Default::default()
                 })
@@ -912,8 +983,29 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
             let send = c.send?;
             let payload = frame.payload?;
             let mut state = shared.lock();
-            let topic_name = state.producer_topic(connection, send.producer_id)?;
+            let (topic_name, producer_name) = state.producer(connection, send.producer_id)?;
+            let dedup = !state.deduplication_off;
             let topic = state.topics.entry(topic_name).or_default();
+            // A batch's sequence id is its first message's; it counts by its
+            // highest, as Pulsar's deduplication does.
+            let highest = send.sequence_id.max(send.highest_sequence_id.unwrap_or(0));
+            let last = topic.sequences.get(&producer_name).copied();
+            if dedup && last.is_some_and(|last| highest <= last) {
+                topic.duplicates += 1;
+                return Some(command(Type::SendReceipt, |r| {
+                    r.send_receipt = Some(proto::CommandSendReceipt {
+                        producer_id: send.producer_id,
+                        sequence_id: send.sequence_id,
+                        message_id: Some(proto::MessageIdData {
+                            ledger_id: u64::MAX,
+                            entry_id: u64::MAX,
+                            ..Default::default()
+                        }),
+                        highest_sequence_id: send.highest_sequence_id,
+                    })
+                }));
+            }
+            topic.sequences.insert(producer_name, highest.max(last.unwrap_or(0)));
             let entry = topic.messages.len() as u64;
             topic.messages.push(StoredMessage {
                 entry,
@@ -1112,7 +1204,8 @@ fn handle(shared: &Shared, connection: u64, frame: Message, url: &str) -> Option
 }
 
 impl State {
-    fn producer_topic(&self, connection: u64, producer: u64) -> Option<String> {
+    /// The topic and name of a producer.
+    fn producer(&self, connection: u64, producer: u64) -> Option<(String, String)> {
         self.producers.get(&(connection, producer)).cloned()
     }
 

@@ -497,6 +497,18 @@ impl Connection {
     /// Publishes one message as producer `producer_id` and waits for its
     /// receipt.
     pub async fn publish(&self, producer_id: u64, metadata: MessageMetadata, data: Vec<u8>) -> anyhow::Result<()> {
+        self.start_publish(producer_id, metadata, data)?.wait().await
+    }
+
+    /// Queues one message as producer `producer_id` (frames go out in the
+    /// order they are queued) and returns its receipt to wait for: several
+    /// messages can be in flight at once.
+    pub fn start_publish(
+        &self,
+        producer_id: u64,
+        metadata: MessageMetadata,
+        data: Vec<u8>,
+    ) -> anyhow::Result<PendingReceipt> {
         let sequence_id = metadata.sequence_id;
         let (tx, rx) = oneshot::channel();
         {
@@ -506,6 +518,9 @@ impl Connection {
             }
             if routes.closed_producers.contains(&producer_id) {
                 anyhow::bail!("the broker closed the producer");
+            }
+            if routes.receipts.contains_key(&(producer_id, sequence_id)) {
+                anyhow::bail!("sequence id {sequence_id} is already in flight");
             }
             routes.receipts.insert((producer_id, sequence_id), tx);
         }
@@ -521,12 +536,31 @@ impl Connection {
             command: send,
             payload: Some((metadata, data)),
         });
-        match tokio::time::timeout(OPERATION_TIMEOUT, rx).await {
+        Ok(PendingReceipt {
+            connection: self.clone(),
+            key: (producer_id, sequence_id),
+            rx,
+        })
+    }
+}
+
+/// The receipt of a message queued by [`Connection::start_publish`].
+pub struct PendingReceipt {
+    connection: Connection,
+    key: (u64, u64),
+    rx: oneshot::Receiver<Result<(), String>>,
+}
+
+impl PendingReceipt {
+    /// Waits until the broker has stored the message (or, for a producer
+    /// the broker deduplicates, recognised it as already stored).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        match tokio::time::timeout(OPERATION_TIMEOUT, self.rx).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => anyhow::bail!("the broker refused the message: {e}"),
             Ok(Err(_)) => anyhow::bail!("no receipt: the connection or the producer closed"),
             Err(_) => {
-                lock(&self.0.routes).receipts.remove(&(producer_id, sequence_id));
+                lock(&self.connection.0.routes).receipts.remove(&self.key);
                 anyhow::bail!("no receipt within {OPERATION_TIMEOUT:?}")
             }
         }

@@ -1,6 +1,9 @@
 //! A `timeline serve` in this process, the `feeder` binary as a child
-//! process, a producer, and polling.
+//! process, a producer, and polling; [`fake_http`]: a fake changes stream
+//! and a webhook receiver.
 #![allow(dead_code)]
+
+pub mod fake_http;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -70,21 +73,29 @@ impl Feeder {
     /// Starts `feeder` on `topic` of the broker at `url`, delivering to
     /// `target`, with `extra` arguments.
     pub fn start(url: &str, topic: &str, target: &str, extra: &[&str]) -> Feeder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_feeder"))
-            .args(["--service-url", url, "--target", target])
-            .args(if topic.is_empty() {
-                vec![]
-            } else {
-                vec!["--topic", topic]
-            })
-            .args(["--linger", "5ms", "--refresh", "200ms", "--max-backoff", "500ms"])
-            .args(extra)
-            .args(if extra.contains(&"--metrics-addr") {
-                &[][..]
-            } else {
-                &["--metrics-addr", "off"][..]
-            })
+        let mut args = vec!["--service-url", url, "--target", target];
+        if !topic.is_empty() {
+            args.extend(["--topic", topic]);
+        }
+        args.extend(["--linger", "5ms", "--refresh", "200ms", "--max-backoff", "500ms"]);
+        args.extend(extra);
+        if !extra.contains(&"--metrics-addr") {
+            args.extend(["--metrics-addr", "off"]);
+        }
+        Feeder::spawn(&args, &[])
+    }
+
+    /// Starts `feeder` with exactly `args`, and `env` on top of the tests'.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Feeder {
+        Feeder::spawn_bin(env!("CARGO_BIN_EXE_feeder"), args, env)
+    }
+
+    /// As [`Feeder::spawn`], with the `feeder` binary at `bin`.
+    pub fn spawn_bin(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Feeder {
+        let mut child = Command::new(bin)
+            .args(args)
             .env("RUST_LOG", "info,pulsar=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -100,6 +111,34 @@ impl Feeder {
             }
         });
         Feeder { child, log }
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its exit code once it has exited, waiting up to `secs`; panics with
+    /// its log if it still runs then.
+    pub fn exit_code(&mut self, secs: u64) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The log thread reads to the end of standard error.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("the feeder still runs after {secs} s\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// What it logged so far.
