@@ -551,3 +551,83 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
+
+/// The real thing: `timeline serve` records the changes of a card-swipes
+/// alert job while events arrive (late ones among them), and `feeder sink`
+/// is killed with SIGKILL at random, 15 times, and restarted: at the end the
+/// topic holds every change the server recorded, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_changes_of_timeline_serve_reach_the_topic_once_across_kills() {
+    let broker = Broker::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let base = support::start_server(data.path());
+    let query = "from cards key card;\n\
+        let overlap = has_existed_within(suburb == \"Newtown\", 10m) && has_existed_within(suburb == \"Parramatta\", 10m);\n\
+        alert = overlap || duration_where(overlap) > 0;";
+    let job = ureq::post(&format!("{base}/v1/jobs"))
+        .send_json(serde_json::json!({"name": JOB, "query": query, "changes": true}))
+        .unwrap();
+    assert_eq!(job.status(), 201);
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("sink.checkpoint");
+    let (url, cp) = (broker.url(), checkpoint.to_str().unwrap().to_string());
+    let args = pulsar_args(&base, &url, &cp, "7");
+    let mut rng = Rng::new(seed());
+    let mut post_batch = |round: u64| {
+        let lines: Vec<String> = (0..40)
+            .map(|i| {
+                let card = format!("card-{}", rng.below(25));
+                let late = if rng.below(10) == 0 { -900_000 } else { 0 };
+                let at = 1_709_283_600_000 + (round * 40 + i) as i64 * 20_000 + late;
+                let suburb = if rng.below(2) == 0 { "Newtown" } else { "Parramatta" };
+                serde_json::json!({"card": card, "time": at, "event_id": format!("e{round}-{i}"), "suburb": suburb})
+                    .to_string()
+            })
+            .collect();
+        let r = ureq::post(&format!("{base}/v1/streams/cards/events")).send_string(&lines.join("\n"));
+        assert_eq!(r.unwrap().status(), 200);
+    };
+    let mut kill_rng = Rng::new(seed() + 1);
+    for round in 0..15 {
+        post_batch(round);
+        let mut sink = Feeder::spawn(&args, &[]);
+        post_batch(round + 100);
+        std::thread::sleep(Duration::from_millis(30 + kill_rng.below(250)));
+        sink.kill();
+    }
+    // Every change the server recorded, as it gives them.
+    let mut recorded: Vec<serde_json::Value> = Vec::new();
+    loop {
+        let after = recorded.last().map_or(0, |c| c["id"].as_u64().unwrap());
+        let page: serde_json::Value = ureq::get(&format!("{base}/v1/jobs/{JOB}/changes?after={after}&limit=10000"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let changes = page["changes"].as_array().unwrap();
+        if changes.is_empty() {
+            break;
+        }
+        recorded.extend(changes.iter().cloned());
+    }
+    let last = recorded.last().unwrap()["id"].as_u64().unwrap();
+    assert!(recorded.len() > 50, "{} changes", recorded.len());
+    let sink = Feeder::spawn(&args, &[]);
+    wait_until(
+        "every change on the topic",
+        40,
+        || sequence_ids(&broker).last() == Some(&last),
+        || format!("topic: {} messages\n{}", broker.messages(TOPIC).len(), sink.log()),
+    );
+    let published: Vec<serde_json::Value> = broker
+        .messages(TOPIC)
+        .iter()
+        .map(|m| serde_json::from_slice(&m.data).unwrap())
+        .collect();
+    assert_eq!(
+        published, recorded,
+        "every change once, in order, as the server gave it"
+    );
+    let ids: Vec<u64> = sequence_ids(&broker);
+    assert_eq!(ids, (1..=last).collect::<Vec<_>>());
+}
