@@ -26,18 +26,17 @@ pub mod checkpoint;
 pub mod pulsar;
 pub mod webhook;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{ArgGroup, value_parser};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::options::{LogFormat, MetricsAddr, PulsarSecurity, full_topic_name, parse_metrics_addr};
+pub use crate::options::SinkOptions;
+use crate::options::full_topic_name;
 use changes::{Change, ChangesClient, FetchError, Page};
 use checkpoint::{CheckpointFile, InFlight};
 use pulsar::PulsarTarget;
@@ -51,108 +50,6 @@ pub const EXIT_AFTER_SEND_ENV: &str = "FEEDER_SINK_TEST_EXIT_AFTER_SEND";
 
 /// How long a stopping sink waits for the batch in flight.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Options of `feeder sink`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["topic", "webhook"])))]
-pub struct SinkOptions {
-    /// The timeline server's base URL (`timeline serve`).
-    #[arg(long = "from", env = "TIMELINE_URL", value_name = "URL")]
-    pub from: String,
-    /// The job whose changes go out.
-    #[arg(long, value_parser = parse_job)]
-    pub job: String,
-    /// Bearer token for the timeline server.
-    #[arg(long, env = "TIMELINE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Only the changes that match this condition (passed to the server as
-    /// `where`, unchanged).
-    #[arg(long = "where", value_name = "COND")]
-    pub filter: Option<String>,
-    /// Changes per request to the server, and per batch published (one
-    /// POST per batch to a webhook).
-    #[arg(long, default_value_t = 500, value_parser = value_parser!(u32).range(1..=10_000))]
-    pub batch: u32,
-    /// How long one request to the server waits for a new change (long
-    /// poll), in seconds.
-    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = value_parser!(u32).range(1..=60))]
-    pub wait: u32,
-    /// Pulsar service URL (with `--topic`).
-    #[arg(
-        long,
-        visible_alias = "service-url",
-        env = "PULSAR_URL",
-        default_value = "pulsar://127.0.0.1:6650"
-    )]
-    pub pulsar_url: String,
-    /// The Pulsar topic the changes go to, one message per change (not a
-    /// partitioned topic). Its namespace needs deduplication enabled for
-    /// exactly once.
-    #[arg(long, conflicts_with = "webhook")]
-    pub topic: Option<String>,
-    /// The Pulsar producer name [default: timeline-sink-{job}]; keep it
-    /// the same across restarts: the broker deduplicates by it. Also the
-    /// prefix of webhook idempotency keys.
-    #[arg(long, visible_alias = "name", value_parser = parse_name)]
-    pub producer_name: Option<String>,
-    /// Pulsar authentication and TLS.
-    #[command(flatten)]
-    pub security: PulsarSecurity,
-    /// POST the changes to this URL instead, a batch per request.
-    #[arg(long, value_name = "URL")]
-    pub webhook: Option<String>,
-    /// How long one webhook request may take.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub webhook_timeout: Duration,
-    /// The checkpoint file [default: ./timeline-sink-{job}.checkpoint].
-    #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
-    /// Longest wait between retries (server, broker, webhook).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub max_backoff: Duration,
-    /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable).
-    #[arg(long, default_value = "127.0.0.1:9465", value_parser = parse_metrics_addr)]
-    pub metrics_addr: MetricsAddr,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-}
-
-fn parse_job(text: &str) -> Result<String, String> {
-    if timeline::registry::valid_job_name(text) {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "`{text}` is not a job name (1 to 64 letters, digits, `-`, `_` or `.`)"
-        ))
-    }
-}
-
-fn parse_name(text: &str) -> Result<String, String> {
-    if !text.is_empty() && text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "`{text}` is not a producer name (1 to 200 ASCII letters, digits and signs, no spaces)"
-        ))
-    }
-}
-
-impl SinkOptions {
-    /// The producer name, and prefix of idempotency keys.
-    pub fn name(&self) -> String {
-        self.producer_name
-            .clone()
-            .unwrap_or_else(|| format!("timeline-sink-{}", self.job))
-    }
-
-    /// The checkpoint file.
-    pub fn checkpoint_path(&self) -> PathBuf {
-        self.checkpoint
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("timeline-sink-{}.checkpoint", self.job)))
-    }
-}
 
 /// The sink's metrics (prefix `feeder_sink_`).
 pub struct SinkMetrics {
