@@ -562,8 +562,34 @@ mod tests {
             aggregates: vec![],
             nodes: 1,
             stream: StreamView::default(),
+            changes: true,
+        };
+        let change = timeline_api::views::ChangeView {
+            id: 1,
+            output: "alert".into(),
+            key: Some("k".into()),
+            group: Some("g".into()),
+            function: Some("count".into()),
+            from: 1,
+            until: Some(2),
+            old: None,
+            new: None,
+            old_trend: Some("rising".into()),
+            new_trend: Some("falling".into()),
+            records: Some(vec![1, 1]),
         };
         let views: Vec<(&str, serde_json::Value)> = vec![
+            ("Change", serde_json::to_value(&change).unwrap()),
+            (
+                "Changes",
+                serde_json::to_value(timeline_api::views::ChangesView {
+                    job: "j".into(),
+                    changes: vec![change.clone()],
+                    next: 1,
+                    last: 1,
+                })
+                .unwrap(),
+            ),
             (
                 "Result",
                 serde_json::to_value(ResultView {
