@@ -266,6 +266,23 @@ impl EventStream {
         }
     }
 
+    /// Reads to the end of the stream: no more changes, and an end (within
+    /// 10 s: a stream that stays open gets a comment every 15 s, so it would
+    /// never time out).
+    fn assert_ends(self) {
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in self.lines {
+                let line = line.expect("the stream ends (not the read timeout)");
+                assert!(line.is_empty() || line.starts_with(':'), "{line}");
+            }
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the event stream ended");
+    }
+
     /// The next change event: its id and data.
     fn next(&mut self) -> (u64, Value) {
         let (mut id, mut data, mut event) = (None, None, None);
@@ -458,17 +475,24 @@ fn event_streams_end_when_the_server_stops() {
     assert_eq!(stream.next().0, 1);
     assert!(server.terminate().success());
     // The stream ends, and the server did not wait for it.
-    assert!(
-        stream
-            .lines
-            .by_ref()
-            .map_while(Result::ok)
-            .all(|l| l.is_empty() || l.starts_with(':'))
-    );
+    stream.assert_ends();
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         server.logged("still open").is_empty(),
         "{:?}",
         server.log.lock().unwrap()
     );
+}
+
+#[test]
+fn an_event_stream_ends_when_its_job_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    submit(&server, "alerts", ALERT);
+    post(&server, &[swipe("card-1", "c1", T0, "Newtown")]);
+    let mut stream = EventStream::open(&server, "alerts", None);
+    assert_eq!(stream.next().0, 1);
+    assert_eq!(server.call("DELETE", "/v1/jobs/alerts", None).0, 204);
+    // No other change is stored anywhere: the deletion itself ends it.
+    stream.assert_ends();
 }

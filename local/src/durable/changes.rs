@@ -420,6 +420,8 @@ impl Sink {
                 ToSink::Unsubscribe(job) => {
                     self.last_ids.remove(&job);
                     self.unstored.retain(|(j, ..)| *j != job);
+                    // Wakes the readers, so that those of the job end.
+                    self.feed.send_modify(|_| {});
                 }
                 ToSink::Flush { covered, done } => {
                     let _ = done.send(self.store(covered, true));
