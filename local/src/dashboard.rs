@@ -1,5 +1,6 @@
 //! The dashboard: a web page served by `timeline serve` at `/` that shows
-//! the jobs, their plans, every worker's timeline for a key, and aggregates.
+//! the jobs, their plans, every worker's timeline for a key, aggregates, and
+//! a job's changes as they come.
 //! Plain HTML, CSS and JavaScript compiled into the binary: no build step,
 //! no CDN, nothing fetched but the runtime's own API.
 
@@ -17,6 +18,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/dashboard/keys.js", JS, include_str!("dashboard/keys.js")),
     ("/dashboard/plan.js", JS, include_str!("dashboard/plan.js")),
     ("/dashboard/aggregates.js", JS, include_str!("dashboard/aggregates.js")),
+    ("/dashboard/changes.js", JS, include_str!("dashboard/changes.js")),
     (
         "/dashboard/style.css",
         "text/css; charset=utf-8",

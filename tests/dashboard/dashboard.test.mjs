@@ -1,8 +1,9 @@
 // The dashboard in headless Chromium against a real `timeline serve`:
 // submitting a job in the editor, DSL errors at their line and column, the
 // plan graph, the key view's plotted spans against the API's timelines
-// (whole and zoomed), the cursor's values, live updates, aggregates, and
-// streams with their columns and a job's warnings.
+// (whole and zoomed), the cursor's values, live updates, aggregates, a job's
+// changes as they come (against the API's), and streams with their columns
+// and a job's warnings.
 // Screenshots go to target/dashboard/.
 //
 // TIMELINE_BIN names the `timeline` binary; CHROMIUM the browser
@@ -206,6 +207,195 @@ test("aggregates show each group's figures at a chosen time", async () => {
     }
     if (t === "end") await page.screenshot({ path: join(shots, "aggregates.png"), fullPage: true });
   }
+});
+
+// ---------------------------------------------------------------- changes
+
+/** The changes the feed shows, top to bottom, as the API writes them. */
+async function feedRows() {
+  return page.$$eval("#changes-rows tr", (rows) => rows.map((r) => ({
+    id: Number(r.dataset.id),
+    key: r.dataset.key,
+    from: Number(r.dataset.from),
+    until: r.dataset.until === "" ? null : Number(r.dataset.until),
+    old: JSON.parse(r.dataset.old),
+    new: JSON.parse(r.dataset.new),
+  })));
+}
+
+/** Every change of `job` that matches `where`, newest first, as feedRows gives them. */
+async function changesOf(job, where) {
+  const all = [];
+  let after = 0;
+  for (;;) {
+    const query = new URLSearchParams({ after: String(after), limit: "2" });
+    if (where) query.set("where", where);
+    const { status, body } = await api(`/v1/jobs/${job}/changes?${query}`);
+    assert.equal(status, 200, JSON.stringify(body));
+    all.push(...body.changes);
+    if (body.next >= body.last) break;
+    after = body.next;
+  }
+  return all.reverse().map((c) => ({ id: c.id, key: c.key, from: c.from, until: c.until, old: c.old, new: c.new }));
+}
+
+const feedLength = (n) => page.waitForFunction((n) => document.querySelectorAll("#changes-rows tr").length === n, n, { timeout: 10000 });
+const live = () => page.waitForSelector('#changes-state[data-state="live"]', { timeout: 10000 });
+const swipe = (card, time, id, suburb, kind = "swipe") => JSON.stringify({ card, time, event_id: id, kind, suburb });
+const postCards = async (lines) => {
+  const { status, body } = await api("/v1/streams/cards/events", { method: "POST", body: lines.join("\n") });
+  assert.equal(status, 200, JSON.stringify(body));
+};
+
+test("a job submitted with record changes shows its changes live, as the API gives them, a late one marked", async () => {
+  await page.goto(`${base}/#/`);
+  await page.fill("#job-name", "swipes");
+  await page.fill("#job-query", example("card-swipes.tl"));
+  await page.check("#job-changes");
+  await page.click("#job-submit");
+  await page.waitForSelector("#job-ok");
+  const { body: job } = await api("/v1/jobs/swipes");
+  assert.equal(job.changes, true);
+  assert.equal(job.stream.name, "cards");
+
+  // The jobs table marks the jobs that record their changes.
+  await page.waitForSelector('#jobs-table tr[data-job="swipes"] .records-changes');
+  assert.equal(await page.locator('#jobs-table tr[data-job="cirr"] .records-changes').count(), 0);
+  await page.click('#jobs-table tr[data-job="swipes"] .row-actions a[href="#/jobs/swipes/changes"]');
+  await live();
+  assert.equal(await page.locator("#changes-rows tr").count(), 0);
+  assert.match(await page.textContent("#changes-empty"), /No change yet/);
+
+  await postCards([example("card-swipes.jsonl")]);
+  const first = await changesOf("swipes");
+  assert.ok(first.length >= 3, JSON.stringify(first));
+  await feedLength(first.length);
+  assert.deepEqual(await feedRows(), first, "newest on top, each as the API has it");
+  // Each key's first change is from Unknown, shown as the dashboard shows Unknown; times as everywhere else.
+  const card1 = first.filter((c) => c.key === "card-1").pop();
+  const text = await page.textContent(`#changes-rows tr[data-id="${card1.id}"]`);
+  assert.ok(text.includes(`${new Date(card1.from).toISOString().replace("T", " ").replace("Z", " UTC")}`), text);
+  assert.ok(text.includes(`unknown → ${card1.new}`), text);
+  assert.equal(await page.locator(`#changes-rows tr[data-id="${card1.id}"] .change-value.unknown`).count(), 1);
+
+  // In order: card-2's swipes overlap an hour later.
+  await postCards([swipe("card-2", "2024-03-01T10:00:00Z", "d3", "Newtown"), swipe("card-2", "2024-03-01T10:05:00Z", "d4", "Parramatta")]);
+  const inOrder = await changesOf("swipes");
+  assert.equal(inOrder.length, first.length + 1);
+  await feedLength(inOrder.length);
+  assert.deepEqual(await feedRows(), inOrder);
+  // Late: a swipe at 09:05 rewrites card-2's past, from 09:05 until the change at 10:05.
+  await postCards([swipe("card-2", "2024-03-01T09:05:00Z", "d5", "Parramatta")]);
+  const withLate = await changesOf("swipes");
+  assert.equal(withLate.length, inOrder.length + 1);
+  const late = withLate[0];
+  assert.deepEqual([late.key, late.from, late.until, late.old, late.new],
+    ["card-2", Date.parse("2024-03-01T09:05:00Z"), Date.parse("2024-03-01T10:05:00Z"), false, true]);
+  await feedLength(withLate.length);
+  assert.deepEqual(await feedRows(), withLate);
+  const flags = await page.$$eval("#changes-rows tr", (rows) => rows.map((r) => [Number(r.dataset.id), r.dataset.late]));
+  assert.deepEqual(flags, withLate.map((c) => [c.id, String(c.id === late.id)]), "only the late change is marked");
+  assert.equal(await page.textContent(`#changes-rows tr[data-id="${late.id}"] .late-badge`), "late");
+  assert.match(await page.textContent("#changes-state"), /live/);
+  await page.screenshot({ path: join(shots, "changes.png"), fullPage: true });
+});
+
+test("pausing holds the feed; resuming brings what came meanwhile, nothing twice", async () => {
+  await page.goto(`${base}/#/jobs/swipes/changes`);
+  await live();
+  const before = await changesOf("swipes");
+  await feedLength(before.length);
+  await page.click("#changes-pause");
+  assert.equal(await page.getAttribute("#changes-state", "data-state"), "paused");
+  // card-3's swipes overlap now.
+  await postCards([swipe("card-3", "2024-03-01T10:05:00Z", "g3", "Parramatta")]);
+  const after = await changesOf("swipes");
+  assert.equal(after.length, before.length + 1);
+  await page.waitForTimeout(800);
+  assert.deepEqual(await feedRows(), before, "paused: nothing new drawn");
+  await page.click("#changes-pause");
+  await feedLength(after.length);
+  await live();
+  assert.deepEqual(await feedRows(), after);
+});
+
+test("following a key shows only its changes, with the filter, and its timelines", async () => {
+  await page.goto(`${base}/#/jobs/swipes/changes`);
+  await live();
+  await page.click('#changes-rows a[data-follow="card-1"] >> nth=0');
+  await page.waitForFunction(() => location.hash === "#/jobs/swipes/changes/card-1");
+  await live();
+  const card1 = await changesOf("swipes", 'key == "card-1"');
+  assert.ok(card1.length >= 2);
+  await feedLength(card1.length);
+  assert.deepEqual(await feedRows(), card1);
+  assert.deepEqual(card1, (await changesOf("swipes")).filter((c) => c.key === "card-1"));
+  // The key's timelines under the feed, as in the key view.
+  await page.waitForSelector("#changes-key g.row rect.span");
+  assert.equal(await page.getAttribute("#changes-open-key", "href"), "#/jobs/swipes/keys/card-1");
+  // Another key's change does not show.
+  const last = (await changesOf("swipes"))[0].id;
+  await postCards([swipe("card-4", "2024-03-01T11:00:00Z", "h1", "Newtown")]);
+  assert.equal((await changesOf("swipes"))[0].id, last + 1);
+  await page.waitForTimeout(800);
+  assert.deepEqual(await feedRows(), card1);
+
+  // A key typed in, with a filter: both hold.
+  await page.fill("#changes-where", "value == true");
+  await page.press("#changes-where", "Enter");
+  await live();
+  await feedLength((await changesOf("swipes", 'key == "card-1" && value == true')).length);
+  await page.fill("#changes-follow", "card-2");
+  await page.press("#changes-follow", "Enter");
+  await page.waitForFunction(() => location.hash === "#/jobs/swipes/changes/card-2");
+  await live();
+  const shown = await changesOf("swipes", 'key == "card-2" && value == true');
+  assert.ok(shown.length >= 2, JSON.stringify(shown));
+  await feedLength(shown.length);
+  assert.deepEqual(await feedRows(), shown);
+  assert.equal(await page.inputValue("#changes-where"), "value == true", "the filter stays");
+  await page.screenshot({ path: join(shots, "changes-follow.png"), fullPage: true });
+  await page.click("#changes-unfollow");
+  await page.waitForFunction(() => location.hash === "#/jobs/swipes/changes");
+  await live();
+  await feedLength((await changesOf("swipes", "value == true")).length);
+  assert.deepEqual(await feedRows(), await changesOf("swipes", "value == true"));
+});
+
+test("an invalid filter shows the server's error at its line and column; the feed runs on", async () => {
+  await page.goto(`${base}/#/jobs/swipes/changes`);
+  await page.fill("#changes-where", "");
+  await page.press("#changes-where", "Enter");
+  await live();
+  const all = await changesOf("swipes");
+  await feedLength(all.length);
+  const bad = "value == true && old !== false";
+  await page.fill("#changes-where", bad);
+  await page.click("#changes-apply");
+  const box = await page.waitForSelector("#changes-error");
+  const { status, body } = await api(`/v1/jobs/swipes/changes?where=${encodeURIComponent(bad)}`);
+  assert.equal(status, 400);
+  assert.equal(body.error.code, "bad_condition");
+  assert.deepEqual([body.error.line, body.error.column], [1, 24]);
+  assert.equal(await box.getAttribute("data-line"), String(body.error.line));
+  assert.equal(await box.getAttribute("data-column"), String(body.error.column));
+  const text = await box.textContent();
+  assert.ok(text.includes(`line ${body.error.line}, column ${body.error.column}`), text);
+  assert.ok(text.includes(body.error.message), text);
+  assert.ok(text.includes("to compare, write `==`"), text);
+  assert.deepEqual(await feedRows(), all, "the feed still runs unfiltered");
+  await page.screenshot({ path: join(shots, "changes-bad-filter.png"), fullPage: true });
+});
+
+test("a job that does not record changes says how to record them", async () => {
+  const { status, body } = await api("/v1/jobs/cirr/changes");
+  assert.equal(status, 409);
+  assert.equal(body.error.code, "changes_not_recorded");
+  await page.goto(`${base}/#/jobs/cirr/changes`);
+  const note = await page.waitForSelector("#changes-off");
+  assert.match(await note.textContent(), /cirr does not record its changes/);
+  assert.match(await note.textContent(), /submit it with record changes ticked/);
+  assert.equal(await page.locator("#changes-rows tr").count(), 0);
 });
 
 test("streams list their fields and counts, and a stream's columns", async () => {

@@ -14,12 +14,14 @@ export const shots = join(root, "target", "dashboard");
 mkdirSync(shots, { recursive: true });
 export const example = (name) => readFileSync(join(root, "examples", name), "utf8");
 
-/** Starts `timeline serve` on a temporary data dir; resolves to
- * `{ base, stop() }` once it listens. */
-export async function startServer() {
+/** Starts `timeline serve` on a temporary data dir (or `dir`), on a port of
+ * its own (or `listen`), with `args` besides; resolves to
+ * `{ base, dir, stop(signal) }` once it listens. `stopped()` resolves when
+ * it has exited. */
+export async function startServer({ dir = mkdtempSync(join(tmpdir(), "timeline-dashboard-")), listen = "127.0.0.1:0", args = [] } = {}) {
   const bin = process.env.TIMELINE_BIN || join(root, "target", "debug", "timeline");
-  const dir = mkdtempSync(join(tmpdir(), "timeline-dashboard-"));
-  const server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  const server = spawn(bin, ["serve", "--listen", listen, "--data-dir", dir, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const exited = new Promise((resolve) => server.on("exit", resolve));
   const base = await new Promise((resolve, reject) => {
     let log = "";
     server.stderr.on("data", (chunk) => {
@@ -29,7 +31,7 @@ export async function startServer() {
     });
     server.on("exit", (code) => reject(new Error(`timeline serve exited (${code}): ${log}`)));
   });
-  return { base, stop: () => server.kill() };
+  return { base, dir, stop: (signal) => server.kill(signal), stopped: () => exited };
 }
 
 export async function launchBrowser() {

@@ -1,5 +1,5 @@
 // Golem Timeline dashboard: jobs, plans, every worker's timeline for a key,
-// aggregates. Plain JS and SVG, served by `timeline serve`; no dependencies.
+// aggregates, a job's changes as they come. Plain JS and SVG, served by `timeline serve`; no dependencies.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -116,12 +116,15 @@ function route() {
     if (parts[2] === "plan") return show(planView(job), job, "plan");
     if (parts[2] === "keys") return show(keyView(job, parts[3] || ""), job, "keys");
     if (parts[2] === "aggregates") return show(aggregatesView(job), job, "aggregates");
+    if (parts[2] === "changes") return show(changesView(job, parts[3] || ""), job, "changes");
   }
   if (parts[0] === "streams") return show(streamsView(parts[1] || ""), null, "streams");
   show(jobsView(), null, "jobs");
 }
 
 function show(next, job, tab) {
+  // The view shown until now lets go of what it holds open (a feed of changes).
+  if (view && view.close) view.close();
   view = next;
   const nav = $("#nav");
   nav.replaceChildren(
@@ -129,7 +132,7 @@ function show(next, job, tab) {
     el("a", { href: "#/streams", class: tab === "streams" ? "active" : "", "data-tab": "streams" }, "Streams"),
   );
   if (job) {
-    for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"]]) {
+    for (const [name, label] of [["plan", "Plan"], ["keys", "Key view"], ["changes", "Changes"]]) {
       nav.append(el("a", { href: `#/jobs/${enc(job)}/${name}`, class: tab === name ? "active" : "", "data-tab": name }, `${label} · ${job}`));
     }
     aggregatesTab(nav, job, tab === "aggregates", () => view === next);
@@ -153,6 +156,7 @@ function jobsView() {
   const query = el("textarea", { id: "job-query", spellcheck: "false", placeholder: "a query in the Timeline DSL" });
   const gutter = el("div", { class: "gutter", id: "gutter" });
   const result = el("div", { id: "job-result" });
+  const changes = el("input", { id: "job-changes", type: "checkbox" });
   const lines = () => {
     const n = query.value.split("\n").length;
     if (gutter.children.length !== n) {
@@ -163,14 +167,16 @@ function jobsView() {
   query.addEventListener("scroll", () => { gutter.scrollTop = query.scrollTop; });
   const submit = async () => {
     result.replaceChildren();
-    const path = `/v1/jobs${name.value.trim() ? `?name=${enc(name.value.trim())}` : ""}`;
+    const request = { query: query.value, changes: changes.checked };
+    if (name.value.trim()) request.name = name.value.trim();
     try {
-      const job = await api(path, { method: "POST", body: query.value, headers: { "content-type": "text/plain" } });
+      const job = await api("/v1/jobs", { method: "POST", body: JSON.stringify(request), headers: { "content-type": "application/json" } });
       result.replaceChildren(el("div", { class: "ok-box", id: "job-ok" }, [
         job.created ? "Job " : "Job already running: ", el("b", {}, job.name), " on stream ",
         el("a", { href: `#/streams/${enc(job.stream.name)}` }, job.stream.name), " — ",
         el("a", { href: `#/jobs/${enc(job.name)}/plan` }, "plan"), " · ",
-        el("a", { href: `#/jobs/${enc(job.name)}/keys` }, "key view"),
+        el("a", { href: `#/jobs/${enc(job.name)}/keys` }, "key view"), " · ",
+        el("a", { href: `#/jobs/${enc(job.name)}/changes` }, job.changes ? "changes" : "changes (not recorded)"),
       ]), ...warningBoxes(job.warnings));
       await root.refresh();
     } catch (e) {
@@ -203,7 +209,9 @@ function jobsView() {
         el("div", { class: "toolbar" }, [name,
           el("button", { class: "quiet", id: "load-example", onclick: () => { query.value = CIRR; name.value = name.value || "cirr"; lines(); } }, "CIRR example")]),
         el("div", { class: "editor" }, [gutter, query]),
-        el("div", { class: "toolbar", style: "margin-top:10px" }, [el("button", { id: "job-submit", onclick: submit }, "Submit")]),
+        el("div", { class: "toolbar", style: "margin-top:10px" }, [el("button", { id: "job-submit", onclick: submit }, "Submit"),
+          el("label", { class: "check", title: "record every change of the job's result, to follow on its Changes tab or GET /v1/jobs/{job}/changes" },
+            [changes, " record changes"])]),
         result,
       ]),
     ]),
@@ -215,7 +223,8 @@ function jobsView() {
         list.replaceChildren(el("table", { id: "jobs-table" }, [
           el("tr", {}, ["name", "stream", "outputs", "nodes", "query", ""].map((h) => el("th", {}, h))),
           ...jobs.map((j) => el("tr", { "data-job": j.name }, [
-            el("td", {}, el("b", {}, j.name)),
+            el("td", {}, [el("b", {}, j.name),
+              j.changes ? el("a", { href: `#/jobs/${enc(j.name)}/changes`, class: "badge records-changes", title: "records every change of its result" }, "changes") : null]),
             el("td", {}, el("a", { href: `#/streams/${enc(j.stream.name)}`, "data-stream": j.stream.name }, j.stream.name)),
             el("td", {}, (j.outputs || []).map((o) => el("span", { class: "badge" }, `${o.name} (${o.worker})`))),
             el("td", {}, j.nodes),
@@ -223,6 +232,7 @@ function jobsView() {
             el("td", {}, el("div", { class: "row-actions" }, [
               el("a", { href: `#/jobs/${enc(j.name)}/plan` }, "plan"),
               el("a", { href: `#/jobs/${enc(j.name)}/keys` }, "keys"),
+              el("a", { href: `#/jobs/${enc(j.name)}/changes` }, "changes"),
               hasAggregates(j.outputs) ? el("a", { href: `#/jobs/${enc(j.name)}/aggregates` }, "aggregates") : null,
               el("button", { class: "danger", "data-delete": j.name, onclick: async () => {
                 if (!confirm(`Delete job ${j.name}? Workers no other job uses are dropped.`)) return;
@@ -305,13 +315,17 @@ function streamsView(selected) {
 // ---------------------------------------------------------------- live
 
 let lastEvents = null;
+let lastJobs = null;
 async function poll() {
   try {
     const health = await api("/v1/health");
     $("#status").textContent = `${health.events} events · ${health.keys} keys · ${health.jobs} jobs`;
     $("#status").setAttribute("data-events", health.events);
-    if (lastEvents !== null && health.events !== lastEvents && view) await view.refresh();
+    // New events, or a job submitted or deleted elsewhere: the view reads its data again.
+    const moved = (lastEvents !== null && health.events !== lastEvents) || (lastJobs !== null && health.jobs !== lastJobs);
     lastEvents = health.events;
+    lastJobs = health.jobs;
+    if (moved && view) await view.refresh();
   } catch (e) {
     const degraded = e.body && e.body.status === "degraded";
     $("#status").textContent = degraded ? `storage failing: ${e.body.storage}` : "server unreachable";
