@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p timeline-local --bench serve [-- SESSIONS [CLIENTS]]` (more
 //! `timeline serve` flags in `SERVE_ARGS`; `ROUNDS` pairs of runs, 3;
-//! `CHANGES=off` runs once, without) (default 100000 sessions, 2 client
+//! `CHANGES=off` or `only` runs once, without or with) (default 100000 sessions, 2 client
 //! threads). Loopback only.
 
 use std::io::{BufRead, BufReader};
@@ -52,9 +52,10 @@ fn main() {
     let text = String::from_utf8(data).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let batches: Vec<String> = lines.chunks(BATCH_EVENTS).map(|c| c.join("\n")).collect();
-    if std::env::var("CHANGES").is_ok_and(|v| v == "off") {
-        run(&batches, sessions, clients, events, false);
-        return;
+    match std::env::var("CHANGES").as_deref() {
+        Ok("off") => return drop(run(&batches, sessions, clients, events, false)),
+        Ok("only") => return drop(run(&batches, sessions, clients, events, true)),
+        _ => {}
     }
     // Pairs of runs, without and with changes, in turn: on a noisy machine
     // the ratio within a pair is what can be trusted.

@@ -162,7 +162,9 @@ pub fn spawn_writer(
     recorder: Recorder,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
+    let mut recorder = recorder;
     recorder.count_in(metrics.clone());
+    recorder.share_engine(engine.clone());
     if retention.keep.is_some() {
         spawn_ticker(&writer, retention.check_every)?;
     }
@@ -513,7 +515,7 @@ fn commit_ingests(
     let engine_lock = engine;
     // Only the writer changes the engine: what it knows now holds until the
     // commit is applied.
-    let (expired, streams, before) = {
+    let (expired, streams) = {
         let engine = engine.read().unwrap_or_else(|p| p.into_inner());
         let mut expired = Vec::new();
         if let Some(keep) = keep {
@@ -526,11 +528,7 @@ fn commit_ingests(
             metrics.repeats.inc_by(dropped as u64);
         }
         let streams = (!expired.is_empty()).then(|| engine.stream_ids());
-        let before = recorder.active().then(|| {
-            let logged = ingests.iter().filter(|i| !i.record.is_empty());
-            recorder.before(&engine, logged.map(|i| (i.stream, i.events.as_slice())))
-        });
-        (expired, streams, before)
+        (expired, streams)
     };
     // Keys behind the horizon that get events again start anew: their old
     // events leave the log before the new ones come in.
@@ -567,6 +565,15 @@ fn commit_ingests(
     };
     match result {
         Ok(first) => {
+            // The results before the commit, read after its log append: the
+            // changes thread reads those after the previous commit meanwhile.
+            let before = recorder.active().then(|| {
+                let logged = ingests.iter().filter(|i| !i.record.is_empty());
+                let batches = logged.map(|i| (i.stream, i.events.as_slice()));
+                recorder.take_returned();
+                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                recorder.before(&engine, batches)
+            });
             let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
             if !expired.is_empty() {
                 retention::forget(&mut engine, metrics, &expired, removed);

@@ -50,10 +50,19 @@ pub struct Recorder {
     /// The jobs that record changes.
     jobs: Vec<String>,
     /// The per-key results read after the last commit, by job and key.
-    results: FxHashMap<(usize, SmolStr), Vec<Timeline>>,
+    results: Results,
+    /// Results the sink read after commits, on their way back (oldest
+    /// first); how many are still to come.
+    returned: mpsc::Receiver<Results>,
+    outstanding: usize,
+    /// Whether the sink reads the engine itself (once it has it).
+    shared: bool,
     sink: mpsc::SyncSender<ToSink>,
     feed: watch::Receiver<u64>,
 }
+
+/// Per-key results by job (index) and key.
+type Results = FxHashMap<(usize, SmolStr), Vec<Timeline>>;
 
 /// An aggregate or metric output of a job.
 #[derive(Debug, Clone)]
@@ -96,6 +105,13 @@ struct Observed {
     aggregates: Vec<(String, Option<Time>, GroupValues, GroupValues)>,
 }
 
+/// A commit's results: read already, or to be read by the sink (before the
+/// writer applies the next commit), then sent back to the writer.
+enum Work {
+    Observed(Vec<Observed>),
+    ReadAfter(Before, Vec<String>),
+}
+
 /// What the sink is told, in order.
 enum ToSink {
     /// A commit: log records `records` (first, last), the log's end after
@@ -103,9 +119,11 @@ enum ToSink {
     Commit {
         records: [u64; 2],
         covered: u64,
-        jobs: Vec<Observed>,
+        work: Work,
         replies: Vec<(Reply<Refused>, Refused)>,
     },
+    /// The engine, for the sink to read results after commits itself.
+    Engine(std::sync::Arc<std::sync::RwLock<Engine>>),
     /// Job `job` records changes, its last id given.
     Subscribe { job: String, last_id: u64 },
     /// Job `job` is gone.
@@ -124,7 +142,10 @@ impl Recorder {
     /// thread.
     pub fn new(store: &Store, engine: &Engine) -> anyhow::Result<Self> {
         let (feed_in, feed) = watch::channel(0);
+        let (give_back, returned) = mpsc::channel();
         let sink = Sink {
+            engine: None,
+            give_back,
             last_ids: FxHashMap::default(),
             writer: store.change_writer(),
             unstored: Vec::new(),
@@ -140,6 +161,9 @@ impl Recorder {
         let mut recorder = Recorder {
             jobs: Vec::new(),
             results: FxHashMap::default(),
+            returned,
+            outstanding: 0,
+            shared: false,
             sink: to_sink,
             feed,
         };
@@ -189,7 +213,30 @@ impl Recorder {
     /// The engine changed other than by a commit: the results kept from the
     /// last one may be stale.
     pub fn forget_results(&mut self) {
+        self.take_returned();
         self.results.clear();
+    }
+
+    /// From now on the sink reads the results after each commit itself,
+    /// while the writer goes on with the next one.
+    pub fn share_engine(&mut self, engine: std::sync::Arc<std::sync::RwLock<Engine>>) {
+        self.send(ToSink::Engine(engine));
+        self.shared = true;
+    }
+
+    /// Waits for the results the sink read after the last commit (before
+    /// the engine's lock is taken: the sink reads under it).
+    pub fn take_returned(&mut self) {
+        while self.outstanding > 0 {
+            self.outstanding -= 1;
+            match self.returned.recv() {
+                Ok(results) => self.results = results,
+                Err(_) => {
+                    self.outstanding = 0;
+                    self.results.clear();
+                }
+            }
+        }
     }
 
     fn send(&self, message: ToSink) {
@@ -220,6 +267,7 @@ impl Recorder {
         engine: &Engine,
         batches: impl Iterator<Item = (StreamId, &'e [Event])> + Clone,
     ) -> Before {
+        self.take_returned();
         let mut jobs = Vec::new();
         for (index, name) in self.jobs.iter().enumerate() {
             let (Ok(job), Ok(stream)) = (engine.job(name), engine.job_stream(name)) else {
@@ -285,7 +333,10 @@ impl Recorder {
 
     /// Reads the results again after the commit of log records `records`
     /// (first, last; the log ends at `covered`) and hands them to the sink,
-    /// which acknowledges `replies` once their changes are stored.
+    /// which acknowledges `replies` once their changes are stored. Once the
+    /// sink has the engine ([`Recorder::share_engine`]) it reads them
+    /// itself, while the writer logs the next commit; the writer takes them
+    /// back before reading the next commit's results.
     pub fn after(
         &mut self,
         engine: &Engine,
@@ -294,39 +345,18 @@ impl Recorder {
         covered: u64,
         replies: Vec<(Reply<Refused>, Refused)>,
     ) {
-        self.results.clear();
-        let mut jobs = Vec::with_capacity(before.jobs.len());
-        for job in before.jobs {
-            let mut keys = Vec::with_capacity(job.keys.len());
-            for (key, old) in job.keys {
-                let mut outputs = Vec::with_capacity(old.len());
-                let mut now = Vec::with_capacity(old.len());
-                for ((name, node), old) in job.per_key.iter().zip(old) {
-                    let new = key_result(engine, node, &key);
-                    now.push(new.clone());
-                    outputs.push((name.clone(), old, new));
-                }
-                self.results.insert((job.job, key.clone()), now);
-                keys.push((key, outputs));
-            }
-            let aggregates = job
-                .aggregates
-                .into_iter()
-                .map(|(output, old)| {
-                    let (at, new) = aggregate_values(engine, &output);
-                    (output.name, at, old, new)
-                })
-                .collect();
-            jobs.push(Observed {
-                job: self.jobs[job.job].clone(),
-                keys,
-                aggregates,
-            });
-        }
+        let work = if self.shared {
+            self.outstanding += 1;
+            Work::ReadAfter(before, self.jobs.clone())
+        } else {
+            let (observed, results) = read_after(engine, before, &self.jobs);
+            self.results = results;
+            Work::Observed(observed)
+        };
         self.send(ToSink::Commit {
             records,
             covered,
-            jobs,
+            work,
             replies,
         });
     }
@@ -371,6 +401,10 @@ impl Recorder {
 
 /// The sink's half, on its own thread.
 struct Sink {
+    /// The engine, to read results after commits.
+    engine: Option<std::sync::Arc<std::sync::RwLock<Engine>>>,
+    /// Where the results read after a commit go back to the writer.
+    give_back: mpsc::Sender<Results>,
     /// The last id of each job that records changes.
     last_ids: FxHashMap<String, u64>,
     writer: ChangeWriter,
@@ -394,9 +428,21 @@ impl Sink {
                 ToSink::Commit {
                     records,
                     covered,
-                    jobs,
+                    work,
                     replies,
                 } => {
+                    let jobs = match work {
+                        Work::Observed(jobs) => jobs,
+                        Work::ReadAfter(before, names) => {
+                            let engine = self.engine.as_ref().expect("the engine comes before such work");
+                            let (jobs, results) = {
+                                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                                read_after(&engine, before, &names)
+                            };
+                            let _ = self.give_back.send(results);
+                            jobs
+                        }
+                    };
                     self.compare(records, jobs);
                     if let Some(marker) = &self.crash_marker
                         && std::fs::remove_file(marker).is_ok()
@@ -417,6 +463,7 @@ impl Sink {
                     self.last_ids.insert(job, last_id);
                 }
                 ToSink::Metrics(metrics) => self.metrics = Some(metrics),
+                ToSink::Engine(engine) => self.engine = Some(engine),
                 ToSink::Unsubscribe(job) => {
                     self.last_ids.remove(&job);
                     self.unstored.retain(|(j, ..)| *j != job);
@@ -498,6 +545,41 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// Each job's results now, against what they were `before`; and the
+/// per-key results now, to be kept for the next commit.
+fn read_after(engine: &Engine, before: Before, jobs: &[String]) -> (Vec<Observed>, Results) {
+    let mut results = Results::default();
+    let mut observed = Vec::with_capacity(before.jobs.len());
+    for job in before.jobs {
+        let mut keys = Vec::with_capacity(job.keys.len());
+        for (key, old) in job.keys {
+            let mut outputs = Vec::with_capacity(old.len());
+            let mut now = Vec::with_capacity(old.len());
+            for ((name, node), old) in job.per_key.iter().zip(old) {
+                let new = key_result(engine, node, &key);
+                now.push(new.clone());
+                outputs.push((name.clone(), old, new));
+            }
+            results.insert((job.job, key.clone()), now);
+            keys.push((key, outputs));
+        }
+        let aggregates = job
+            .aggregates
+            .into_iter()
+            .map(|(output, old)| {
+                let (at, new) = aggregate_values(engine, &output);
+                (output.name, at, old, new)
+            })
+            .collect();
+        observed.push(Observed {
+            job: jobs[job.job].clone(),
+            keys,
+            aggregates,
+        });
+    }
+    (observed, results)
 }
 
 /// Node `node` of `key` now (Unknown for a key without events).
