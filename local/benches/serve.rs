@@ -53,8 +53,10 @@ fn main() {
     let lines: Vec<&str> = text.lines().collect();
     let batches: Vec<String> = lines.chunks(BATCH_EVENTS).map(|c| c.join("\n")).collect();
     match std::env::var("CHANGES").as_deref() {
-        Ok("off") => return drop(run(&batches, sessions, clients, events, false)),
-        Ok("only") => return drop(run(&batches, sessions, clients, events, true)),
+        Ok(once @ ("off" | "only")) => {
+            run(&batches, sessions, clients, events, once == "only");
+            return;
+        }
         _ => {}
     }
     // Pairs of runs, without and with changes, in turn: on a noisy machine
