@@ -52,12 +52,9 @@ fn main() {
     let text = String::from_utf8(data).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let batches: Vec<String> = lines.chunks(BATCH_EVENTS).map(|c| c.join("\n")).collect();
-    match std::env::var("CHANGES").as_deref() {
-        Ok(once @ ("off" | "only")) => {
-            run(&batches, sessions, clients, events, once == "only");
-            return;
-        }
-        _ => {}
+    if let Ok(once @ ("off" | "only")) = std::env::var("CHANGES").as_deref() {
+        run(&batches, sessions, clients, events, once == "only");
+        return;
     }
     // Pairs of runs, without and with changes, in turn: on a noisy machine
     // the ratio within a pair is what can be trusted.
