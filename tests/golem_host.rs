@@ -590,3 +590,65 @@ fn changes_of_a_job_applied_in_order_give_every_keys_result_and_survive_a_restar
     let (status, bad) = host.get("/v1/jobs/cards/changes?where=value%20==");
     assert_ne!(status, 200, "{bad}");
 }
+
+/// Aggregate and metric changes on Golem: once the contributors took a
+/// delivery in, the feeder refreshes the job's watcher (`JobWatch`), which
+/// records a change per group and function whose value at the latest event
+/// time changed. Each change starts from the value the one before left, and
+/// the last of each equals the value the local runtime's code gives at the
+/// end: after the first events and after the rest.
+#[test]
+fn aggregate_changes_follow_each_group_to_its_value_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GolemHost::start();
+    let (status, plan) = host.post("/v1/driver/rate", json!({"query": RATE, "changes": true}));
+    assert_eq!(status, 200, "{plan}");
+    let lines = support::generated_cirr(30, 3);
+    let (first, _) = lines.split_at(lines.len() / 2);
+    for (name, part) in [("first.jsonl", first), ("all.jsonl", &lines[first.len()..])] {
+        feed(&host, dir.path(), name, "completions", part);
+        let sent = &lines[..if name == "first.jsonl" {
+            first.len()
+        } else {
+            lines.len()
+        }];
+        let mut batch = Batch::new(RATE, "session_id").unwrap();
+        batch
+            .read(sent.join("\n").as_bytes(), |bad| panic!("{bad:?}"), |_| {})
+            .unwrap();
+        let end = batch.latest().unwrap();
+        let changes = golem_changes(&host, "rate", "");
+        // (output, group, function) -> its last value, each change from the one before.
+        let mut last: BTreeMap<(String, String, String), Value> = BTreeMap::new();
+        for c in changes.iter().filter(|c| c.get("key").is_none_or(Value::is_null)) {
+            let id = (
+                c["output"].as_str().unwrap().to_string(),
+                c["group"].as_str().unwrap().to_string(),
+                c["function"].as_str().unwrap_or("value").to_string(),
+            );
+            let old = last.get(&id).cloned().unwrap_or(Value::Null);
+            assert_eq!(scalar(&c["old"]), old, "{c}");
+            last.insert(id, scalar(&c["new"]));
+        }
+        assert!(!last.is_empty(), "{changes:?}");
+        for output in batch.outputs().to_vec() {
+            let read = batch.read_output(&output, Some(end)).unwrap();
+            let metric = output.worker == timeline::WorkerKind::Metric;
+            for row in &read.groups {
+                for (function, value) in &row.values {
+                    let function = if metric { "value".to_string() } else { function.clone() };
+                    let id = (output.name.clone(), row.group.label(), function);
+                    let expected = serde_json::to_value(value).unwrap();
+                    let got = last.get(&id).cloned().unwrap_or(Value::Null);
+                    // Floats as the aggregators fold them (their order of
+                    // merging differs from the local fold's in the last bit).
+                    let close = match (got.as_f64(), expected.as_f64()) {
+                        (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                        _ => got == expected,
+                    };
+                    assert!(close, "{id:?} after {name}: {got} against {expected}");
+                }
+            }
+        }
+    }
+}

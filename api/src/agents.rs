@@ -204,6 +204,18 @@ pub trait KeyWatch {
     async fn refresh(&mut self) -> Result<WatchView, String>;
 }
 
+/// Watches a job's aggregate and metric outputs: on `refresh` (the
+/// feeder's, after the contributors of a delivery took it in) reads each
+/// output's groups at the latest event time, compares them with what it saw
+/// last and hands the differences to the job's [`Changes`].
+#[agent_definition(mount = "/v1/changes-feed/{job}", snapshotting = "periodic(30s)")]
+pub trait JobWatch {
+    fn new(job: String) -> Self;
+
+    #[endpoint(post = "/refresh")]
+    async fn refresh(&mut self) -> Result<WatchView, String>;
+}
+
 /// A job's changes: ids in order of arrival, read as pages.
 #[agent_definition(mount = "/v1/jobs/{job}/changes", snapshotting = "every(50)")]
 pub trait Changes {

@@ -703,6 +703,56 @@ impl ChangeView {
     }
 }
 
+/// One group's value of one function of an aggregate or metric output: the
+/// group as in a URL ([`timeline::Group::label`]), the function (none for a
+/// metric's value), the value (none: Unknown).
+pub type GroupValue = (String, Option<String>, Option<ScalarValue>);
+
+/// The rows of an aggregate or metric read, as [`GroupValue`]s (`metric`:
+/// its one value, not named).
+pub fn group_values(read: &GroupsView, metric: bool) -> Vec<GroupValue> {
+    read.groups
+        .iter()
+        .flat_map(|g| {
+            let label = timeline::Group(g.group.as_ref().map(ScalarValue::to_value)).label();
+            g.values
+                .iter()
+                .map(move |v| (label.clone(), (!metric).then(|| v.name.clone()), v.value.clone()))
+        })
+        .collect()
+}
+
+/// The changes of aggregate or metric output `output` from one read to the
+/// next: a change per group and function whose value differs, from `at`,
+/// the instant of the new read (a group gone is not a change).
+pub fn group_changes(output: &str, old: &[GroupValue], new: &[GroupValue], at: Option<Time>) -> Vec<ChangeView> {
+    let before: std::collections::BTreeMap<(&str, Option<&str>), &Option<ScalarValue>> =
+        old.iter().map(|(g, f, v)| ((g.as_str(), f.as_deref()), v)).collect();
+    new.iter()
+        .filter_map(|(group, function, value)| {
+            let was = before
+                .get(&(group.as_str(), function.as_deref()))
+                .copied()
+                .cloned()
+                .flatten();
+            (was != *value).then(|| ChangeView {
+                id: 0,
+                output: output.to_string(),
+                key: None,
+                group: Some(group.clone()),
+                function: function.clone(),
+                from: at.unwrap_or_default(),
+                until: None,
+                old: was,
+                new: value.clone(),
+                old_trend: None,
+                new_trend: None,
+                records: None,
+            })
+        })
+        .collect()
+}
+
 impl ScalarValue {
     /// The value as the timeline library holds it.
     pub fn to_value(&self) -> Value {
@@ -770,6 +820,50 @@ mod change_tests {
         assert!(!not.matches(&view.columns()));
         let back: ChangeView = serde_json::from_value(json).unwrap();
         assert_eq!(back, view);
+    }
+
+    #[test]
+    fn an_aggregate_changes_per_group_and_function_whose_value_changed() {
+        let row = |g: &str, f: &str, v: Option<i64>| (g.to_string(), Some(f.to_string()), v.map(ScalarValue::Int));
+        let old = vec![row("CDN1", "count", Some(1)), row("CDN1", "sum", Some(5))];
+        let new = vec![
+            row("CDN1", "count", Some(2)),
+            row("CDN1", "sum", Some(5)),
+            row("CDN2", "count", Some(1)),
+        ];
+        let changes = group_changes("plays", &old, &new, Some(70));
+        let seen: Vec<(
+            Option<&str>,
+            Option<&str>,
+            Option<ScalarValue>,
+            Option<ScalarValue>,
+            i64,
+        )> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.group.as_deref(),
+                    c.function.as_deref(),
+                    c.old.clone(),
+                    c.new.clone(),
+                    c.from,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    Some("CDN1"),
+                    Some("count"),
+                    Some(ScalarValue::Int(1)),
+                    Some(ScalarValue::Int(2)),
+                    70
+                ),
+                (Some("CDN2"), Some("count"), None, Some(ScalarValue::Int(1)), 70),
+            ]
+        );
+        assert!(group_changes("plays", &new, &new, Some(80)).is_empty());
     }
 
     #[test]

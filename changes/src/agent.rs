@@ -5,9 +5,9 @@ use golem_rust::agent_implementation;
 use serde::{Deserialize, Serialize};
 use timeline::changes::diff;
 use timeline::{NodeId, Timeline, WorkerKind};
-use timeline_api::agents::{Changes, ChangesClient, CoreClient, KeyWatch};
+use timeline_api::agents::{AggregateClient, Changes, ChangesClient, CoreClient, JobWatch, KeyWatch, MetricClient};
 use timeline_api::reads::outputs;
-use timeline_api::views::{ChangeView, ChangesView, WatchView};
+use timeline_api::views::{ChangeView, ChangesView, GroupValue, WatchView, group_changes, group_values};
 
 use crate::log::ChangeLog;
 
@@ -78,6 +78,78 @@ impl KeyWatch for KeyWatchImpl {
         Ok(WatchView {
             job: self.job.clone(),
             key: self.key.clone(),
+            changes: u32::try_from(found.len()).unwrap_or(u32::MAX),
+            last,
+        })
+    }
+}
+
+/// An aggregate or metric output: name, node, functions (none: a metric).
+type AggregateOutput = (String, String, Option<Vec<String>>);
+
+#[derive(Serialize, Deserialize)]
+struct JobWatchImpl {
+    job: String,
+    /// The job's aggregate and metric outputs, once known.
+    outputs: Option<Vec<AggregateOutput>>,
+    /// What each output was at the last refresh, by output name.
+    seen: Vec<(String, Vec<GroupValue>)>,
+}
+
+#[agent_implementation]
+impl JobWatch for JobWatchImpl {
+    fn new(job: String) -> Self {
+        JobWatchImpl {
+            job,
+            outputs: None,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn refresh(&mut self) -> Result<WatchView, String> {
+        if self.outputs.is_none() {
+            let jobs = CoreClient::get().jobs().await;
+            let job = jobs
+                .jobs
+                .into_iter()
+                .find(|j| j.name == self.job)
+                .ok_or_else(|| format!("no job named `{}`", self.job))?;
+            let outputs = job
+                .outputs
+                .into_iter()
+                .filter_map(|o| match o.worker.as_str() {
+                    "aggregator" => Some((o.name, o.node, Some(o.functions))),
+                    "metric" => Some((o.name, o.node, None)),
+                    _ => None,
+                })
+                .collect();
+            self.outputs = Some(outputs);
+        }
+        let mut found: Vec<ChangeView> = Vec::new();
+        let mut seen = Vec::new();
+        for (name, node, functions) in self.outputs.clone().unwrap_or_default() {
+            let read = match &functions {
+                Some(f) => {
+                    AggregateClient::get(node.clone())
+                        .read(None, Some(f.join(",")), None)
+                        .await?
+                }
+                None => MetricClient::new_phantom(node.clone()).read(None, None).await.value?,
+            };
+            let now = group_values(&read, functions.is_none());
+            let before = self.seen.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice());
+            found.extend(group_changes(&name, before.unwrap_or_default(), &now, read.t));
+            seen.push((name, now));
+        }
+        let mut last = 0;
+        if !found.is_empty() {
+            let json = serde_json::to_string(&found).map_err(|e| e.to_string())?;
+            last = ChangesClient::get(self.job.clone()).record(json).await?;
+        }
+        self.seen = seen;
+        Ok(WatchView {
+            job: self.job.clone(),
+            key: String::new(),
             changes: u32::try_from(found.len()).unwrap_or(u32::MAX),
             last,
         })

@@ -278,6 +278,16 @@ impl Pipeline {
             result?;
             self.metrics.refreshes.inc();
         }
+        // Then each watched job's aggregates, once their contributors took
+        // the keys in.
+        if !routes.aggregates.is_empty() {
+            for job in &routes.watched {
+                target
+                    .trigger(&self.target.url(["v1", "changes-feed", job, "refresh"]))
+                    .await?;
+                self.metrics.refreshes.inc();
+            }
+        }
         Ok(())
     }
 

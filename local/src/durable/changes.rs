@@ -29,7 +29,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 use timeline::changes::diff;
 use timeline::{Event, Group, NodeId, Time, Timeline, Value, WorkerKind};
-use timeline_api::views::{ChangeView, ScalarValue};
+use timeline_api::views::{ChangeView, GroupValue, ScalarValue, group_changes};
 use tokio::sync::watch;
 
 use super::{Refused, Reply};
@@ -500,26 +500,8 @@ impl Sink {
                 }
             }
             for (output, at, old, new) in &job.aggregates {
-                let old: std::collections::BTreeMap<_, _> = old.iter().map(|(g, f, v)| ((g, f), v)).collect();
-                for (group, function, value) in new {
-                    let was = old.get(&(group, function)).copied().cloned().flatten();
-                    if was.as_ref() == value.as_ref() {
-                        continue;
-                    }
-                    push(ChangeView {
-                        id: 0,
-                        output: output.clone(),
-                        key: None,
-                        group: Some(group.label()),
-                        function: function.clone(),
-                        from: at.unwrap_or_default(),
-                        until: None,
-                        old: was.as_ref().map(ScalarValue::from),
-                        new: value.as_ref().map(ScalarValue::from),
-                        old_trend: None,
-                        new_trend: None,
-                        records: None,
-                    });
+                for change in group_changes(output, &rows(old), &rows(new), *at) {
+                    push(change);
                 }
             }
             if !lines.is_empty() {
@@ -580,6 +562,14 @@ fn read_after(engine: &Engine, before: Before, jobs: &[String]) -> (Vec<Observed
         });
     }
     (observed, results)
+}
+
+/// An aggregate read's rows as the API compares them.
+fn rows(values: &GroupValues) -> Vec<GroupValue> {
+    values
+        .iter()
+        .map(|(group, function, value)| (group.label(), function.clone(), value.as_ref().map(ScalarValue::from)))
+        .collect()
 }
 
 /// Node `node` of `key` now (Unknown for a key without events).

@@ -304,6 +304,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workers", get(worker_counts))
         .route("/v1/aggregate-feed/{node}/{key}/refresh", post(refresh_contributor))
         .route("/v1/changes-feed/{job}/{key}/refresh", post(refresh_key_watch))
+        .route("/v1/changes-feed/{job}/refresh", post(refresh_job_watch))
         .route("/v1/events", post(post_events))
         .route("/v1/keys/{key}/events", post(post_key_events).get(key_events))
         .route("/v1/streams", get(list_streams))

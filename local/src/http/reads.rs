@@ -170,6 +170,15 @@ pub(super) async fn refresh_key_watch(
     Ok(Json(json!({"job": job, "key": key, "changes": 0, "last": last})))
 }
 
+/// A job watcher's refresh (the feeder asks it of Golem after the
+/// contributors of a delivery): nothing more to do here either.
+pub(super) async fn refresh_job_watch(
+    State(state): State<Arc<AppState>>,
+    Path(job): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    refresh_key_watch(State(state), Path((job, String::new()))).await
+}
+
 pub(super) async fn worker_counts(State(state): State<Arc<AppState>>) -> Json<Json_> {
     let engine = state.engine.read().unwrap_or_else(|p| p.into_inner());
     let c = engine.worker_counts();
