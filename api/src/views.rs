@@ -832,6 +832,7 @@ mod change_tests {
             row("CDN2", "count", Some(1)),
         ];
         let changes = group_changes("plays", &old, &new, Some(70));
+        #[allow(clippy::type_complexity)]
         let seen: Vec<(
             Option<&str>,
             Option<&str>,
