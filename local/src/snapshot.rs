@@ -22,7 +22,7 @@ use crate::store::StoredJob;
 pub const FILE: &str = "snapshot.bin";
 const MAGIC: &[u8; 8] = b"TLSNAP\r\n";
 /// Bumped when the image's layout changes.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// When the writer takes a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

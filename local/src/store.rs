@@ -47,8 +47,10 @@ pub struct StoredJob {
     pub name: String,
     /// DSL text.
     pub query: String,
-    /// Whether the job records the changes of its result.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether the job records the changes of its result (absent in jobs
+    /// stored before changes existed; always written: snapshots encode jobs
+    /// with postcard, which cannot skip a field).
+    #[serde(default)]
     pub changes: bool,
 }
 
