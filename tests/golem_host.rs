@@ -447,10 +447,13 @@ fn the_gateway_answers_as_golem_does() {
         [
             "Aggregate",
             "Aggregator",
+            "Changes",
             "Contributor",
             "Core",
             "Driver",
             "EventProcessor",
+            "JobWatch",
+            "KeyWatch",
             "Metric",
             "TimelineProcessor"
         ]
