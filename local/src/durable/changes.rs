@@ -20,8 +20,9 @@
 //!
 //! The results read after a commit are kept for the next one (keys of a
 //! live stream get events commit after commit), so most keys are evaluated
-//! once per commit, not twice; anything else that changes the engine (a job
-//! submitted or deleted, retention) drops them.
+//! once per commit, not twice, and an aggregate (which folds every group) is
+//! folded once; anything else that changes the engine (a job submitted or
+//! deleted, retention) drops them.
 
 use std::sync::mpsc;
 
@@ -61,8 +62,13 @@ pub struct Recorder {
     feed: watch::Receiver<u64>,
 }
 
-/// Per-key results by job (index) and key.
-type Results = FxHashMap<(usize, SmolStr), Vec<Timeline>>;
+/// Results read after a commit, kept for the next: per-key results by job
+/// (index) and key, aggregate outputs' groups by job and output.
+#[derive(Debug, Default)]
+struct Results {
+    keys: FxHashMap<(usize, SmolStr), Vec<Timeline>>,
+    aggregates: FxHashMap<(usize, String), GroupValues>,
+}
 
 /// An aggregate or metric output of a job.
 #[derive(Debug, Clone)]
@@ -160,7 +166,7 @@ impl Recorder {
             .spawn(move || sink.run(inbox))?;
         let mut recorder = Recorder {
             jobs: Vec::new(),
-            results: FxHashMap::default(),
+            results: Results::default(),
             returned,
             outstanding: 0,
             shared: false,
@@ -214,7 +220,7 @@ impl Recorder {
     /// last one may be stale.
     pub fn forget_results(&mut self) {
         self.take_returned();
-        self.results.clear();
+        self.results = Results::default();
     }
 
     /// From now on the sink reads the results after each commit itself,
@@ -233,7 +239,7 @@ impl Recorder {
                 Ok(results) => self.results = results,
                 Err(_) => {
                     self.outstanding = 0;
-                    self.results.clear();
+                    self.results = Results::default();
                 }
             }
         }
@@ -296,7 +302,7 @@ impl Recorder {
                 for (_, events) in batches.clone().filter(|(s, _)| *s == stream) {
                     for event in events {
                         if seen.insert(event.key.clone()) {
-                            let results = match self.results.remove(&(index, event.key.clone())) {
+                            let results = match self.results.keys.remove(&(index, event.key.clone())) {
                                 Some(kept) => kept,
                                 None => per_key
                                     .iter()
@@ -309,11 +315,16 @@ impl Recorder {
                 }
             }
             let touched = batches.clone().any(|(s, events)| s == stream && !events.is_empty());
+            // An aggregate folds every group: what was read after the last
+            // commit is taken rather than folded again.
             let aggregates = match touched {
                 true => aggregates
                     .into_iter()
                     .map(|a| {
-                        let (_, values) = aggregate_values(engine, &a);
+                        let values = match self.results.aggregates.remove(&(index, a.name.clone())) {
+                            Some(kept) => kept,
+                            None => aggregate_values(engine, &a).1,
+                        };
                         (a, values)
                     })
                     .collect(),
@@ -530,7 +541,7 @@ impl Sink {
 }
 
 /// Each job's results now, against what they were `before`; and the
-/// per-key results now, to be kept for the next commit.
+/// results now, to be kept for the next commit.
 fn read_after(engine: &Engine, before: Before, jobs: &[String]) -> (Vec<Observed>, Results) {
     let mut results = Results::default();
     let mut observed = Vec::with_capacity(before.jobs.len());
@@ -544,7 +555,7 @@ fn read_after(engine: &Engine, before: Before, jobs: &[String]) -> (Vec<Observed
                 now.push(new.clone());
                 outputs.push((name.clone(), old, new));
             }
-            results.insert((job.job, key.clone()), now);
+            results.keys.insert((job.job, key.clone()), now);
             keys.push((key, outputs));
         }
         let aggregates = job
@@ -552,6 +563,7 @@ fn read_after(engine: &Engine, before: Before, jobs: &[String]) -> (Vec<Observed
             .into_iter()
             .map(|(output, old)| {
                 let (at, new) = aggregate_values(engine, &output);
+                results.aggregates.insert((job.job, output.name.clone()), new.clone());
                 (output.name, at, old, new)
             })
             .collect();
