@@ -159,10 +159,9 @@ pub fn spawn_writer(
     metrics: Arc<Metrics>,
     policy: SnapshotPolicy,
     retention: RetentionPolicy,
-    recorder: Recorder,
+    mut recorder: Recorder,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (writer, commands) = mpsc::channel(1024);
-    let mut recorder = recorder;
     recorder.count_in(metrics.clone());
     recorder.share_engine(engine.clone());
     if retention.keep.is_some() {
@@ -567,7 +566,7 @@ fn commit_ingests(
         Ok(first) => {
             // The results before the commit, read after its log append: the
             // changes thread reads those after the previous commit meanwhile.
-            let before = recorder.active().then(|| {
+            let before = (recorder.active() && any_logged).then(|| {
                 let logged = ingests.iter().filter(|i| !i.record.is_empty());
                 let batches = logged.map(|i| (i.stream, i.events.as_slice()));
                 recorder.take_returned();
@@ -593,7 +592,7 @@ fn commit_ingests(
             drop(engine);
             let applied = ingests.iter().map(|i| i.events.len() as u64).sum();
             let replies = ingests.into_iter().map(|i| (i.reply, i.refused));
-            match before.filter(|_| any_logged) {
+            match before {
                 Some(before) => {
                     // The changes thread acknowledges the batches once their
                     // changes are stored.

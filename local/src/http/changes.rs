@@ -120,23 +120,13 @@ pub(super) async fn job_changes(
         feed.borrow_and_update();
         let page = read_page(&state, &ask, next).await?;
         next = page.next;
-        if !page.changes.is_empty() || page.more || wait == 0 {
-            return Ok(Json(ChangesView {
-                job: ask.job.clone(),
-                changes: page.changes,
-                next,
-                last: page.last,
-            })
-            .into_response());
-        }
-        if tokio::time::timeout_at(deadline, feed.changed()).await.is_err() {
-            return Ok(Json(ChangesView {
-                job: ask.job.clone(),
-                changes: Vec::new(),
-                next,
-                last: page.last,
-            })
-            .into_response());
+        let more = page.next < page.last;
+        if !page.changes.is_empty()
+            || more
+            || wait == 0
+            || tokio::time::timeout_at(deadline, feed.changed()).await.is_err()
+        {
+            return Ok(Json(page).into_response());
         }
         check_records(&state, &ask.job).await?;
     }
@@ -164,20 +154,12 @@ async fn check_records(state: &Arc<AppState>, job: &str) -> Result<(), ApiError>
     }
 }
 
-/// One read of stored changes: those that match, where it stopped, whether
-/// there are more to look at now, and the job's newest id.
-struct Page {
-    changes: Vec<ChangeView>,
-    next: u64,
-    more: bool,
-    last: u64,
-}
-
-/// Reads changes after `after` until `limit` match, or the budget is spent.
-async fn read_page(state: &Arc<AppState>, ask: &Arc<Ask>, after: u64) -> Result<Page, ApiError> {
+/// Reads changes after `after` until `limit` match, or the budget is spent
+/// (then `next` is short of `last`: there are more to look at now).
+async fn read_page(state: &Arc<AppState>, ask: &Arc<Ask>, after: u64) -> Result<ChangesView, ApiError> {
     let log = state.log.clone();
     let ask = ask.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Page> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<ChangesView> {
         let last = log.last_change(&ask.job)?;
         let mut page = ChangesView::empty(&ask.job, after, last);
         let mut scanned = 0;
@@ -191,12 +173,7 @@ async fn read_page(state: &Arc<AppState>, ask: &Arc<Ask>, after: u64) -> Result<
                 .collect::<Result<Vec<_>, _>>()?;
             let full = page.fill(views, ask.limit, ask.condition.as_ref());
             if full || read_all || scanned >= SCAN_BUDGET {
-                return Ok(Page {
-                    more: page.next < last,
-                    changes: page.changes,
-                    next: page.next,
-                    last,
-                });
+                return Ok(page);
             }
         }
     })
@@ -233,9 +210,10 @@ fn event_stream(
                 let Ok(page) = read_page(&state, &ask, after).await else {
                     return None;
                 };
+                let more = page.next < page.last;
                 after = page.next;
                 queue.extend(page.changes);
-                if !queue.is_empty() || page.more {
+                if !queue.is_empty() || more {
                     continue;
                 }
                 // Until a change is stored, or the server begins to stop.
